@@ -1,0 +1,173 @@
+"""The `imagestream` command.
+
+    imagestream run          controller and webhook in one process
+    imagestream controller   the controller alone (watches, triggers)
+    imagestream webhook      the webhook alone (registry push intake)
+    imagestream dev          the whole system on this machine (local control plane, registry)
+    imagestream version      print the version
+
+Every flag also reads an environment variable: `--webhook-addr` reads
+`IMAGESTREAM_WEBHOOK_ADDR`, and so on. A flag given on the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from imagestream.health import StopSignal
+from imagestream.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from imagestream.process import ComponentStarter, run_components
+from imagestream.settings import HostPort, Settings, SettingsError
+
+ENV_PREFIX = "IMAGESTREAM_"
+
+
+def package_version() -> str:
+    try:
+        return version("imagestream-controller")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
+def env_default(flag: str, default: str | None) -> str | None:
+    """The default of `--some-flag`: `$IMAGESTREAM_SOME_FLAG`, else `default`."""
+    name = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+    return os.environ.get(name, default)
+
+
+def add_flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    default: str | None,
+    help_text: str,
+    **kwargs: object,
+) -> None:
+    env_name = ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+    parser.add_argument(
+        flag,
+        default=env_default(flag, default),
+        help=f"{help_text} (env {env_name}; default: {default})",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def add_process_flags(parser: argparse.ArgumentParser) -> None:
+    add_flag(
+        parser,
+        "--kubeconfig",
+        None,
+        "kubeconfig file; without it $KUBECONFIG, then the in-cluster service account",
+    )
+    add_flag(parser, "--webhook-addr", "0.0.0.0:8080", "address the webhook listens on")
+    add_flag(parser, "--health-addr", "0.0.0.0:8081", "address serving /healthz and /readyz")
+    add_flag(parser, "--metrics-addr", "0.0.0.0:9090", "address serving Prometheus /metrics")
+    add_flag(parser, "--webhook-config", None, "YAML file listing the webhook's receivers")
+    add_flag(
+        parser,
+        "--webhook-token-file",
+        None,
+        "file holding the token of the default distribution receiver",
+    )
+    add_log_flags(parser)
+
+
+def add_log_flags(parser: argparse.ArgumentParser) -> None:
+    add_flag(parser, "--log-format", "json", "log format", choices=LOG_FORMATS)
+    add_flag(parser, "--log-level", "info", "log level", choices=LOG_LEVELS)
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    def optional_path(value: str | None) -> Path | None:
+        return Path(value) if value else None
+
+    return Settings(
+        kubeconfig=optional_path(args.kubeconfig),
+        webhook_addr=HostPort.parse(args.webhook_addr),
+        health_addr=HostPort.parse(args.health_addr),
+        metrics_addr=HostPort.parse(args.metrics_addr),
+        log_format=args.log_format,
+        log_level=args.log_level,
+        webhook_config=optional_path(args.webhook_config),
+        webhook_token_file=optional_path(args.webhook_token_file),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imagestream",
+        description="OpenShift ImageStreams and image-change triggers on any Kubernetes cluster.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in (
+        ("run", "run the controller and the webhook in one process"),
+        ("controller", "run the controller"),
+        ("webhook", "run the webhook that registries send push notifications to"),
+    ):
+        add_process_flags(commands.add_parser(name, help=help_text, description=help_text))
+
+    dev = commands.add_parser(
+        "dev",
+        help="run the whole system on this machine",
+        description="Start a local control plane and registry, then the controller and "
+        "webhook against them, until Ctrl-C.",
+    )
+    add_flag(dev, "--state-dir", ".dev", "directory for the kubeconfig, token and logs")
+    add_flag(dev, "--registry-port", "5000", "loopback port of the registry", type=int)
+    add_flag(dev, "--webhook-port", "8080", "loopback port of the webhook", type=int)
+    add_log_flags(dev)
+
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def starters_for(command: str) -> list[ComponentStarter]:
+    from controller import app as controller_app
+    from webhook import app as webhook_app
+
+    starters: dict[str, list[ComponentStarter]] = {
+        "run": [controller_app.start, webhook_app.start],
+        "controller": [controller_app.start],
+        "webhook": [webhook_app.start],
+    }
+    return starters[command]
+
+
+async def _serve(settings: Settings, starters: list[ComponentStarter]) -> None:
+    stop = StopSignal()
+    stop.install_handlers()
+    await run_components(settings, starters, stop=stop)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(package_version())
+        return 0
+    configure_logging(log_format=args.log_format, log_level=args.log_level)
+    if args.command == "dev":
+        from imagestream.dev import run_dev
+
+        return run_dev(
+            state_dir=Path(args.state_dir),
+            registry_port=args.registry_port,
+            webhook_port=args.webhook_port,
+            log_format=args.log_format,
+            log_level=args.log_level,
+        )
+    try:
+        settings = settings_from(args)
+    except SettingsError as error:
+        parser.error(str(error))
+    asyncio.run(_serve(settings, starters_for(args.command)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Health (`/healthz`, `/readyz`) and Prometheus (`/metrics`) endpoints.
+
+`/healthz` answers 200 while the event loop runs: if it stops answering, the
+process is wedged and should be restarted. `/readyz` answers 200 only when
+every readiness check passes (the API server is reachable, caches synced), so
+a load balancer never sends a push to a replica that cannot persist it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from imagestream.settings import HostPort
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+READINESS_CHECK_TIMEOUT_S = 2.0
+
+log = structlog.get_logger(__name__)
+
+
+def health_routes(checks: Mapping[str, ReadinessCheck]) -> list[web.RouteDef]:
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_request: web.Request) -> web.Response:
+        failed = []
+        for name, check in checks.items():
+            try:
+                ok = await asyncio.wait_for(check(), READINESS_CHECK_TIMEOUT_S)
+            except Exception:  # a check that fails to answer is a failing check
+                ok = False
+            if not ok:
+                failed.append(name)
+        if failed:
+            return web.Response(status=503, text="not ready: " + ", ".join(failed))
+        return web.Response(text="ok")
+
+    return [web.get("/healthz", healthz), web.get("/readyz", readyz)]
+
+
+def metrics_routes(registry: CollectorRegistry) -> list[web.RouteDef]:
+    async def metrics(_request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    return [web.get("/metrics", metrics)]
+
+
+async def serve(routes: list[web.RouteDef], addr: HostPort, name: str) -> web.AppRunner:
+    """Start an aiohttp server for `routes` on `addr`; the caller cleans up the runner."""
+    app = web.Application()
+    app.add_routes(routes)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
+    await site.start()
+    log.info("server_listening", server=name, addr=str(addr))
+    return runner
+
+
+class StopSignal:
+    """Set once when the process should shut down (SIGTERM, SIGINT, or a fatal task)."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    def install_handlers(self, on_signal: Callable[[], None] | None = None) -> None:
+        import signal
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal or self.set)

@@ -1,0 +1,85 @@
+"""Running one or more components (controller, webhook) as one process.
+
+A component is what `controller.app.start` or `webhook.app.start` returns:
+something with readiness checks and an `aclose()`. This module owns what the
+components share in a process: the API connection, the health and metrics
+servers, signal handling, and shutdown in reverse start order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from imagestream.health import ReadinessCheck, StopSignal, health_routes, metrics_routes, serve
+from imagestream.kube.client import Kube, connect
+from imagestream.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+class Component(Protocol):
+    name: str
+
+    @property
+    def readiness_checks(self) -> Mapping[str, ReadinessCheck]: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    """What every component is given; components build the rest themselves."""
+
+    settings: Settings
+    kube: Kube
+    metrics: CollectorRegistry
+    stop: StopSignal
+
+
+ComponentStarter = Callable[[Collaborators], Awaitable[Component]]
+
+
+async def run_components(
+    settings: Settings,
+    starters: Sequence[ComponentStarter],
+    *,
+    stop: StopSignal,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
+    """Start the components, serve health and metrics, and wait for `stop`."""
+    kube = await connect(settings.kubeconfig)
+    collaborators = Collaborators(
+        settings=settings, kube=kube, metrics=CollectorRegistry(), stop=stop
+    )
+    components: list[Component] = []
+    runners: list[web.AppRunner] = []
+    try:
+        for start in starters:
+            component = await start(collaborators)
+            components.append(component)
+            log.info("component_started", component=component.name)
+        checks: dict[str, ReadinessCheck] = {"apiserver": kube.reachable}
+        for component in components:
+            checks.update(component.readiness_checks)
+        runners.append(await serve(health_routes(checks), settings.health_addr, "health"))
+        runners.append(
+            await serve(metrics_routes(collaborators.metrics), settings.metrics_addr, "metrics")
+        )
+        if on_ready is not None:
+            on_ready()
+        await stop.wait()
+        log.info("shutting_down")
+    finally:
+        for component in reversed(components):
+            with contextlib.suppress(Exception):
+                await component.aclose()
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await kube.close()

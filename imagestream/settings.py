@@ -1,0 +1,50 @@
+"""Process settings: one frozen value built from flags and `IMAGESTREAM_*` variables.
+
+Precedence is flag, then environment variable, then default, so a Helm chart
+can set everything through `env:` and a developer can still override one
+value on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A flag or environment variable has a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        """`host:port`, `:port` (all interfaces) or `[::1]:port`."""
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise SettingsError(f"expected host:port, got {text!r}")
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise SettingsError(f"port out of range in {text!r}")
+        host = host.strip("[]") or "0.0.0.0"  # noqa: S104 - ':8080' means every interface
+        return cls(host=host, port=port)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a controller or webhook process is configured with."""
+
+    kubeconfig: Path | None
+    webhook_addr: HostPort
+    health_addr: HostPort
+    metrics_addr: HostPort
+    log_format: str
+    log_level: str
+    webhook_token_file: Path | None = None
+    webhook_config: Path | None = None

@@ -1,0 +1,1 @@
+"""Shared test configuration: every test has a time budget (pytest-timeout)."""

@@ -1,0 +1,46 @@
+"""Which processes are alive, by PID, read from /proc (no process names involved)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for stat_path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_path.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat_path.parent.name))
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
+
+
+def wait_all_gone(pids: set[int], *, timeout_s: float) -> set[int]:
+    """Wait until none of `pids` is alive; return those still alive at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = {pid for pid in pids if is_alive(pid)}
+        if not alive:
+            return set()
+        time.sleep(0.1)
+    return {pid for pid in pids if is_alive(pid)}
