@@ -20,6 +20,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -225,8 +226,8 @@ class ControlPlane:
                     f"--cluster-signing-cert-file={serving.ca_path}",
                     f"--cluster-signing-key-file={pki / 'ca.key'}",
                     # Controllers that need cloud or node agents only add noise here.
-                    "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,"
-                    "-service-lb-controller,-node-route-controller,-persistentvolume-binder",
+                    "--controllers=*,-node-ipam-controller,-node-lifecycle-controller,"
+                    "-persistentvolume-binder-controller",
                 ],
                 log_path=logs / "kube-controller-manager.log",
             )
@@ -253,8 +254,12 @@ class ControlPlane:
             self.server + path, headers={"Authorization": f"Bearer {self.token}"}
         )
         context = self._ssl_context()
-        with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
-            return str(response.read().decode())
+        try:
+            with urllib.request.urlopen(request, timeout=5, context=context) as response:  # noqa: S310
+                return str(response.read().decode())
+        except urllib.error.HTTPError as error:
+            error.close()  # it holds the socket; an unclosed one warns at exit
+            raise
 
     def _write_kubeconfig(self) -> None:
         config = {
@@ -302,5 +307,9 @@ def _http_ok(url: str, *, insecure: bool = False) -> bool:
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
-        return bool(response.status == 200)
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return False

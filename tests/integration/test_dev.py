@@ -38,7 +38,7 @@ def _read_ready_line(process: subprocess.Popen[str]) -> dict[str, str]:
 
 def test_dev_reaches_ready_and_exits_cleanly_on_sigint(tmp_path: Path) -> None:
     registry_port, webhook_port = free_port(), free_port()
-    dev = subprocess.Popen(
+    with subprocess.Popen(
         [
             sys.executable,
             "-m",
@@ -54,7 +54,11 @@ def test_dev_reaches_ready_and_exits_cleanly_on_sigint(tmp_path: Path) -> None:
         text=True,
         cwd=Path(__file__).resolve().parents[2],
         env={**os.environ, "KUBECONFIG": ""},
-    )
+    ) as dev:
+        _check_dev(dev, registry_port=registry_port, webhook_port=webhook_port)
+
+
+def _check_dev(dev: subprocess.Popen[str], *, registry_port: int, webhook_port: int) -> None:
     try:
         ready = _read_ready_line(dev)
         assert Path(ready["kubeconfig"]).is_file()

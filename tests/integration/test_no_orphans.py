@@ -45,20 +45,20 @@ def test_children_die_when_the_harness_is_killed(tmp_path: Path) -> None:
         time.sleep(600)
         """
     )
-    harness = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", script],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[2],
-    )
-    try:
-        assert harness.stdout is not None
-        registry_pid = int(harness.stdout.readline())
-        assert is_alive(registry_pid)
-        os.kill(harness.pid, signal.SIGKILL)
-        harness.wait(timeout=GONE_BUDGET_S)
-        assert wait_all_gone({registry_pid}, timeout_s=GONE_BUDGET_S) == set()
-    finally:
-        if harness.poll() is None:
-            harness.kill()
-            harness.wait()
+    ) as harness:
+        try:
+            assert harness.stdout is not None
+            registry_pid = int(harness.stdout.readline())
+            assert is_alive(registry_pid)
+            os.kill(harness.pid, signal.SIGKILL)
+            harness.wait(timeout=GONE_BUDGET_S)
+            assert wait_all_gone({registry_pid}, timeout_s=GONE_BUDGET_S) == set()
+        finally:
+            if harness.poll() is None:
+                harness.kill()
+                harness.wait()
