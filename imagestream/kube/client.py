@@ -1,26 +1,55 @@
-"""The one place that builds a connection to the API server.
+"""The one place that talks to the API server.
 
 `connect()` loads a kubeconfig (the `--kubeconfig` flag, then `$KUBECONFIG`,
-then in-cluster service account) and returns a `Kube` handle that owns the
-`ApiClient`. Everything else receives that handle; there is no module-level
-client, so tests and `imagestream dev` can run several processes' worth of
-clients side by side.
+then the in-cluster service account) with kubernetes-asyncio, whose
+configuration handles the many kubeconfig auth forms and token refresh. The
+requests themselves go through its aiohttp session as raw JSON: objects stay
+plain dicts (as the API returns them) instead of generated model classes,
+which are slow to build and large in memory for thousands of watched
+workloads.
+
+Every failure leaves this module as one of the errors in
+`imagestream.kube.errors`. Transient failures (connection errors, 5xx, 429)
+are retried here, a few times with back-off, and nowhere else; 409 is never
+resent as is, because the caller must re-read and re-decide.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
-from imagestream.kube.errors import translate
+from imagestream.kube.errors import Gone, KubeError, Retryable, translate_status
+from imagestream.kube.resources import Resource
 
 FIELD_MANAGER = "imagestream-controller"
 USER_AGENT = "imagestream-controller"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+REQUEST_TIMEOUT_S = 30.0
+RETRY_ATTEMPTS = 4
+CONNECTION_POOL_SIZE = 64
+LIST_PAGE_SIZE = 500
+
+Obj = dict[str, Any]
+RequestObserver = Callable[[str, str, int, float], None]
+"""Called after each request with (verb, resource, HTTP status or 0, seconds)."""
 
 
 @dataclass
@@ -28,23 +57,240 @@ class Kube:
     """An open connection to one API server."""
 
     api_client: Any
+    observers: list[RequestObserver] = field(default_factory=list)
+
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        session: aiohttp.ClientSession = self.api_client.rest_client.pool_manager
+        return session
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if content_type:
+            headers["Content-Type"] = content_type
+        auth = await self.api_client.configuration.auth_settings()
+        if "BearerToken" in auth:
+            headers["Authorization"] = auth["BearerToken"]["value"]
+        return headers
+
+    async def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: object,
+        content_type: str | None,
+        timeout_s: float,
+    ) -> Obj:
+        headers = await self._headers(content_type if body is not None else None)
+        data = None if body is None else json.dumps(body, separators=(",", ":"))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status = 0
+        try:
+            async with self._session.request(
+                method,
+                self.api_client.configuration.host + path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                status = response.status
+                payload = await response.read()
+                if status >= 400:
+                    raise translate_status(status, payload, response.headers)
+        except KubeError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise Retryable(f"{method} {path}: {type(error).__name__}: {error}"[:256]) from error
+        finally:
+            for observe in self.observers:
+                observe(method, path, status, loop.time() - started)
+        if not payload:
+            return {}
+        result: Obj = json.loads(payload)
+        return result
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: object = None,
+        content_type: str | None = "application/json",
+        timeout_s: float = REQUEST_TIMEOUT_S,
+        attempts: int = RETRY_ATTEMPTS,
+    ) -> Obj:
+        """One API request; transient failures are retried up to `attempts` times in all."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(Retryable),
+            stop=stop_after_attempt(attempts),
+            wait=_wait_honouring_retry_after,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._request_once(
+                    method,
+                    path,
+                    params=params,
+                    body=body,
+                    content_type=content_type,
+                    timeout_s=timeout_s,
+                )
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    # --- typed conveniences over `request` -------------------------------------------------
+
+    async def get(
+        self, resource: Resource, namespace: str | None, name: str, *, subresource: str = ""
+    ) -> Obj:
+        return await self.request(
+            "GET", resource.path(namespace=namespace, name=name, subresource=subresource)
+        )
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+    ) -> tuple[list[Obj], str]:
+        """Every object (paginated), and the list's resourceVersion to watch from."""
+        items: list[Obj] = []
+        params: dict[str, str] = {"limit": str(LIST_PAGE_SIZE)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = await self.request("GET", resource.path(namespace=namespace), params=params)
+            items.extend(page.get("items") or [])
+            metadata = page.get("metadata") or {}
+            if not metadata.get("continue"):
+                return items, str(metadata.get("resourceVersion", ""))
+            params["continue"] = metadata["continue"]
+
+    async def watch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        timeout_s: int,
+    ) -> AsyncIterator[Obj]:
+        """Watch events (`{"type", "object"}`) from `resource_version`, with bookmarks.
+
+        Ends normally when the server closes the watch (after about `timeout_s`);
+        raises `Gone` when the resourceVersion has expired (the caller relists).
+        """
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(timeout_s),
+        }
+        headers = await self._headers(None)
+        url = self.api_client.configuration.host + resource.path(namespace=namespace)
+        # The client-side timeout is a guard against a silent, half-open stream:
+        # the server ends every watch at timeoutSeconds, so a stream that outlives
+        # it by a margin is dead.
+        timeout = aiohttp.ClientTimeout(total=timeout_s + 15, sock_connect=10)
+        try:
+            async with self._session.get(
+                url, params=params, headers=headers, timeout=timeout
+            ) as response:
+                if response.status >= 400:
+                    raise translate_status(response.status, await response.read(), response.headers)
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event: Obj = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        code = int(status.get("code") or 0)
+                        if code == 410:
+                            raise Gone(str(status.get("message", "resourceVersion expired")))
+                        raise translate_status(code or 500, json.dumps(status).encode(), None)
+                    yield event
+        except KubeError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
+            raise Retryable(
+                f"watch {resource.plural}: {type(error).__name__}: {error}"[:256]
+            ) from error
+
+    async def create(self, resource: Resource, namespace: str | None, body: Obj) -> Obj:
+        return await self.request("POST", resource.path(namespace=namespace), body=body)
+
+    async def replace(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        body: Obj,
+        *,
+        subresource: str = "",
+    ) -> Obj:
+        """PUT; carries the body's resourceVersion, so a stale write fails with Conflict."""
+        return await self.request(
+            "PUT", resource.path(namespace=namespace, name=name, subresource=subresource), body=body
+        )
+
+    async def patch(
+        self,
+        resource: Resource,
+        namespace: str | None,
+        name: str,
+        body: object,
+        *,
+        patch_type: str = MERGE_PATCH,
+        subresource: str = "",
+        field_manager: str | None = None,
+        force: bool = False,
+    ) -> Obj:
+        params: dict[str, str] = {}
+        if field_manager:
+            params["fieldManager"] = field_manager
+        if force:
+            params["force"] = "true"
+        return await self.request(
+            "PATCH",
+            resource.path(namespace=namespace, name=name, subresource=subresource),
+            params=params or None,
+            body=body,
+            content_type=patch_type,
+        )
+
+    async def delete(self, resource: Resource, namespace: str | None, name: str) -> Obj:
+        return await self.request("DELETE", resource.path(namespace=namespace, name=name))
 
     async def server_version(self) -> dict[str, str]:
-        try:
-            info = await k8s.VersionApi(self.api_client).get_code()
-        except Exception as error:
-            raise translate(error) from error
-        return {"gitVersion": info.git_version, "major": info.major, "minor": info.minor}
+        version = await self.request("GET", "/version", attempts=1, timeout_s=5)
+        return {key: str(value) for key, value in version.items()}
+
+    async def served_groups(self) -> set[str]:
+        groups = await self.request("GET", "/apis")
+        return {group["name"] for group in groups.get("groups") or []}
 
     async def reachable(self) -> bool:
         try:
-            await self.server_version()
-        except Exception:
+            await self.request("GET", "/version", attempts=1, timeout_s=2)
+        except KubeError:
             return False
         return True
 
     async def close(self) -> None:
         await self.api_client.close()
+
+
+def _wait_honouring_retry_after(retry_state: Any) -> float:
+    error = retry_state.outcome.exception() if retry_state.outcome else None
+    backoff = float(wait_exponential_jitter(initial=0.1, max=2.0)(retry_state))
+    if isinstance(error, Retryable) and error.retry_after_s is not None:
+        return min(max(backoff, error.retry_after_s), 10.0)
+    return backoff
 
 
 async def connect(kubeconfig: Path | None) -> Kube:
@@ -56,6 +302,7 @@ async def connect(kubeconfig: Path | None) -> Kube:
         )
     else:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    # Each watch holds a connection for its lifetime; leave room for requests.
+    configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     api_client = k8s.ApiClient(configuration=configuration)
-    api_client.user_agent = USER_AGENT
     return Kube(api_client=api_client)

@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes_asyncio import client as k8s
 
-from imagestream.kube.client import FIELD_MANAGER, Kube
-from imagestream.kube.errors import translate
+from imagestream.kube.client import APPLY_PATCH, FIELD_MANAGER, Kube
+from imagestream.kube.resources import CRDS
 
 REPO_CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "imagestream-controller" / "crds"
 ESTABLISHED_TIMEOUT_S = 60.0
@@ -33,48 +32,35 @@ def load_crds(directory: Path = REPO_CRD_DIR) -> list[dict[str, Any]]:
     return crds
 
 
-async def served_groups_without_crds(kube: Kube) -> set[str]:
+async def natively_served_groups(kube: Kube) -> set[str]:
     """API groups the server serves that are not backed by a CRD (built-in or aggregated)."""
-    try:
-        groups = await k8s.ApisApi(kube.api_client).get_api_versions()
-        crds = await k8s.ApiextensionsV1Api(kube.api_client).list_custom_resource_definition()
-    except Exception as error:
-        raise translate(error) from error
-    crd_groups = {crd.spec.group for crd in crds.items}
-    return {group.name for group in groups.groups} - crd_groups
+    crds, _ = await kube.list(CRDS)
+    return await kube.served_groups() - {crd["spec"]["group"] for crd in crds}
 
 
 async def install_crds(kube: Kube, crds: list[dict[str, Any]]) -> list[str]:
     """Server-side apply each CRD and wait until it is Established; returns the names applied."""
-    native = await served_groups_without_crds(kube)
-    api = k8s.ApiextensionsV1Api(kube.api_client)
+    native = await natively_served_groups(kube)
     applied: list[str] = []
     for crd in crds:
         if crd["spec"]["group"] in native:
             continue
         name = crd["metadata"]["name"]
-        try:
-            await api.patch_custom_resource_definition(  # type: ignore[call-arg]
-                name=name,
-                body=crd,
-                field_manager=FIELD_MANAGER,
-                force=True,
-                _content_type="application/apply-patch+yaml",  # the stubs omit it
-            )
-        except Exception as error:
-            raise translate(error) from error
+        await kube.patch(
+            CRDS, None, name, crd, patch_type=APPLY_PATCH, field_manager=FIELD_MANAGER, force=True
+        )
         applied.append(name)
     for name in applied:
-        await _wait_established(api, name)
+        await _wait_established(kube, name)
     return applied
 
 
-async def _wait_established(api: Any, name: str) -> None:
+async def _wait_established(kube: Kube, name: str) -> None:
     deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
     while time.monotonic() < deadline:
-        crd = await api.read_custom_resource_definition(name=name)
-        conditions = (crd.status.conditions if crd.status else None) or []
-        if any(c.type == "Established" and c.status == "True" for c in conditions):
+        crd = await kube.get(CRDS, None, name)
+        conditions = (crd.get("status") or {}).get("conditions") or []
+        if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         await asyncio.sleep(0.1)
     raise TimeoutError(f"CRD {name} not Established within {ESTABLISHED_TIMEOUT_S}s")

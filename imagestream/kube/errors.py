@@ -84,6 +84,22 @@ def _retry_after(headers: object) -> float | None:
         return None
 
 
+def translate_status(status: int, body: bytes | str | None, headers: object) -> KubeError:
+    """The error for an HTTP error answer of the API server."""
+    message = f"{status}: {_status_message(body)}"
+    if status == 409:
+        return Conflict(message, status=status)
+    if status == 410:
+        return Gone(message, status=status)
+    if status == 404:
+        return NotFound(message, status=status)
+    if status == 429:
+        return TooManyRequests(message, status=status, retry_after_s=_retry_after(headers))
+    if status >= 500:
+        return Retryable(message, status=status, retry_after_s=_retry_after(headers))
+    return Terminal(message, status=status)
+
+
 def translate(error: BaseException) -> KubeError:
     """Map a client-library or transport exception to one of ours."""
     from kubernetes_asyncio.client.exceptions import ApiException
@@ -92,20 +108,9 @@ def translate(error: BaseException) -> KubeError:
         return error
     if isinstance(error, ApiException):
         status = int(error.status or 0)
-        message = f"{status} {error.reason}: {_status_message(error.body)}"
-        if status == 409:
-            return Conflict(message, status=status)
-        if status == 410:
-            return Gone(message, status=status)
-        if status == 404:
-            return NotFound(message, status=status)
-        if status == 429:
-            return TooManyRequests(
-                message, status=status, retry_after_s=_retry_after(error.headers)
-            )
-        if status == 0 or status >= 500:
-            return Retryable(message, status=status, retry_after_s=_retry_after(error.headers))
-        return Terminal(message, status=status)
+        if status == 0:
+            return Retryable(f"{error.reason}"[:_MAX_MESSAGE])
+        return translate_status(status, error.body, error.headers)
     if isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError | OSError):
         return Retryable(f"{type(error).__name__}: {error}"[:_MAX_MESSAGE])
     return Terminal(f"{type(error).__name__}: {error}"[:_MAX_MESSAGE])

@@ -1,0 +1,163 @@
+"""A cache of one resource kept current by list + watch.
+
+The loop: list (remember the list's resourceVersion), watch from there with
+bookmarks, and when the watch ends, watch again from the last
+resourceVersion seen. When the server answers 410 Gone (that resourceVersion
+was compacted away) we relist and diff the new list against the cache, so a
+delete or change that happened during the gap still reaches the handlers.
+kubernetes-asyncio does not do this for us, and restarting a watch from the
+same expired resourceVersion would just fail again in a loop.
+
+Invariants:
+- `synced` is set only after the first complete list has been delivered to
+  the handlers; readiness waits for it.
+- Handlers see every object at least once after each (re)list, and every
+  change the watch reports; a periodic resync re-delivers every object, so a
+  handler that dropped work (or a bug elsewhere) heals within one period.
+- Connection failures are retried with capped, jittered back-off: an API
+  server that is away costs about one request per back-off period, not a
+  hot loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from imagestream.kube.client import Kube, Obj
+from imagestream.kube.errors import Gone, KubeError, NotFound
+from imagestream.kube.resources import Resource, object_key
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[str, Obj | None, Obj | None], None]
+"""Called with (key, old object or None, new object or None); None new means deleted."""
+
+Transform = Callable[[Obj], Obj]
+"""Trims an object before it is cached (keep only what handlers read)."""
+
+WATCH_TIMEOUT_S = 300
+BACKOFF_INITIAL_S = 0.2
+BACKOFF_MAX_S = 10.0
+
+
+@dataclass
+class Informer:
+    kube: Kube
+    resource: Resource
+    namespace: str | None = None
+    resync_period_s: float = 600.0
+    transform: Transform | None = None
+    watch_timeout_s: int = WATCH_TIMEOUT_S
+    store: dict[str, Obj] = field(default_factory=dict)
+    synced: asyncio.Event = field(default_factory=asyncio.Event)
+    _handlers: list[Handler] = field(default_factory=list)
+    relists: int = 0
+
+    def add_handler(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def get(self, key: str) -> Obj | None:
+        return self.store.get(key)
+
+    def _dispatch(self, key: str, old: Obj | None, new: Obj | None) -> None:
+        for handler in self._handlers:
+            try:
+                handler(key, old, new)
+            except Exception:  # one faulty handler must not stop the cache
+                log.exception("informer_handler_failed", resource=self.resource.plural, key=key)
+
+    def _trim(self, obj: Obj) -> Obj:
+        return self.transform(obj) if self.transform else obj
+
+    async def _relist(self) -> str:
+        items, resource_version = await self.kube.list(self.resource, self.namespace)
+        fresh = {object_key(item): self._trim(item) for item in items}
+        # Diff against the cache: deletes we missed, then adds and changes.
+        for key in list(self.store):
+            if key not in fresh:
+                self._dispatch(key, self.store.pop(key), None)
+        for key, obj in fresh.items():
+            previous = self.store.get(key)
+            self.store[key] = obj
+            if previous is None or _resource_version(previous) != _resource_version(obj):
+                self._dispatch(key, previous, obj)
+        self.relists += 1
+        return resource_version
+
+    def _apply(self, event: Obj) -> str | None:
+        kind, obj = event.get("type"), event.get("object") or {}
+        resource_version = _resource_version(obj)
+        if kind == "BOOKMARK":
+            return resource_version
+        key = object_key(obj)
+        if kind == "DELETED":
+            old = self.store.pop(key, None)
+            self._dispatch(key, old, None)
+        elif kind in ("ADDED", "MODIFIED"):
+            trimmed = self._trim(obj)
+            old = self.store.get(key)
+            self.store[key] = trimmed
+            self._dispatch(key, old, trimmed)
+        return resource_version
+
+    def resync(self) -> None:
+        """Deliver every cached object again (old is new): a level-triggered safety net."""
+        for key, obj in list(self.store.items()):
+            self._dispatch(key, obj, obj)
+
+    async def run(self) -> None:
+        """List and watch until cancelled."""
+        backoff = BACKOFF_INITIAL_S
+        resource_version: str | None = None
+        loop = asyncio.get_running_loop()
+        next_resync = loop.time() + self.resync_period_s
+        while True:
+            try:
+                if resource_version is None:
+                    resource_version = await self._relist()
+                    self.synced.set()
+                    log.debug(
+                        "informer_listed", resource=self.resource.plural, objects=len(self.store)
+                    )
+                async for event in self.kube.watch(
+                    self.resource,
+                    self.namespace,
+                    resource_version=resource_version,
+                    timeout_s=self.watch_timeout_s,
+                ):
+                    resource_version = self._apply(event) or resource_version
+                    backoff = BACKOFF_INITIAL_S
+                    if loop.time() >= next_resync:
+                        self.resync()
+                        next_resync = loop.time() + self.resync_period_s
+                if loop.time() >= next_resync:
+                    self.resync()
+                    next_resync = loop.time() + self.resync_period_s
+            except Gone:
+                log.info("informer_relist", resource=self.resource.plural, reason="gone")
+                resource_version = None
+            except NotFound:
+                # The resource type itself is not served (a CRD not installed yet).
+                log.warning("informer_resource_missing", resource=self.resource.group_resource)
+                resource_version = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            except KubeError as error:
+                log.warning(
+                    "informer_retry",
+                    resource=self.resource.plural,
+                    error=str(error),
+                    backoff_s=round(backoff, 2),
+                )
+                await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+def _resource_version(obj: Any) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("resourceVersion", ""))

@@ -1,0 +1,78 @@
+"""The API resources we read and write, and how their URLs are built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One API resource, e.g. `apps/v1 deployments`; `group` is empty for the core group."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_resource(self) -> str:
+        """`deployments.apps`, the name RBAC and error messages use."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def path(
+        self, *, namespace: str | None = None, name: str | None = None, subresource: str = ""
+    ) -> str:
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{quote(name, safe='')}"
+            if subresource:
+                base += f"/{subresource}"
+        return base
+
+
+IMAGESTREAMS = Resource("image.openshift.io", "v1", "imagestreams", "ImageStream")
+DEPLOYMENTCONFIGS = Resource("apps.openshift.io", "v1", "deploymentconfigs", "DeploymentConfig")
+BUILDCONFIGS = Resource("build.openshift.io", "v1", "buildconfigs", "BuildConfig")
+BUILDS = Resource("build.openshift.io", "v1", "builds", "Build")
+DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
+STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
+DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
+REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
+CRONJOBS = Resource("batch", "v1", "cronjobs", "CronJob")
+JOBS = Resource("batch", "v1", "jobs", "Job")
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+SECRETS = Resource("", "v1", "secrets", "Secret")
+EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
+CORE_EVENTS = Resource("", "v1", "events", "Event")
+PODS = Resource("", "v1", "pods", "Pod")
+REPLICATIONCONTROLLERS = Resource("", "v1", "replicationcontrollers", "ReplicationController")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+CRDS = Resource(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    "CustomResourceDefinition",
+    namespaced=False,
+)
+
+
+def object_key(obj: dict[str, object]) -> str:
+    """`namespace/name` (or `name` for cluster-scoped objects), as queues and indexes use."""
+    metadata = obj.get("metadata")
+    assert isinstance(metadata, dict)
+    namespace, name = metadata.get("namespace"), metadata["name"]
+    return f"{namespace}/{name}" if namespace else str(name)
+
+
+def split_key(key: str) -> tuple[str, str]:
+    namespace, _, name = key.rpartition("/")
+    return namespace, name
