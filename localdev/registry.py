@@ -7,18 +7,29 @@ NB: distribution keeps its notification queue in memory and retries every
 answer that is not 2xx/3xx forever, one event at a time, so one event our
 webhook refuses blocks every later one from that registry. Our distribution
 receiver therefore answers 200 for input it cannot use.
+
+By default it is an open registry over plain HTTP. Tests of registry clients
+can ask for HTTPS (`tls`, a certificate from `localdev.certs`) and for
+authentication: `HtpasswdAuth` (basic auth, one user, bcrypt-hashed with the
+system's libcrypt since Debian has no `htpasswd` without apache2-utils) or
+`TokenAuth` (distribution's bearer-token flow against a token server the
+test runs; the registry only needs the certificate that verifies its tokens).
 """
 
 from __future__ import annotations
 
+import ctypes
 import secrets
 import shutil
+import ssl
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from localdev.certs import ServingCertificate
 from localdev.controlplane import free_port
 from localdev.processes import ManagedProcess, wait_until
 
@@ -36,6 +47,29 @@ class NotificationEndpoint:
     backoff: str = "500ms"
 
 
+@dataclass(frozen=True)
+class HtpasswdAuth:
+    """Basic auth with one user (distribution's `auth.htpasswd`)."""
+
+    username: str
+    password: str = field(repr=False)
+    realm: str = "imagestream-localdev"
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """Bearer tokens issued by `realm` (distribution's `auth.token`).
+
+    The registry trusts a token whose issuer is `issuer`, whose audience is
+    `service`, and whose signing key is in (or chains to) `root_cert_bundle`.
+    """
+
+    realm: str
+    service: str
+    issuer: str
+    root_cert_bundle: Path
+
+
 @dataclass
 class Registry:
     """One distribution registry process with filesystem storage in `workdir`."""
@@ -44,12 +78,23 @@ class Registry:
     notify: NotificationEndpoint | None = None
     port: int = 0
     log_dir: Path | None = None
+    auth: HtpasswdAuth | TokenAuth | None = None
+    tls: ServingCertificate | None = None
     process: ManagedProcess | None = field(default=None, init=False)
 
     @property
     def host(self) -> str:
         """`host:port`, as it appears in image references and notifications."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Where the API is served: `http://host:port`, or https with `tls`."""
+        return f"{'https' if self.tls else 'http'}://{self.host}"
+
+    @property
+    def htpasswd_path(self) -> Path:
+        return self.workdir / "htpasswd"
 
     @property
     def config_path(self) -> Path:
@@ -66,6 +111,23 @@ class Registry:
             },
             "http": {"addr": self.host, "secret": secrets.token_hex(16)},
         }
+        if self.tls is not None:
+            http = config["http"]
+            assert isinstance(http, dict)
+            http["tls"] = {"certificate": str(self.tls.cert_path), "key": str(self.tls.key_path)}
+        if isinstance(self.auth, HtpasswdAuth):
+            config["auth"] = {
+                "htpasswd": {"realm": self.auth.realm, "path": str(self.htpasswd_path)}
+            }
+        elif isinstance(self.auth, TokenAuth):
+            config["auth"] = {
+                "token": {
+                    "realm": self.auth.realm,
+                    "service": self.auth.service,
+                    "issuer": self.auth.issuer,
+                    "rootcertbundle": str(self.auth.root_cert_bundle),
+                }
+            }
         if self.notify is not None:
             config["notifications"] = {
                 "endpoints": [
@@ -93,16 +155,22 @@ class Registry:
         self.port = self.port or free_port()
         self.config_path.write_text(yaml.safe_dump(self.config()))
         self.config_path.chmod(0o600)  # it holds the webhook token
+        if isinstance(self.auth, HtpasswdAuth):
+            self.htpasswd_path.write_text(
+                f"{self.auth.username}:{bcrypt_hash(self.auth.password)}\n"
+            )
+            self.htpasswd_path.chmod(0o600)
         process = ManagedProcess(
             name="docker-registry",
             argv=[REGISTRY_BINARY, "serve", str(self.config_path)],
             log_path=(self.log_dir or self.workdir) / "registry.log",
         )
         self.process = process.start()
+        ca_path = self.tls.ca_path if self.tls else None
         try:
             wait_until(
                 "registry answers /v2/",
-                lambda: _ok(f"http://{self.host}/v2/"),
+                lambda: _ok(f"{self.url}/v2/", ca_path=ca_path, auth=self.auth is not None),
                 timeout_s=STARTUP_TIMEOUT_S,
                 processes=[process],
             )
@@ -116,6 +184,35 @@ class Registry:
             self.process.stop()
 
 
-def _ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
-        return bool(response.status == 200)
+def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False) -> bool:
+    """The API answers: 200, or 401 (a challenge) when the registry requires auth."""
+    context = ssl.create_default_context(cafile=str(ca_path)) if ca_path else None
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200)
+    except urllib.error.HTTPError as error:
+        error.close()  # it holds the socket; an unclosed one warns at exit
+        return auth and error.code == 401
+
+
+def bcrypt_hash(password: str) -> str:
+    """A bcrypt hash for an htpasswd line, from the system's libcrypt (libxcrypt).
+
+    Cost 5, htpasswd's own default: the registry checks it on every request.
+    """
+    libcrypt = ctypes.CDLL("libcrypt.so.1")
+    libcrypt.crypt_gensalt.restype = ctypes.c_char_p
+    libcrypt.crypt_gensalt.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_char_p,
+        ctypes.c_int,
+    ]
+    libcrypt.crypt.restype = ctypes.c_char_p
+    libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    # A NULL random source makes libcrypt draw the salt from the OS.
+    setting = libcrypt.crypt_gensalt(b"$2b$", 5, None, 0)
+    hashed = libcrypt.crypt(password.encode(), setting) if setting else None
+    if not hashed or not hashed.startswith(b"$2b$"):
+        raise RuntimeError("libcrypt cannot make bcrypt hashes (it needs libxcrypt)")
+    return str(hashed.decode())
