@@ -65,7 +65,7 @@ async def test_workers_never_hold_the_same_key_at_once() -> None:
         queue.add(f"ns/{round_ % 3}")
         await asyncio.sleep(0)
     async with asyncio.timeout(5):
-        while not queue.is_idle():
+        while not queue.is_idle():  # noqa: ASYNC110 - the queue offers no idle event
             await asyncio.sleep(0.01)
     queue.shut_down()
     await asyncio.gather(*workers)
