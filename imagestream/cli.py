@@ -74,12 +74,73 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         None,
         "file holding the token of the default distribution receiver",
     )
+    add_flag(
+        parser,
+        "--watch-namespaces",
+        "",
+        "comma-separated namespaces to watch; empty means the whole cluster",
+    )
+    add_flag(parser, "--history-limit", "50", "tag history items kept per tag", type=int)
+    add_flag(
+        parser, "--max-body-bytes", str(1024 * 1024), "largest notification body accepted", type=int
+    )
+    add_flag(
+        parser,
+        "--registry-config",
+        None,
+        "docker config.json with registry credentials used for every namespace",
+    )
+    add_flag(parser, "--registry-ca-bundle", None, "extra CA certificates for registries")
+    add_flag(
+        parser,
+        "--import-interval",
+        "900",
+        "seconds between scheduled imports (importPolicy.scheduled)",
+        type=float,
+    )
+    add_flag(
+        parser,
+        "--leader-elect",
+        "false",
+        "elect one active controller through a Lease (true for more than one replica)",
+        type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--allow-cross-namespace-triggers",
+        "false",
+        "let triggers follow ImageStreams in other namespaces",
+        type=_boolean,
+    )
+    add_flag(parser, "--resync-period", "600", "seconds between full resyncs", type=float)
+    add_flag(
+        parser,
+        "--leader-election-namespace",
+        "",
+        "namespace of the leader election Lease (default: the pod's, else default)",
+    )
+    add_flag(
+        parser,
+        "--integrated-registry",
+        "",
+        "host[:port] of the integrated registry, for status.dockerImageRepository",
+    )
+    add_flag(parser, "--workers", "8", "concurrent reconciles per queue", type=int)
     add_log_flags(parser)
 
 
 def add_log_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--log-format", "json", "log format", choices=LOG_FORMATS)
     add_flag(parser, "--log-level", "info", "log level", choices=LOG_LEVELS)
+
+
+def _boolean(text: str) -> bool:
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -95,6 +156,18 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         webhook_config=optional_path(args.webhook_config),
         webhook_token_file=optional_path(args.webhook_token_file),
+        watch_namespaces=tuple(n.strip() for n in args.watch_namespaces.split(",") if n.strip()),
+        history_limit=args.history_limit,
+        max_body_bytes=args.max_body_bytes,
+        registry_config=optional_path(args.registry_config),
+        registry_ca_bundle=optional_path(args.registry_ca_bundle),
+        import_interval_s=args.import_interval,
+        leader_elect=args.leader_elect,
+        allow_cross_namespace_triggers=args.allow_cross_namespace_triggers,
+        resync_period_s=args.resync_period,
+        leader_election_namespace=args.leader_election_namespace,
+        integrated_registry=args.integrated_registry,
+        workers=args.workers,
     )
 
 

@@ -52,11 +52,16 @@ def metrics_routes(registry: CollectorRegistry) -> list[web.RouteDef]:
     return [web.get("/metrics", metrics)]
 
 
-async def serve(routes: list[web.RouteDef], addr: HostPort, name: str) -> web.AppRunner:
+async def serve(
+    routes: list[web.RouteDef], addr: HostPort, name: str, *, client_max_size: int = 1024**2
+) -> web.AppRunner:
     """Start an aiohttp server for `routes` on `addr`; the caller cleans up the runner."""
-    app = web.Application()
+    app = web.Application(client_max_size=client_max_size)
     app.add_routes(routes)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    # handler_cancellation off (aiohttp's default): a sender that hangs up
+    # must not abort a status write half way; the write finishes and the
+    # sender's retry finds it recorded.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=20.0)
     await runner.setup()
     site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
     await site.start()

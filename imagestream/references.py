@@ -163,3 +163,10 @@ def parse_image_reference(text: str) -> ImageReference:
 def normalize_reference(text: str) -> str:
     """The canonical spelling of `text` (`nginx` -> `docker.io/library/nginx:latest`)."""
     return str(parse_image_reference(text))
+
+
+def name_as_written(from_name: str) -> str:
+    """`quay.io/x/app:1.0` -> `quay.io/x/app`: imports record the name as the user wrote it."""
+    name = from_name.split("@", 1)[0]
+    slash, colon = name.rfind("/"), name.rfind(":")
+    return name[:colon] if colon > slash else name

@@ -61,7 +61,7 @@ from imagestream.references import (
     normalize_repository,
 )
 
-log = structlog.get_logger("webhook.registry_client")
+log = structlog.get_logger("imagestream.registry_client")
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -48,3 +48,21 @@ class Settings:
     log_level: str
     webhook_token_file: Path | None = None
     webhook_config: Path | None = None
+    watch_namespaces: tuple[str, ...] = ()
+    """Empty: the whole cluster. Otherwise only these namespaces (Roles suffice)."""
+    history_limit: int = 50
+    """Tag history items kept per tag (OpenShift keeps all; we stay far below etcd's limit)."""
+    max_body_bytes: int = 1024 * 1024
+    registry_config: Path | None = None
+    """A docker config.json with credentials for every registry (besides namespace Secrets)."""
+    registry_ca_bundle: Path | None = None
+    import_interval_s: float = 900.0
+    """How often `importPolicy.scheduled` tags are imported again (OpenShift: 15 minutes)."""
+    leader_elect: bool = False
+    leader_election_namespace: str = ""
+    """Where the Lease lives; empty: the pod's namespace, else `default`."""
+    integrated_registry: str = ""
+    """`host[:port]` of the cluster's integrated registry; fills status.dockerImageRepository."""
+    workers: int = 8
+    allow_cross_namespace_triggers: bool = False
+    resync_period_s: float = 600.0

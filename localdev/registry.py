@@ -42,7 +42,7 @@ class NotificationEndpoint:
     url: str
     token: str
     name: str = "imagestream"
-    timeout: str = "2s"
+    timeout: str = "5s"
     threshold: int = 3
     backoff: str = "500ms"
 

@@ -1,29 +1,142 @@
-"""Composition root of the webhook process: the HTTP server registries push to."""
+"""Composition root of the webhook: the HTTP server registries push to.
+
+This is the only module of the webhook that constructs collaborators. It
+wires: the receivers (config file, or one distribution receiver with a
+token file), their authenticators, an ImageStream cache (watch) with the
+reverse index of DockerImage spec tags, the recorder that writes tag
+events, the registry client for verification, and the routes.
+
+Readiness is true only when the API server answers and the ImageStream
+cache has synced: before that, the index could miss a spec tag and a push
+would be acknowledged without moving it.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import aiohttp
+import structlog
 from aiohttp import web
+from prometheus_client import Counter
 
-from imagestream.health import ReadinessCheck, health_routes, serve
+from imagestream.health import ReadinessCheck, health_routes, metrics_routes, serve
+from imagestream.kube.informer import InformerSet
+from imagestream.kube.resources import IMAGESTREAMS
 from imagestream.process import Collaborators
+from imagestream.recording import StreamRecorder
+from imagestream.registry_access import RegistryAccess
+from webhook.auth import Authenticator
+from webhook.config import ConfigError, Receiver, default_receivers, load_config
+from webhook.handlers import ReceiverRoutes, WebhookMetrics
+from webhook.intake import Intake
+from webhook.targets import DockerImageTagIndex
+
+log = structlog.get_logger(__name__)
+
+SHUTDOWN_DRAIN_S = 20.0
 
 
 @dataclass
 class Webhook:
     runner: web.AppRunner
-    name: str = "webhook"
+    streams: InformerSet
+    recorder: StreamRecorder
+    session: aiohttp.ClientSession
+    tasks: list[asyncio.Task[None]]
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+    name: str = "webhook"
 
     async def aclose(self) -> None:
+        # Stop taking requests, let those in flight finish (aiohttp waits for
+        # handlers on cleanup), then let writes other callers wait on land.
         await self.runner.cleanup()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.recorder.drain(), SHUTDOWN_DRAIN_S)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.session.close()
+
+
+def load_receivers(collaborators: Collaborators) -> list[Receiver]:
+    settings = collaborators.settings
+    if settings.webhook_config is not None:
+        return load_config(settings.webhook_config)
+    if settings.webhook_token_file is None:
+        raise ConfigError("give --webhook-config, or --webhook-token-file for the default receiver")
+    return default_receivers(settings.webhook_token_file)
 
 
 async def start(collaborators: Collaborators) -> Webhook:
-    settings = collaborators.settings
-    checks: dict[str, ReadinessCheck] = {"apiserver": collaborators.kube.reachable}
-    # Receivers (`POST /v1/events/<receiver>`) arrive with the ImageStreams issue.
-    runner = await serve(health_routes(checks), settings.webhook_addr, "webhook")
-    return Webhook(runner=runner, readiness_checks=checks)
+    settings, kube = collaborators.settings, collaborators.kube
+    receivers = {receiver.name: receiver for receiver in load_receivers(collaborators)}
+    authenticators = {name: Authenticator(receiver) for name, receiver in receivers.items()}
+
+    streams = InformerSet.create(
+        kube,
+        IMAGESTREAMS,
+        list(settings.watch_namespaces),
+        resync_period_s=settings.resync_period_s,
+    )
+    index = DockerImageTagIndex()
+    streams.add_handler(lambda key, _old, new: index.update(key, new))
+
+    writes = Counter(
+        "imagestream_status_writes",
+        "ImageStream status writes by the webhook.",
+        registry=collaborators.metrics,
+    )
+    recorder = StreamRecorder(
+        kube=kube,
+        get_cached=streams.get,
+        history_limit=settings.history_limit,
+        on_write=lambda _key, _updates: writes.inc(),
+    )
+    session = aiohttp.ClientSession()
+    registry_access = RegistryAccess(
+        session=session,
+        kube=kube,
+        global_config_file=settings.registry_config,
+        ca_bundle=settings.registry_ca_bundle,
+    )
+    intake = Intake(recorder=recorder, index=index, registry_access=registry_access)
+
+    async def synced() -> bool:
+        return streams.has_synced()
+
+    async def ready() -> bool:
+        return streams.has_synced() and await kube.reachable()
+
+    checks: dict[str, ReadinessCheck] = {"imagestreams-synced": synced}
+    routes = ReceiverRoutes(
+        receivers=receivers,
+        authenticators=authenticators,
+        intake=intake,
+        ready=ready,
+        metrics=WebhookMetrics.create(collaborators.metrics),
+        max_body_bytes=settings.max_body_bytes,
+    )
+    tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
+    runner = await serve(
+        [
+            *routes.routes(),
+            *health_routes({"apiserver": kube.reachable, **checks}),
+            *metrics_routes(collaborators.metrics),
+        ],
+        settings.webhook_addr,
+        "webhook",
+        client_max_size=settings.max_body_bytes,
+    )
+    log.info("receivers_configured", receivers=sorted(receivers))
+    return Webhook(
+        runner=runner,
+        streams=streams,
+        recorder=recorder,
+        session=session,
+        tasks=tasks,
+        readiness_checks=checks,
+    )

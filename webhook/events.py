@@ -47,7 +47,7 @@ class ParsedNotification:
     ignored: list[Ignored] = field(default_factory=list)
 
 
-class BadPayload(ValueError):  # noqa: N818 - reads as what it is: `raise BadPayload(...)`
+class BadPayload(ValueError):
     """The body is not a notification of the receiver's type (400, or 200 for distribution)."""
 
 

@@ -161,3 +161,68 @@ class Informer:
 
 def _resource_version(obj: Any) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion", ""))
+
+
+@dataclass
+class InformerSet:
+    """One informer per watched namespace (or one for the whole cluster), seen as one cache.
+
+    Namespaced mode exists for clusters where we may only hold Roles: a
+    cluster-wide watch would be forbidden there.
+    """
+
+    informers: list[Informer]
+
+    @classmethod
+    def create(
+        cls,
+        kube: Kube,
+        resource: Resource,
+        namespaces: list[str] | None,
+        *,
+        transform: Transform | None = None,
+        resync_period_s: float = 600.0,
+    ) -> InformerSet:
+        scopes: list[str | None] = list(namespaces) if namespaces else [None]
+        return cls(
+            [
+                Informer(
+                    kube=kube,
+                    resource=resource,
+                    namespace=scope,
+                    transform=transform,
+                    resync_period_s=resync_period_s,
+                )
+                for scope in scopes
+            ]
+        )
+
+    def add_handler(self, handler: Handler) -> None:
+        for informer in self.informers:
+            informer.add_handler(handler)
+
+    def get(self, key: str) -> Obj | None:
+        for informer in self.informers:
+            found = informer.get(key)
+            if found is not None:
+                return found
+        return None
+
+    def values(self) -> list[Obj]:
+        return [obj for informer in self.informers for obj in informer.store.values()]
+
+    def has_synced(self) -> bool:
+        return all(informer.synced.is_set() for informer in self.informers)
+
+    async def wait_synced(self) -> None:
+        for informer in self.informers:
+            await informer.synced.wait()
+
+    def resync(self) -> None:
+        for informer in self.informers:
+            informer.resync()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for informer in self.informers:
+                group.create_task(informer.run())

@@ -33,17 +33,17 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from imagestream.logs import configure_logging
-from localdev.certs import make_serving_certificate
-from localdev.controlplane import free_port
-from localdev.images import OCI_MANIFEST, PUSH_TIMEOUT_S, OciImage, make_oci_image
-from localdev.registry import HtpasswdAuth, Registry, TokenAuth
-from webhook.registry_client import (
+from imagestream.registry_client import (
     RegistryCredentials,
     ResolveError,
     ResolveReason,
     TokenCache,
     resolve_digest,
 )
+from localdev.certs import make_serving_certificate
+from localdev.controlplane import free_port
+from localdev.images import OCI_MANIFEST, PUSH_TIMEOUT_S, OciImage, make_oci_image
+from localdev.registry import HtpasswdAuth, Registry, TokenAuth
 
 pytestmark = pytest.mark.integration
 

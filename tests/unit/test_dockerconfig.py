@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from webhook.registry_client import RegistryCredentials, credentials_from_dockerconfigjson
+from imagestream.registry_client import RegistryCredentials, credentials_from_dockerconfigjson
 
 
 def _auth(user: str, password: str) -> str:

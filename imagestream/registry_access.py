@@ -1,0 +1,160 @@
+"""Asking registries what a tag points to, politely and with the right credentials.
+
+Used by the webhook (`verify: registry`, and payloads without a digest) and
+by the controller's imports. Three things are added around
+`registry_client.resolve_digest`:
+- credentials: `kubernetes.io/dockerconfigjson` Secrets in the ImageStream's
+  namespace (cached briefly), then one global docker config file;
+- a global rate limit on registry requests, and per-registry back-off after
+  a 429 that honours `Retry-After`, so a scheduled-import storm cannot get
+  us banned by a registry;
+- one shared HTTP session and bearer-token cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from imagestream.kube.client import Kube
+from imagestream.kube.errors import KubeError
+from imagestream.kube.resources import SECRETS
+from imagestream.registry_client import (
+    RegistryCredentials,
+    ResolvedManifest,
+    ResolveError,
+    ResolveReason,
+    TokenCache,
+    credentials_from_dockerconfigjson,
+    resolve_digest,
+)
+
+log = structlog.get_logger(__name__)
+
+DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
+SECRET_CACHE_TTL_S = 30.0
+
+
+@dataclass
+class TokenBucket:
+    """At most `rate` acquisitions per second on average, bursts up to `burst`."""
+
+    rate: float
+    burst: float
+    _tokens: float = -1.0
+    _updated: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._tokens < 0:
+                self._tokens, self._updated = self.burst, now
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            if self._tokens < 1:
+                wait = (1 - self._tokens) / self.rate
+                await asyncio.sleep(wait)
+                self._tokens, self._updated = 1.0, time.monotonic()
+            self._tokens -= 1
+
+
+@dataclass
+class RegistryAccess:
+    session: aiohttp.ClientSession
+    kube: Kube | None = None
+    global_config_file: Path | None = None
+    ca_bundle: Path | None = None
+    timeout_s: float = 10.0
+    limiter: TokenBucket = field(default_factory=lambda: TokenBucket(rate=20.0, burst=40.0))
+    read_namespace_secrets: bool = True
+    _tokens: TokenCache = field(default_factory=TokenCache)
+    _secrets: dict[str, tuple[float, list[Mapping[str, Any]]]] = field(default_factory=dict)
+    _backoff_until: dict[str, float] = field(default_factory=dict)
+
+    async def resolve(
+        self, *, registry: str, repository: str, tag: str, namespace: str, insecure: bool
+    ) -> ResolvedManifest:
+        until = self._backoff_until.get(registry, 0.0)
+        if until > time.monotonic():
+            raise ResolveError(
+                ResolveReason.TOO_MANY_REQUESTS,
+                f"{registry} asked us to wait; retrying in {until - time.monotonic():.0f}s",
+                retry_after_s=until - time.monotonic(),
+            )
+        await self.limiter.acquire()
+        credentials = await self.credentials(
+            namespace=namespace, registry=registry, repository=repository
+        )
+        try:
+            return await resolve_digest(
+                session=self.session,
+                registry=registry,
+                repository=repository,
+                tag=tag,
+                credentials=credentials,
+                insecure=insecure,
+                ca_bundle=self.ca_bundle,
+                timeout_s=self.timeout_s,
+                token_cache=self._tokens,
+            )
+        except ResolveError as error:
+            if error.reason == ResolveReason.TOO_MANY_REQUESTS:
+                self._backoff_until[registry] = time.monotonic() + (error.retry_after_s or 60.0)
+            raise
+
+    async def credentials(
+        self, *, namespace: str, registry: str, repository: str
+    ) -> RegistryCredentials | None:
+        for config in [*await self._namespace_configs(namespace), *self._global_configs()]:
+            found = credentials_from_dockerconfigjson(config, registry, repository=repository)
+            if found is not None:
+                return found
+        return None
+
+    def _global_configs(self) -> list[Mapping[str, Any]]:
+        if self.global_config_file is None:
+            return []
+        try:
+            return [json.loads(self.global_config_file.read_bytes())]
+        except (OSError, ValueError):
+            log.warning("registry_config_unreadable", path_file=str(self.global_config_file))
+            return []
+
+    async def _namespace_configs(self, namespace: str) -> list[Mapping[str, Any]]:
+        if self.kube is None or not self.read_namespace_secrets or not namespace:
+            return []
+        cached = self._secrets.get(namespace)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        configs: list[Mapping[str, Any]] = []
+        try:
+            secrets = await self.kube.request(
+                "GET",
+                SECRETS.path(namespace=namespace),
+                params={"fieldSelector": f"type={DOCKERCONFIGJSON}"},
+            )
+        except KubeError as error:
+            # Not allowed to read Secrets here (namespaced RBAC), or the API is
+            # away: anonymous access may still work.
+            log.debug("registry_secrets_unavailable", namespace=namespace, error=str(error))
+        else:
+            for secret in secrets.get("items") or []:
+                encoded = (secret.get("data") or {}).get(".dockerconfigjson")
+                if not encoded:
+                    continue
+                try:
+                    configs.append(json.loads(base64.b64decode(encoded)))
+                except ValueError:
+                    continue
+        self._secrets[namespace] = (time.monotonic() + SECRET_CACHE_TTL_S, configs)
+        return configs
