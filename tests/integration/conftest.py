@@ -9,18 +9,27 @@ parent-death signal make sure nothing outlives the run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from aiohttp import web
 
+from controller import app as controller_app
 from imagestream.kube.client import Kube, connect
+from imagestream.kube.resources import NAMESPACES
 from localdev.controlplane import ControlPlane, binary_dir, free_port
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint, Registry
+from localdev.system import RunningSystem, local_settings, run_system
+from webhook import app as webhook_app
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +120,85 @@ def registry_to_receiver(
         yield registry
     finally:
         registry.stop()
+
+
+# --- the running system -------------------------------------------------------------------
+
+RECEIVER_SECRET = "receiver-secret-0123456789"
+RECEIVER_BASIC = "acr-user:acr-password-0123"
+
+
+@pytest.fixture(scope="session")
+async def crds(kube: Kube) -> list[str]:
+    from imagestream.kube.crds import install_crds, load_crds
+
+    return await install_crds(kube, load_crds())
+
+
+@dataclass
+class System:
+    """The controller and webhook running against the session control plane and a registry."""
+
+    kube: Kube
+    registry: Registry
+    running: RunningSystem
+    token: str
+
+    @property
+    def webhook_url(self) -> str:
+        return self.running.webhook_url
+
+
+@pytest.fixture(scope="session")
+async def system(
+    controlplane: ControlPlane,
+    kube: Kube,
+    crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[System]:
+    """One controller + webhook for the session, and a registry that notifies it."""
+    workdir = tmp_path_factory.mktemp("system")
+    token = "system-token-" + workdir.name
+    token_file = workdir / "token"
+    token_file.write_text(token)
+    settings = local_settings(
+        kubeconfig=controlplane.kubeconfig_path,
+        webhook_token_file=token_file,
+        import_interval_s=5.0,
+    )
+    registry = Registry(
+        workdir=workdir / "registry",
+        notify=NotificationEndpoint(
+            url=f"http://{settings.webhook_addr}/v1/events/distribution", token=token
+        ),
+    ).start()
+    settings = dataclasses.replace(settings, integrated_registry=registry.host)
+    try:
+        async with run_system(settings, [controller_app.start, webhook_app.start]) as running:
+            yield System(kube=kube, registry=registry, running=running, token=token)
+    finally:
+        registry.stop()
+
+
+async def new_namespace(kube: Kube, prefix: str = "t") -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    await kube.create(NAMESPACES, None, {"metadata": {"name": name}})
+    return name
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout_s: float = 30.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> T:
+    """Poll `check` until it returns something truthy; fail with `what` after the budget."""
+    last: T | None = None
+    async with asyncio.timeout(timeout_s):
+        while True:
+            last = await check()
+            if last:
+                return last
+            await asyncio.sleep(interval_s)
+    raise AssertionError(f"{what} not reached")  # pragma: no cover - timeout raises first
