@@ -14,7 +14,7 @@ from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import EVENTS, IMAGESTREAMS, REPLICASETS, REPLICATIONCONTROLLERS
 from localdev.images import make_oci_image, skopeo_push
 from tests.integration.conftest import System, eventually, new_namespace
-from tests.integration.workloads import RESOURCES, TRIGGERS, images, imagestream, trigger, workload
+from tests.integration.workloads import RESOURCES, images, imagestream, trigger, workload
 
 SETTLE_S = 1.5
 """How long to watch for a write that must not happen (a negative check has to wait)."""
