@@ -66,11 +66,18 @@ class ImageStreamReconciler:
             now_s - self._last_scheduled.get(key, float("-inf")) >= self.import_interval_s
         )
         now = format_time(self.clock())
-        sync = plan_spec_sync(stream, now=now, get_stream=self._get, scheduled_due=scheduled_due)
-        if self.integrated_registry:
-            repository = f"{self.integrated_registry}/{namespace}/{name}"
-            if (stream.get("status") or {}).get("dockerImageRepository") != repository:
-                sync.status_fields["dockerImageRepository"] = repository
+        repository = (
+            f"{self.integrated_registry}/{namespace}/{name}" if self.integrated_registry else ""
+        )
+        sync = plan_spec_sync(
+            stream,
+            now=now,
+            get_stream=self._get,
+            scheduled_due=scheduled_due,
+            docker_image_repository=repository,
+        )
+        if repository and (stream.get("status") or {}).get("dockerImageRepository") != repository:
+            sync.status_fields["dockerImageRepository"] = repository
         retry_after: float | None = None
         updates = list(sync.updates)
         for request in sync.imports:

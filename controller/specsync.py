@@ -112,9 +112,18 @@ def import_due(stream: Mapping[str, Any], tag: str, tag_generation: int) -> bool
 
 
 def plan_spec_sync(
-    stream: Mapping[str, Any], *, now: str, get_stream: StreamGetter, scheduled_due: bool = False
+    stream: Mapping[str, Any],
+    *,
+    now: str,
+    get_stream: StreamGetter,
+    scheduled_due: bool = False,
+    docker_image_repository: str = "",
 ) -> SpecSync:
-    """The tag events, failures and imports a spec change calls for, and the bookkeeping."""
+    """The tag events, failures and imports a spec change calls for, and the bookkeeping.
+
+    `docker_image_repository` is this stream's integrated-registry repository
+    when it is about to be set in the same write (copies are rewritten to it).
+    """
     metadata = stream.get("metadata") or {}
     namespace, name = str(metadata.get("namespace", "")), str(metadata.get("name", ""))
     generations = tag_generations(stream)
@@ -148,6 +157,8 @@ def plan_spec_sync(
             get_stream=get_stream,
             namespace=namespace,
             name=name,
+            repository=docker_image_repository
+            or (stream.get("status") or {}).get("dockerImageRepository", ""),
         )
         if update is not None:
             sync.updates.append(update)
@@ -169,6 +180,7 @@ def _resolve_spec_tag(
     get_stream: StreamGetter,
     namespace: str,
     name: str,
+    repository: str,
 ) -> TagUpdate | None:
     tag, source = spec["name"], spec["from"]
     kind, from_name = source.get("kind"), str(source.get("name", ""))
@@ -204,7 +216,7 @@ def _resolve_spec_tag(
             return None  # OpenShift accepts a missing source tag silently
         reference = current.docker_image_reference
         if not same_stream:
-            reference = _rewrite_integrated(reference, origin, stream, current.image)
+            reference = _rewrite_integrated(reference, origin, repository, current.image)
         return event(reference, current.image)
     if kind == "ImageStreamImage":
         source_stream, _, image_id = from_name.rpartition("@")
@@ -227,7 +239,7 @@ def _resolve_spec_tag(
         (found,) = matches.values()
         reference = found.docker_image_reference
         if not same_stream:
-            reference = _rewrite_integrated(reference, origin, stream, found.image)
+            reference = _rewrite_integrated(reference, origin, repository, found.image)
         return event(reference, found.image)
     return None
 
@@ -237,11 +249,10 @@ def _digest_matches(image: str, wanted: str) -> bool:
 
 
 def _rewrite_integrated(
-    reference: str, origin: Mapping[str, Any], stream: Mapping[str, Any], image: str
+    reference: str, origin: Mapping[str, Any], target_repository: str, image: str
 ) -> str:
     """Behaviour 11: a copy of an integrated-registry image points at this stream's repository."""
     source_repository = (origin.get("status") or {}).get("dockerImageRepository") or ""
-    target_repository = (stream.get("status") or {}).get("dockerImageRepository") or ""
     if (
         source_repository
         and target_repository
