@@ -195,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(dev, "--webhook-port", "8080", "loopback port of the webhook", type=int)
     add_log_flags(dev)
 
+    explain = commands.add_parser(
+        "explain",
+        help="say what each image trigger of an object resolves to, and why it acts or not",
+    )
+    explain.add_argument("target", metavar="KIND/NAME", help="e.g. deployment/web or dc/frontend")
+    explain.add_argument("-n", "--namespace", default="default")
+    add_flag(explain, "--kubeconfig", None, "kubeconfig file; without it $KUBECONFIG")
+    add_flag(
+        explain,
+        "--allow-cross-namespace-triggers",
+        "false",
+        "explain as a controller that allows cross-namespace triggers",
+        type=_boolean,
+    )
+
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -222,6 +237,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "version":
         print(package_version())
+        return 0
+    if args.command == "explain":
+        from imagestream.explain import ExplainError, run_explain
+
+        try:
+            print(
+                asyncio.run(
+                    run_explain(
+                        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+                        namespace=args.namespace,
+                        target=args.target,
+                        cross_namespace=args.allow_cross_namespace_triggers,
+                    )
+                ),
+                end="",
+            )
+        except ExplainError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
         return 0
     configure_logging(log_format=args.log_format, log_level=args.log_level)
     if args.command == "dev":

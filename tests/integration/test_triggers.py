@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -470,3 +471,49 @@ async def test_a_stream_that_vanishes_leaves_workloads_as_they_are(
     assert images(await read(system, "Deployment", namespace, "app"))["main"] == expected
     with pytest.raises(NotFound):
         await system.kube.get(REPLICATIONCONTROLLERS, namespace, "none")
+
+
+async def test_explain_tells_for_every_trigger_what_it_resolves_to_and_why(
+    system: System, tmp_path: Path, controlplane: Any
+) -> None:
+    namespace = await new_namespace(system.kube, "explain")
+    await create(
+        system,
+        "Deployment",
+        namespace,
+        workload(
+            "Deployment",
+            "web",
+            [
+                trigger("app:v1", "web"),
+                trigger("nothere:v1", "side"),
+                trigger("app:v1", "old", paused=True),
+            ],
+            ["web", "side", "old"],
+        ),
+    )
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+    expected = f"{system.registry.host}/{namespace}/app@{digest}"
+    await wait_image(system, "Deployment", namespace, "web", "web", expected)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "imagestream.cli",
+        "explain",
+        "-n",
+        namespace,
+        "deployment/web",
+        "--kubeconfig",
+        str(controlplane.kubeconfig_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    text = stdout.decode()
+    blocks = text.split('spec.template.spec.containers[?(@.name=="')[1:]
+    by_container = {block.split('"', 1)[0]: block for block in blocks}
+    assert f"resolves:  {expected}" in by_container["web"]
+    assert "UpToDate" in by_container["web"]
+    assert "StreamNotFound" in by_container["side"]
+    assert "Paused" in by_container["old"]

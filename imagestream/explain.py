@@ -1,0 +1,143 @@
+"""`imagestream explain -n NS KIND/NAME`: what each trigger resolves to, and why it acts or not.
+
+It runs the controller's own planner on the object and its ImageStreams as
+they are in the cluster now, so what it prints is exactly what the
+controller decides (the planner is pure; nothing is written).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from controller.triggers import deploymentconfigs as dc_triggers
+from controller.triggers.annotations import InvalidTriggers, object_triggers
+from controller.triggers.plan import (
+    NamespacePolicy,
+    TriggerOutcome,
+    allow_any_namespace,
+    plan_triggers,
+    same_namespace_only,
+)
+from imagestream.kube.client import Kube, connect
+from imagestream.kube.errors import NotFound
+from imagestream.kube.resources import (
+    CRONJOBS,
+    DAEMONSETS,
+    DEPLOYMENTCONFIGS,
+    DEPLOYMENTS,
+    IMAGESTREAMS,
+    STATEFULSETS,
+    Resource,
+)
+
+KINDS: dict[str, Resource] = {
+    "deployment": DEPLOYMENTS,
+    "deploy": DEPLOYMENTS,
+    "deployments": DEPLOYMENTS,
+    "statefulset": STATEFULSETS,
+    "sts": STATEFULSETS,
+    "statefulsets": STATEFULSETS,
+    "daemonset": DAEMONSETS,
+    "ds": DAEMONSETS,
+    "daemonsets": DAEMONSETS,
+    "cronjob": CRONJOBS,
+    "cj": CRONJOBS,
+    "cronjobs": CRONJOBS,
+    "deploymentconfig": DEPLOYMENTCONFIGS,
+    "dc": DEPLOYMENTCONFIGS,
+    "deploymentconfigs": DEPLOYMENTCONFIGS,
+}
+
+
+class ExplainError(Exception):
+    """The object cannot be explained (unknown kind, not found); the message says why."""
+
+
+async def _streams(kube: Kube, obj: Mapping[str, Any], keys: set[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key in keys:
+        namespace, name = key.split("/", 1)
+        try:
+            found[key] = await kube.get(IMAGESTREAMS, namespace, name)
+        except NotFound:
+            continue
+    return found
+
+
+def _stream_keys(obj: Mapping[str, Any], *, deploymentconfig: bool) -> set[str]:
+    """Every stream any trigger names, paused ones included: the planner explains them all."""
+    namespace = (obj.get("metadata") or {}).get("namespace", "")
+    keys: set[str] = set()
+    if deploymentconfig:
+        for dc_trigger in dc_triggers.image_change_triggers(obj):
+            stream = dc_trigger.name.rpartition(":")[0]
+            if stream:
+                keys.add(f"{dc_trigger.namespace or namespace}/{stream}")
+        return keys
+    try:
+        for trigger in object_triggers(obj):
+            if trigger.stream:
+                keys.add(f"{trigger.namespace or namespace}/{trigger.stream}")
+    except InvalidTriggers:
+        pass
+    return keys
+
+
+async def explain(
+    kube: Kube, *, namespace: str, target: str, namespace_allowed: NamespacePolicy
+) -> list[TriggerOutcome]:
+    kind, _, name = target.partition("/")
+    resource = KINDS.get(kind.lower())
+    if resource is None or not name:
+        raise ExplainError(
+            f"expected KIND/NAME with KIND one of deployment, statefulset, daemonset, cronjob, "
+            f"deploymentconfig; got {target!r}"
+        )
+    try:
+        obj = await kube.get(resource, namespace, name)
+    except NotFound as error:
+        raise ExplainError(f"{resource.kind} {namespace}/{name} not found") from error
+    deploymentconfig = resource is DEPLOYMENTCONFIGS
+    streams = await _streams(kube, obj, _stream_keys(obj, deploymentconfig=deploymentconfig))
+
+    def get_stream(stream_namespace: str, stream_name: str) -> Mapping[str, Any] | None:
+        return streams.get(f"{stream_namespace}/{stream_name}")
+
+    if deploymentconfig:
+        plan = dc_triggers.plan_deploymentconfig(
+            obj, get_stream=get_stream, namespace_allowed=namespace_allowed
+        )
+        return list(plan.outcomes)
+    return list(
+        plan_triggers(obj, get_stream=get_stream, namespace_allowed=namespace_allowed).outcomes
+    )
+
+
+def render(outcomes: list[TriggerOutcome]) -> str:
+    if not outcomes:
+        return "no image triggers on this object\n"
+    lines = []
+    for outcome in outcomes:
+        lines.append(f"{outcome.target}")
+        lines.append(f"  follows:   {outcome.source}")
+        lines.append(f"  resolves:  {outcome.resolved_image or '(nothing)'}")
+        lines.append(f"  decision:  {outcome.reason} - {outcome.message}")
+    return "\n".join(lines) + "\n"
+
+
+async def run_explain(
+    *, kubeconfig: Path | None, namespace: str, target: str, cross_namespace: bool
+) -> str:
+    kube = await connect(kubeconfig)
+    try:
+        outcomes = await explain(
+            kube,
+            namespace=namespace,
+            target=target,
+            namespace_allowed=allow_any_namespace if cross_namespace else same_namespace_only,
+        )
+    finally:
+        await kube.close()
+    return render(outcomes)
