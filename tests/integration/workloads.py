@@ -99,3 +99,41 @@ def imagestream(name: str, tags: list[dict[str, Any]] | None = None) -> dict[str
         "metadata": {"name": name},
         "spec": {"tags": tags or []},
     }
+
+
+async def move_tag(
+    kube: Any,
+    namespace: str,
+    stream: str,
+    tag: str,
+    reference: str,
+    digest: str,
+    *,
+    attempts: int = 10,
+) -> None:
+    """Record a tag event as a push would (a status write), re-reading on conflict."""
+    from datetime import UTC, datetime
+
+    from imagestream.imagestreams import TagEvent, copy_for_write, format_time, record
+    from imagestream.kube.errors import Conflict
+    from imagestream.kube.resources import IMAGESTREAMS
+
+    for _ in range(attempts):
+        current = await kube.get(IMAGESTREAMS, namespace, stream)
+        body = copy_for_write(current)
+        record(
+            body,
+            tag,
+            TagEvent(
+                created=format_time(datetime.now(UTC)),
+                docker_image_reference=f"{reference}@{digest}",
+                image=digest,
+                generation=current["metadata"]["generation"],
+            ),
+        )
+        try:
+            await kube.replace(IMAGESTREAMS, namespace, stream, body, subresource="status")
+            return
+        except Conflict:
+            continue
+    raise AssertionError(f"could not move {namespace}/{stream}:{tag} in {attempts} attempts")
