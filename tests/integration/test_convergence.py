@@ -10,6 +10,7 @@ IMAGESTREAM_CONVERGENCE_SEED.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -121,15 +122,13 @@ async def test_randomized_changes_always_converge(system: System) -> None:
             annotation = json.dumps(
                 [trigger(f"{s}:{t}", f"c{i}") for i, (s, t) in enumerate(chosen)]
             )
-            try:
+            with contextlib.suppress(Conflict):
                 await system.kube.patch(
                     DEPLOYMENTS,
                     namespace,
                     name,
                     {"metadata": {"annotations": {TRIGGERS: annotation}}},
                 )
-            except Conflict:
-                pass
 
     for round_number in range(ROUNDS):
         await asyncio.gather(*(change() for _ in range(CHANGES_PER_ROUND)))
