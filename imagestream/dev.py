@@ -90,6 +90,7 @@ def run_dev(
             log_format=log_format,
             log_level=log_level,
             webhook_token_file=token_file,
+            integrated_registry=registry.host,
         )
         ready = {
             "kubeconfig": str(kubeconfig),

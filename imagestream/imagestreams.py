@@ -324,3 +324,27 @@ def all_images(stream: Mapping[str, Any]) -> Iterable[TagEvent]:
     for entry in (stream.get("status") or {}).get("tags") or []:
         for item in entry.get("items") or []:
             yield TagEvent.from_json(item)
+
+
+def refresh_summary(stream: Obj) -> None:
+    """Keep `status.summary` (ours, for `kubectl get is` columns) in line with the tags.
+
+    A CRD printer column shows only the first match of a list, so the tag
+    names and the newest update are kept here as plain values.
+    """
+    status = stream.setdefault("status", {})
+    names: list[str] = []
+    newest: tuple[datetime, str] | None = None
+    for entry in status.get("tags") or []:
+        items = entry.get("items") or []
+        if not items:
+            continue
+        names.append(str(entry.get("tag", "")))
+        created = str(items[0].get("created", ""))
+        moment = parse_time(created)
+        if moment is not None and (newest is None or moment > newest[0]):
+            newest = (moment, created)
+    summary: Obj = {"tags": ",".join(sorted(names))}
+    if newest is not None:
+        summary["updated"] = newest[1]
+    status["summary"] = summary

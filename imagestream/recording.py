@@ -34,6 +34,7 @@ from imagestream.imagestreams import (
     TagEvent,
     copy_for_write,
     record,
+    refresh_summary,
     set_import_failure,
     stream_generation,
 )
@@ -189,6 +190,7 @@ class StreamRecorder:
                 fields_changed = _set_status_fields(stream, entry.status_fields) or fields_changed
             if not any(r is not None and r.changed_tags for r in results) and not fields_changed:
                 return current, results
+            refresh_summary(stream)
             try:
                 written = await self.kube.replace(
                     IMAGESTREAMS, namespace, name, stream, subresource="status"
