@@ -202,3 +202,12 @@ async def eventually(
                 return last
             await asyncio.sleep(interval_s)
     raise AssertionError(f"{what} not reached")  # pragma: no cover - timeout raises first
+
+
+def push(system: System, tmp_path: Path, destination: str, content: str | None = None) -> str:
+    """Push a fresh image (or one made of `content`) to `<registry>/<destination>` with skopeo."""
+    from localdev.images import make_oci_image, skopeo_push
+
+    image = make_oci_image(tmp_path / uuid.uuid4().hex, content or uuid.uuid4().hex)
+    skopeo_push(image, f"{system.registry.host}/{destination}")
+    return image.manifest_digest

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +10,7 @@ import aiohttp
 
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS
-from localdev.images import make_oci_image, skopeo_push
-from tests.integration.conftest import System, eventually, new_namespace
-
-
-def push(system: System, tmp_path: Path, destination: str, content: str) -> str:
-    image = make_oci_image(tmp_path / uuid.uuid4().hex, content)
-    skopeo_push(image, f"{system.registry.host}/{destination}")
-    return image.manifest_digest
+from tests.integration.conftest import System, eventually, new_namespace, push
 
 
 async def get_stream(system: System, namespace: str, name: str) -> dict[str, Any] | None:

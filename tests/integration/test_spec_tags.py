@@ -11,14 +11,8 @@ from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS
 from localdev.images import make_oci_image, skopeo_push
 from localdev.registry import Registry
-from tests.integration.conftest import System, eventually, new_namespace
+from tests.integration.conftest import System, eventually, new_namespace, push
 from tests.integration.workloads import imagestream
-
-
-def push(system: System, tmp_path: Path, destination: str) -> str:
-    image = make_oci_image(tmp_path / uuid.uuid4().hex, uuid.uuid4().hex)
-    skopeo_push(image, f"{system.registry.host}/{destination}")
-    return image.manifest_digest
 
 
 def status_tag(stream: dict[str, Any], tag: str) -> dict[str, Any]:

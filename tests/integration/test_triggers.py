@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +12,11 @@ import pytest
 
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import EVENTS, IMAGESTREAMS, REPLICASETS, REPLICATIONCONTROLLERS
-from localdev.images import make_oci_image, skopeo_push
-from tests.integration.conftest import System, eventually, new_namespace
+from tests.integration.conftest import System, eventually, new_namespace, push
 from tests.integration.workloads import RESOURCES, images, imagestream, trigger, workload
 
 SETTLE_S = 1.5
 """How long to watch for a write that must not happen (a negative check has to wait)."""
-
-
-def push(system: System, tmp_path: Path, destination: str, content: str | None = None) -> str:
-    image = make_oci_image(tmp_path / uuid.uuid4().hex, content or uuid.uuid4().hex)
-    skopeo_push(image, f"{system.registry.host}/{destination}")
-    return image.manifest_digest
 
 
 async def create(system: System, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +42,21 @@ async def wait_image(
         return obj if images(obj, init=init).get(container) == expected else None
 
     return await eventually(check, what=f"{kind} {name} {container} = {expected}")
+
+
+async def rolled_out(system: System, tmp_path: Path, namespace: str, name: str = "app") -> str:
+    """A Deployment `name` following `app:v1`, after a push to it: its pull spec."""
+    await create(
+        system,
+        "Deployment",
+        namespace,
+        workload("Deployment", name, [trigger("app:v1", "main")], ["main"]),
+    )
+    expected = (
+        f"{system.registry.host}/{namespace}/app@{push(system, tmp_path, f'{namespace}/app:v1')}"
+    )
+    await wait_image(system, "Deployment", namespace, name, "main", expected)
+    return expected
 
 
 async def warnings_for(system: System, namespace: str, name: str) -> list[str]:
@@ -314,16 +321,7 @@ async def test_behaviour_19_a_manual_change_is_reverted_and_our_write_causes_no_
     system: System, tmp_path: Path
 ) -> None:
     namespace = await new_namespace(system.kube, "b19")
-    await create(
-        system,
-        "Deployment",
-        namespace,
-        workload("Deployment", "app", [trigger("app:v1", "main")], ["main"]),
-    )
-    expected = (
-        f"{system.registry.host}/{namespace}/app@{push(system, tmp_path, f'{namespace}/app:v1')}"
-    )
-    await wait_image(system, "Deployment", namespace, "app", "main", expected)
+    expected = await rolled_out(system, tmp_path, namespace)
     for _ in range(5):  # OpenShift's e2e patches it back to " " repeatedly
         await system.kube.patch(
             RESOURCES["Deployment"],
@@ -456,16 +454,7 @@ async def test_a_stream_that_vanishes_leaves_workloads_as_they_are(
     system: System, tmp_path: Path
 ) -> None:
     namespace = await new_namespace(system.kube, "gone")
-    await create(
-        system,
-        "Deployment",
-        namespace,
-        workload("Deployment", "app", [trigger("app:v1", "main")], ["main"]),
-    )
-    expected = (
-        f"{system.registry.host}/{namespace}/app@{push(system, tmp_path, f'{namespace}/app:v1')}"
-    )
-    await wait_image(system, "Deployment", namespace, "app", "main", expected)
+    expected = await rolled_out(system, tmp_path, namespace)
     await system.kube.delete(IMAGESTREAMS, namespace, "app")
     await asyncio.sleep(SETTLE_S)
     assert images(await read(system, "Deployment", namespace, "app"))["main"] == expected
