@@ -7,8 +7,11 @@ Each failure has one answer (reliability.md 9.3):
 | persisted, or already recorded (duplicate)        | 200 + JSON of what was applied and ignored |
 | authenticated but irrelevant (pull, blob, ...)    | 200, counted by reason |
 | malformed or wrong media type                     | 400 / 415; 200 for `distribution` |
+| body not decodable as its Content-Encoding says   | 400, before authentication |
 | missing or wrong credentials                      | 401, before parsing; nothing is written |
+| sender over its `rateLimit`                       | 429 + Retry-After, before parsing |
 | body over the limit                               | 413, before the body is buffered |
+| body not sent within BODY_TIMEOUT_S               | 408 |
 | not ready, or cannot persist within the budget    | 503 + Retry-After |
 | unknown receiver                                  | 404 |
 
@@ -20,6 +23,7 @@ body) for input they can authenticate but not use.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,11 +36,14 @@ from webhook.auth import Authenticator
 from webhook.config import Receiver
 from webhook.events import BadPayload, Ignored, UnsupportedMediaType
 from webhook.intake import Applied, Intake, IntakeUnavailable
+from webhook.limits import SenderLimits
 from webhook.parsing import parse_notification
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_S = "2"
+BODY_TIMEOUT_S = 30.0
+"""A body must arrive within this (slow headers are cut by the server's header timeout)."""
 LENIENT_TYPES = frozenset({"distribution"})
 
 
@@ -79,6 +86,7 @@ class ReceiverRoutes:
     ready: Callable[[], Awaitable[bool]]
     metrics: WebhookMetrics
     max_body_bytes: int
+    limits: SenderLimits | None = None
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -101,14 +109,26 @@ class ReceiverRoutes:
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return _error(413, f"body over {self.max_body_bytes} bytes")
         try:
-            body = await request.read()
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                body = await request.read()
+        except TimeoutError:
+            return _error(408, f"body not received within {BODY_TIMEOUT_S:.0f}s")
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body over {self.max_body_bytes} bytes")
+        except web.RequestPayloadError as error:
+            # A body that cannot be decoded as its Content-Encoding says (not
+            # gzip, say): the sender's mistake, not ours.
+            return _error(400, f"unreadable body: {error}")
         authenticator = self.authenticators[receiver.name]
         if not authenticator.authenticate(
             headers=request.headers, body=body, path_secret=request.match_info.get("secret")
         ):
             return _error(401, "missing or invalid credentials")
+        wait_s = self.limits.retry_after(receiver.name) if self.limits is not None else None
+        if wait_s is not None:
+            response = _error(429, "over this sender's rate limit")
+            response.headers["Retry-After"] = str(wait_s)
+            return response
         lenient = receiver.type in LENIENT_TYPES
         try:
             parsed = parse_notification(

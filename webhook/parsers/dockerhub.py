@@ -5,6 +5,9 @@ Accepts `{"push_data": {"tag", "pushed_at"}, "repository": {"repo_name"}}` as
 is required. The registry is `docker.io`, the name users write in image
 references (the API host `registry-1.docker.io` is the registry client's
 business); a one-segment `repo_name` is an official image under `library/`.
+The receiver's `registry`, if configured, is where Docker Hub names are
+resolved instead (a Docker Hub mirror, or a test registry); the repository
+keeps its Docker Hub form there (`nginx` is `library/nginx`).
 
 No digest is sent, so records carry an empty digest and the webhook
 resolves the tag. Docker Hub sends no event id; records get a content id
@@ -13,7 +16,7 @@ from the repository, tag and `pushed_at`.
 
 from __future__ import annotations
 
-from imagestream.references import DOCKER_HUB
+from imagestream.references import DOCKER_HUB, normalize_repository
 from webhook.events import ParsedNotification
 from webhook.parsers.common import (
     JSON_ONLY,
@@ -37,8 +40,11 @@ def parse(request: Request) -> ParsedNotification:
         [
             push_entry(
                 request,
-                registry=DOCKER_HUB,
-                repository=required_text(repository, "repo_name", what="Docker Hub repository"),
+                registry=request.default_registry or DOCKER_HUB,
+                repository=normalize_repository(
+                    DOCKER_HUB,
+                    required_text(repository, "repo_name", what="Docker Hub repository"),
+                ),
                 tag=required_text(push_data, "tag", what="Docker Hub push_data"),
                 digest="",
                 pushed_at=None if pushed_at is None else unix_time(pushed_at, what="pushed_at"),
