@@ -144,6 +144,7 @@ async def start(collaborators: Collaborators) -> Controller:
         kube=kube,
         global_config_file=settings.registry_config,
         ca_bundle=settings.registry_ca_bundle,
+        allowed_registries=settings.allowed_registries,
     )
     writes = Counter(
         "imagestream_controller_status_writes",

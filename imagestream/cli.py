@@ -126,6 +126,13 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "host[:port] of the integrated registry, for status.dockerImageRepository",
     )
     add_flag(parser, "--workers", "8", "concurrent reconciles per queue", type=int)
+    add_flag(
+        parser,
+        "--allowed-registries",
+        "",
+        "comma-separated registry host patterns imports may contact (e.g. "
+        "quay.io,*.example.com); empty: any",
+    )
     add_log_flags(parser)
 
 
@@ -168,6 +175,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         leader_election_namespace=args.leader_election_namespace,
         integrated_registry=args.integrated_registry,
         workers=args.workers,
+        allowed_registries=tuple(
+            p.strip() for p in args.allowed_registries.split(",") if p.strip()
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from imagestream.settings import HostPort
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 READINESS_CHECK_TIMEOUT_S = 2.0
+HEADER_TIMEOUT_S = 10.0
 
 log = structlog.get_logger(__name__)
 
@@ -61,7 +62,12 @@ async def serve(
     # handler_cancellation off (aiohttp's default): a sender that hangs up
     # must not abort a status write half way; the write finishes and the
     # sender's retry finds it recorded.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=20.0)
+    # keepalive_timeout: aiohttp closes a connection that has not completed a
+    # request's headers within it (from connect, or from the previous answer),
+    # so it is also the slow-header (slowloris) timeout; its default is an hour.
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=20.0, keepalive_timeout=HEADER_TIMEOUT_S
+    )
     await runner.setup()
     site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
     await site.start()

@@ -15,13 +15,36 @@ from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
 
 from imagestream.health import ReadinessCheck, StopSignal, health_routes, metrics_routes, serve
 from imagestream.kube.client import Kube, connect
 from imagestream.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+
+def _api_request_metrics(metrics: CollectorRegistry) -> Callable[[str, str, int, float], None]:
+    """Count API requests by verb and answer (`0`: no answer: connection error or timeout)."""
+    requests = Counter(
+        "imagestream_api_requests",
+        "API server requests by verb and HTTP status.",
+        ["verb", "code"],
+        registry=metrics,
+    )
+    errors = Counter(
+        "imagestream_api_errors",
+        "API server requests that failed (status >= 400 or none).",
+        ["verb"],
+        registry=metrics,
+    )
+
+    def observe(verb: str, _path: str, status: int, _seconds: float) -> None:
+        requests.labels(verb, str(status)).inc()
+        if status == 0 or status >= 400:
+            errors.labels(verb).inc()
+
+    return observe
 
 
 class Component(Protocol):
@@ -55,9 +78,9 @@ async def run_components(
 ) -> None:
     """Start the components, serve health and metrics, and wait for `stop`."""
     kube = await connect(settings.kubeconfig)
-    collaborators = Collaborators(
-        settings=settings, kube=kube, metrics=CollectorRegistry(), stop=stop
-    )
+    metrics = CollectorRegistry()
+    kube.observers.append(_api_request_metrics(metrics))
+    collaborators = Collaborators(settings=settings, kube=kube, metrics=metrics, stop=stop)
     components: list[Component] = []
     runners: list[web.AppRunner] = []
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fnmatch
 import json
 import time
 from collections.abc import Mapping
@@ -77,6 +78,8 @@ class RegistryAccess:
     timeout_s: float = 10.0
     limiter: TokenBucket = field(default_factory=lambda: TokenBucket(rate=20.0, burst=40.0))
     read_namespace_secrets: bool = True
+    allowed_registries: tuple[str, ...] = ()
+    """Host patterns (`*.example.com`, `127.0.0.1:*`) we may ask; empty: any."""
     _tokens: TokenCache = field(default_factory=TokenCache)
     _secrets: dict[str, tuple[float, list[Mapping[str, Any]]]] = field(default_factory=dict)
     _backoff_until: dict[str, float] = field(default_factory=dict)
@@ -84,6 +87,11 @@ class RegistryAccess:
     async def resolve(
         self, *, registry: str, repository: str, tag: str, namespace: str, insecure: bool
     ) -> ResolvedManifest:
+        if not registry_allowed(registry, self.allowed_registries):
+            raise ResolveError(
+                ResolveReason.FORBIDDEN,
+                f"registry {registry} is not in the registries allowed for import",
+            )
         until = self._backoff_until.get(registry, 0.0)
         if until > time.monotonic():
             raise ResolveError(
@@ -158,3 +166,16 @@ class RegistryAccess:
                     continue
         self._secrets[namespace] = (time.monotonic() + SECRET_CACHE_TTL_S, configs)
         return configs
+
+
+def registry_allowed(registry: str, patterns: tuple[str, ...]) -> bool:
+    """Whether `registry` (host[:port]) matches one of `patterns`; no patterns allow all.
+
+    Patterns are shell-style (`fnmatch`) over the lower-cased `host[:port]`,
+    as OpenShift's `allowedRegistriesForImport` domain names, e.g.
+    `quay.io`, `*.corp.example.com`, `127.0.0.1:*`.
+    """
+    if not patterns:
+        return True
+    host = registry.lower()
+    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)

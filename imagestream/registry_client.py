@@ -91,6 +91,8 @@ class ResolveReason(StrEnum):
     INTERNAL_ERROR = "InternalError"
     UNAVAILABLE = "Unavailable"
     TOO_MANY_REQUESTS = "TooManyRequests"
+    FORBIDDEN = "Forbidden"
+    """The registry is not in the allowed list (OpenShift's `allowedRegistriesForImport`)."""
 
 
 class ResolveError(Exception):

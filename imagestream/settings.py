@@ -64,5 +64,7 @@ class Settings:
     integrated_registry: str = ""
     """`host[:port]` of the cluster's integrated registry; fills status.dockerImageRepository."""
     workers: int = 8
+    allowed_registries: tuple[str, ...] = ()
+    """Registries imports and verification may contact (patterns); empty: any."""
     allow_cross_namespace_triggers: bool = False
     resync_period_s: float = 600.0

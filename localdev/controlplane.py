@@ -90,6 +90,8 @@ class ControlPlane:
     bin_dir: Path
     with_controller_manager: bool = True
     log_dir: Path | None = None
+    apiserver_args: tuple[str, ...] = ()
+    """Extra kube-apiserver flags (e.g. a short `--etcd-compaction-interval` for 410 tests)."""
     etcd_port: int = 0
     apiserver_port: int = 0
     token: str = field(default_factory=lambda: secrets.token_hex(24))
@@ -190,6 +192,7 @@ class ControlPlane:
                 # The "kubernetes" Service endpoints may not be loopback.
                 "--endpoint-reconciler-type=none",
                 f"--cert-dir={pki}",
+                *self.apiserver_args,
             ],
             log_path=logs / "kube-apiserver.log",
         )

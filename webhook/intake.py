@@ -111,7 +111,6 @@ class Intake:
                     creates[key] = CreateSpec(docker_image_repository=target.create_repository)
                 updates[key].append((self._update(record, target, digest, failure), target, digest))
         if not updates:
-            self._remember(parsed.records)
             return result
         try:
             async with asyncio.timeout(self.write_budget_s):
@@ -126,7 +125,9 @@ class Intake:
         for applied, ignored in outcomes:
             result.applied.extend(applied)
             result.ignored.extend(ignored)
-        self._remember(parsed.records)
+        # Only events that reached a tag are remembered: one that matched no
+        # tag may match a spec tag added since, when it is delivered again.
+        self._remember([a.event_id for a in result.applied])
         return result
 
     def _targets(
@@ -251,11 +252,11 @@ class Intake:
                 )
         return applied, []
 
-    def _remember(self, records: list[PushRecord]) -> None:
-        for record in records:
-            if record.event_id:
-                self._seen[record.event_id] = None
-                self._seen.move_to_end(record.event_id)
+    def _remember(self, event_ids: list[str]) -> None:
+        for event_id in event_ids:
+            if event_id:
+                self._seen[event_id] = None
+                self._seen.move_to_end(event_id)
         while len(self._seen) > SEEN_EVENTS_MAX:
             self._seen.popitem(last=False)
 

@@ -111,10 +111,14 @@ class Informer:
         for key, obj in list(self.store.items()):
             self._dispatch(key, obj, obj)
 
-    async def run(self) -> None:
-        """List and watch until cancelled."""
+    async def run(self, *, resume_from: str | None = None) -> None:
+        """List and watch until cancelled.
+
+        `resume_from` continues a cache that already holds objects (a restart
+        of the loop) with a watch from that resourceVersion instead of a list.
+        """
         backoff = BACKOFF_INITIAL_S
-        resource_version: str | None = None
+        resource_version: str | None = resume_from
         loop = asyncio.get_running_loop()
         next_resync = loop.time() + self.resync_period_s
         while True:

@@ -72,10 +72,17 @@ class LeaderElector:
                 await asyncio.sleep(self.retry_period_s)
             last_renewed = time.monotonic()
             while True:
-                await asyncio.sleep(self.retry_period_s)
-                if await self._try_acquire_or_renew():
-                    last_renewed = time.monotonic()
-                elif time.monotonic() - last_renewed > self.renew_deadline_s:
+                # The renew deadline is a hard stop, as client-go's renew context: no
+                # attempt may outlast it, so leadership ends by `renew_deadline_s` after
+                # the last renewal was sent, before a standby can take the lease.
+                deadline = last_renewed + self.renew_deadline_s
+                await asyncio.sleep(min(self.retry_period_s, max(deadline - time.monotonic(), 0)))
+                sent = time.monotonic()
+                if deadline - sent > 0 and await self._try_acquire_or_renew(
+                    timeout_s=min(self.retry_period_s * 2, deadline - sent)
+                ):
+                    last_renewed = sent
+                elif time.monotonic() >= deadline:
                     log.error(
                         "leader_lost", lease=f"{self.namespace}/{self.name}", identity=self.identity
                     )
@@ -86,9 +93,9 @@ class LeaderElector:
                 await asyncio.shield(self._release())
             raise
 
-    async def _try_acquire_or_renew(self) -> bool:
+    async def _try_acquire_or_renew(self, *, timeout_s: float | None = None) -> bool:
         try:
-            async with asyncio.timeout(self.retry_period_s * 2):
+            async with asyncio.timeout(timeout_s or self.retry_period_s * 2):
                 return await self._attempt()
         except (KubeError, TimeoutError) as error:
             log.debug("lease_attempt_failed", error=str(error))

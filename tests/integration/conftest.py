@@ -165,6 +165,9 @@ async def system(
         kubeconfig=controlplane.kubeconfig_path,
         webhook_token_file=token_file,
         import_interval_s=5.0,
+        # Tests may name registries elsewhere (OpenShift manifests do); the
+        # controller must never contact them from here.
+        allowed_registries=("127.0.0.1:*", "localhost:*"),
     )
     registry = Registry(
         workdir=workdir / "registry",
