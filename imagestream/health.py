@@ -9,6 +9,7 @@ a load balancer never sends a push to a replica that cannot persist it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
@@ -22,6 +23,20 @@ READINESS_CHECK_TIMEOUT_S = 2.0
 HEADER_TIMEOUT_S = 10.0
 
 log = structlog.get_logger(__name__)
+
+
+def cached(check: ReadinessCheck, *, ttl_s: float = 1.0) -> ReadinessCheck:
+    """`check`, asked at most once per `ttl_s`: cheap enough to gate every request on."""
+    checked_at, answer = float("-inf"), False
+
+    async def cached_check() -> bool:
+        nonlocal checked_at, answer
+        now = time.monotonic()
+        if now - checked_at >= ttl_s:
+            checked_at, answer = now, await check()
+        return answer
+
+    return cached_check
 
 
 def health_routes(checks: Mapping[str, ReadinessCheck]) -> list[web.RouteDef]:
