@@ -101,7 +101,7 @@ class Intake:
                 # truth (a lost cache only costs a no-op comparison).
                 result.ignored.append(Ignored("duplicate_event", record.event_id))
                 continue
-            targets = self._targets(receiver, record, result)
+            targets = self.targets(receiver, record, result.ignored)
             if not targets:
                 continue
             digest, failure = await self._digest(receiver, record, targets)
@@ -130,12 +130,13 @@ class Intake:
         self._remember([a.event_id for a in result.applied])
         return result
 
-    def _targets(
-        self, receiver: Receiver, record: PushRecord, result: IntakeResult
+    def targets(
+        self, receiver: Receiver, record: PushRecord, ignored: list[Ignored]
     ) -> list[Target]:
+        """The tags `record` moves (pure: the index lookup); why none, appended to `ignored`."""
         registry = record.registry or receiver.registry
         if not registry:
-            result.ignored.append(
+            ignored.append(
                 Ignored(
                     "no_registry_host",
                     record.event_id,
@@ -145,13 +146,19 @@ class Intake:
             return []
         targets = self.index.followers(registry, record.repository, record.tag)
         if receiver.integrated:
-            integrated = integrated_target(record, registry=registry)
+            # An integrated registry is reached under several names (the
+            # Service inside, a route outside); the receiver's `registry`
+            # names the one recorded, as OpenShift records its internal name.
+            canonical = receiver.registry or registry
+            if canonical != registry:
+                targets += self.index.followers(canonical, record.repository, record.tag)
+            integrated = integrated_target(record, registry=canonical)
             if isinstance(integrated, Target):
                 targets.append(integrated)
             elif not targets:
-                result.ignored.append(Ignored(integrated, record.event_id, record.repository))
+                ignored.append(Ignored(integrated, record.event_id, record.repository))
         elif not targets:
-            result.ignored.append(
+            ignored.append(
                 Ignored(
                     "no_matching_imagestream_tag",
                     record.event_id,

@@ -1,0 +1,94 @@
+"""Which tags a push moves (webhook/targets.py, Intake.targets): pure index lookups."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from imagestream.recording import StreamRecorder
+from webhook.config import AuthConfig, Receiver
+from webhook.events import Ignored, PushRecord
+from webhook.intake import Intake
+from webhook.targets import DockerImageTagIndex, Target
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def _receiver(*, integrated: bool, registry: str = "") -> Receiver:
+    return Receiver(
+        name="r",
+        type="distribution",
+        auth=AuthConfig(type="none"),
+        integrated=integrated,
+        registry=registry,
+    )
+
+
+def _intake(streams: dict[str, dict[str, Any]]) -> Intake:
+    index = DockerImageTagIndex()
+    for key, stream in streams.items():
+        index.update(key, stream)
+    return Intake(recorder=StreamRecorder(kube=cast(Any, None)), index=index)
+
+
+def _record(registry: str, repository: str, tag: str = "v1") -> PushRecord:
+    return PushRecord(registry=registry, repository=repository, tag=tag, digest=DIGEST)
+
+
+def _following(from_name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "spec": {
+            "tags": [{"name": "t", "from": {"kind": "DockerImage", "name": from_name}, **extra}]
+        }
+    }
+
+
+def test_integrated_push_names_namespace_and_stream() -> None:
+    ignored: list[Ignored] = []
+    targets = _intake({}).targets(
+        _receiver(integrated=True), _record("reg:5000", "team/app"), ignored
+    )
+    assert targets == [
+        Target(
+            namespace="team",
+            stream="app",
+            tag="v1",
+            name="reg:5000/team/app",
+            create_repository="reg:5000/team/app",
+        )
+    ]
+    assert ignored == []
+
+
+def test_the_receivers_registry_is_the_name_an_integrated_push_records() -> None:
+    targets = _intake({}).targets(
+        _receiver(integrated=True, registry="image-registry.svc:5000"),
+        _record("registry.apps.example.com", "team/app"),
+        [],
+    )
+    assert [t.name for t in targets] == ["image-registry.svc:5000/team/app"]
+
+
+def test_docker_hub_names_are_normalised_and_written_names_kept() -> None:
+    intake = _intake(
+        {
+            "ns/web": _following("nginx:1.25"),
+            "ns/other": _following("nginx:1.24"),
+            "ns/pinned": _following(f"nginx@{DIGEST}"),
+            "ns/ref": _following("nginx:1.25", reference=True),
+        }
+    )
+    targets = intake.targets(
+        _receiver(integrated=False), _record("docker.io", "library/nginx", "1.25"), []
+    )
+    assert targets == [Target(namespace="ns", stream="web", tag="t", name="nginx")]
+
+
+def test_a_push_that_moves_nothing_says_why() -> None:
+    ignored: list[Ignored] = []
+    assert (
+        _intake({}).targets(_receiver(integrated=False), _record("quay.io", "x/y"), ignored) == []
+    )
+    assert [i.reason for i in ignored] == ["no_matching_imagestream_tag"]
+    ignored.clear()
+    assert _intake({}).targets(_receiver(integrated=True), _record("r", "a/b/c"), ignored) == []
+    assert [i.reason for i in ignored] == ["not_namespace_and_name"]
