@@ -14,7 +14,7 @@ run: install controlplane ## Run the whole system here: control plane, registry,
 	$(BIN)/imagestream dev --log-format console
 
 .PHONY: test
-test: install controlplane ## Install everything, then run the whole test suite
+test: install controlplane helm tilt ## Install everything, then run the whole test suite
 	$(BIN)/pytest -ra
 
 ##@ Development
@@ -32,22 +32,48 @@ system-deps:
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,lint]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,lint,bench]'
 	touch $@
 
 .PHONY: controlplane
 controlplane: ## Build etcd, kube-apiserver and kube-controller-manager (cached outside the repo)
 	localkube/build.sh >/dev/null
 
+.PHONY: helm
+helm: ## Build helm (cached outside the repo; the chart tests use it)
+	localkube/build.sh helm >/dev/null
+
+.PHONY: tilt
+tilt: ## Build tilt (cached outside the repo; checks the Tiltfile)
+	localkube/build.sh tilt >/dev/null
+
+.PHONY: chart-check
+chart-check: install helm ## Lint and render the Helm chart with each value set, check its README table
+	$(BIN)/python scripts/values_table.py --check
+	helm="$$(localkube/build.sh helm --print-dir)/helm"; \
+	for values in "" charts/imagestream-controller/ci/*-values.yaml; do \
+	  "$$helm" lint --strict charts/imagestream-controller $${values:+-f "$$values"} && \
+	  "$$helm" template chart-check charts/imagestream-controller $${values:+-f "$$values"} >/dev/null || exit 1; \
+	done
+
+.PHONY: bench
+bench: install controlplane ## Benchmarks against the physical floor: table + bench/results.json (BENCH_SCALE=0.1: quick)
+	$(BIN)/python -m bench
+
+.PHONY: test-faults
+test-faults: install controlplane ## Fault-injection suite (tests/faults): real processes, faults on purpose
+	IMAGESTREAM_FAULT_TESTS=1 $(BIN)/pytest -ra tests/faults
+
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only (no control plane needed)
 	$(BIN)/pytest -ra tests/unit
 
 .PHONY: lint
-lint: install ## Run ruff and mypy
+lint: install ## Run ruff, mypy and hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
 
 .PHONY: format
 format: install ## Format the code with ruff

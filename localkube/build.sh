@@ -1,22 +1,54 @@
 #!/usr/bin/env bash
 # Build the local control plane (etcd, kube-apiserver, kube-controller-manager)
-# from Go modules into a cache outside the repository, keyed by version.
+# and the chart tools (helm, tilt) from Go modules into a cache outside the
+# repository, keyed by version.
 #
 # Invariant: a binary in the cache is only ever the finished output of a build
 # (we write to a temporary name and rename), so an interrupted build is redone
 # instead of leaving a truncated binary that looks built.
 #
-# Usage: localkube/build.sh            build what is missing, print the bin dir
-#        localkube/build.sh --print-dir   only print the bin dir
+# Usage: localkube/build.sh [TARGET] [--print-dir]
+#   TARGET is one of
+#     controlplane  etcd, kube-apiserver, kube-controller-manager (the default)
+#     helm          helm, told the Kubernetes version we run (not its 1.20 default)
+#     tilt          tilt (needs cgo: a C compiler)
+#   Builds what is missing, then prints the target's bin dir; with
+#   --print-dir only prints it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-kube_version="$(awk '$1 == "k8s.io/kubernetes" {print $2; exit}' "$here/kubernetes/go.mod")"
-etcd_version="$(awk '$1 == "go.etcd.io/etcd/server/v3" {print $2; exit}' "$here/etcd/go.mod")"
-cache_root="${IMAGESTREAM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imagestream-controller}"
-out="$cache_root/k8s-bins/kube-$kube_version-etcd-$etcd_version"
+target=controlplane
+print_dir=false
+for arg in "$@"; do
+  case "$arg" in
+    --print-dir) print_dir=true ;;
+    controlplane | helm | tilt) target="$arg" ;;
+    *) echo "usage: $0 [controlplane|helm|tilt] [--print-dir]" >&2; exit 2 ;;
+  esac
+done
 
-if [[ "${1:-}" == "--print-dir" ]]; then
+module_version() {  # module_version <module dir> <module path>
+  awk -v path="$2" '$1 == path {print $2; exit}' "$here/$1/go.mod"
+}
+
+kube_version="$(module_version kubernetes k8s.io/kubernetes)"
+cache_root="${IMAGESTREAM_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/imagestream-controller}"
+case "$target" in
+  controlplane)
+    etcd_version="$(module_version etcd go.etcd.io/etcd/server/v3)"
+    out="$cache_root/k8s-bins/kube-$kube_version-etcd-$etcd_version"
+    ;;
+  helm)
+    helm_version="$(module_version helm helm.sh/helm/v3)"
+    out="$cache_root/tools/helm-$helm_version-kube-$kube_version"
+    ;;
+  tilt)
+    tilt_version="$(module_version tilt github.com/tilt-dev/tilt)"
+    out="$cache_root/tools/tilt-$tilt_version"
+    ;;
+esac
+
+if $print_dir; then
   echo "$out"
   exit 0
 fi
@@ -53,8 +85,34 @@ build() {  # build <module dir> <package> <binary name> [ldflags...]
   echo "localkube: built $name in $((SECONDS - started))s" >&2
 }
 
-build etcd go.etcd.io/etcd/server/v3 etcd
-build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "${version_ldflags[*]}"
-build kubernetes k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "${version_ldflags[*]}"
+case "$target" in
+  controlplane)
+    build etcd go.etcd.io/etcd/server/v3 etcd
+    build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "${version_ldflags[*]}"
+    build kubernetes k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "${version_ldflags[*]}"
+    ;;
+  helm)
+    # Without these, `helm template` and `helm lint` assume Kubernetes v1.20
+    # and refuse a chart whose kubeVersion asks for more (helm#13248).
+    helm_ldflags=(
+      "-X helm.sh/helm/v3/internal/version.version=$helm_version"
+      "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+      "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+      "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+      "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+      "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+    )
+    build helm helm.sh/helm/v3/cmd/helm helm "${helm_ldflags[*]}"
+    ;;
+  tilt)
+    # Tilt's Tiltfile language server links tree-sitter, which is C.
+    command -v "${CC:-cc}" >/dev/null || {
+      echo "localkube: tilt needs a C compiler (cgo); install gcc" >&2
+      exit 1
+    }
+    CGO_ENABLED=1 build tilt github.com/tilt-dev/tilt/cmd/tilt tilt \
+      "-X main.version=${tilt_version#v}"
+    ;;
+esac
 
 echo "$out"

@@ -1,0 +1,940 @@
+"""The Helm chart, with a real helm (built from Go modules) and the real control plane.
+
+Rendering: `helm lint --strict` and `helm template` pass for the default values and every
+value set in the chart's `ci/`; the schema refuses a misspelt key; every pod runs with the
+restricted security context; no secret ends up in a ConfigMap; the rendered receiver config
+is one the webhook's own loader accepts.
+
+Installing: `helm install` into the session control plane creates every object, in a
+namespace that enforces the `restricted` Pod Security Standard (pods are created by
+kube-controller-manager and admitted, though no kubelet runs them); the ServiceAccounts may
+do what each process does and a sample of what it must not do is denied (asked with
+SubjectAccessReviews, as `kubectl auth can-i --as` does); then `helm uninstall` removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from imagestream.kube.client import Kube
+from imagestream.kube.errors import NotFound
+from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES, PODS, Resource
+from localdev.controlplane import ControlPlane, free_port
+from localdev.images import make_oci_image, skopeo_push
+from localdev.processes import ManagedProcess, wait_until
+from localdev.registry import NotificationEndpoint, Registry
+from webhook.config import parse_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "charts" / "imagestream-controller"
+BUILD_SCRIPT = REPO_ROOT / "localkube" / "build.sh"
+HELM_TIMEOUT_S = 120.0
+HELM_BUILD_TIMEOUT_S = 1200.0
+PODS_BUDGET_S = 60.0
+GONE_BUDGET_S = 60.0
+
+VALUE_SETS: dict[str, Path | None] = {
+    "default": None,
+    **{
+        path.name.removesuffix("-values.yaml"): path
+        for path in sorted((CHART / "ci").glob("*-values.yaml"))
+    },
+}
+
+SUBJECT_ACCESS_REVIEWS = Resource(
+    "authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False
+)
+# The kinds the chart renders, to read each installed object back.
+KINDS = {
+    resource.kind: resource
+    for resource in (
+        Resource("", "v1", "serviceaccounts", "ServiceAccount"),
+        Resource("", "v1", "secrets", "Secret"),
+        Resource("", "v1", "configmaps", "ConfigMap"),
+        Resource("", "v1", "services", "Service"),
+        Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
+        Resource("apps", "v1", "deployments", "Deployment"),
+        Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+        Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+        Resource("networking.k8s.io", "v1", "ingresses", "Ingress"),
+        Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+        Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+        Resource(
+            "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False
+        ),
+        Resource(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            namespaced=False,
+        ),
+    )
+}
+
+
+# --- helm --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Helm:
+    """The helm binary from localkube/build.sh, with its state kept out of $HOME."""
+
+    binary: Path
+    home: Path
+
+    def run(
+        self, *args: str, kubeconfig: Path | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        argv = [str(self.binary), *args]
+        if kubeconfig is not None:
+            argv += ["--kubeconfig", str(kubeconfig)]
+        result = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=HELM_TIMEOUT_S, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def template(self, *args: str, release: str = "rel", namespace: str = "ns") -> list[Any]:
+        rendered = self.run("template", release, str(CHART), "--namespace", namespace, *args)
+        return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
+
+
+def values_args(name: str) -> list[str]:
+    path = VALUE_SETS[name]
+    return ["--values", str(path)] if path else []
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    directory = Path(
+        subprocess.run(
+            [str(BUILD_SCRIPT), "helm", "--print-dir"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    if not (directory / "helm").exists():  # `make test` builds it first; a bare pytest may not
+        subprocess.run(
+            [str(BUILD_SCRIPT), "helm"],
+            check=True,
+            capture_output=True,
+            timeout=HELM_BUILD_TIMEOUT_S,
+        )
+    return Helm(binary=directory / "helm", home=tmp_path_factory.mktemp("helm-home"))
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def by_kind(objects: list[Any], kind: str) -> list[Any]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def named(objects: list[Any], kind: str, suffix: str) -> Any:
+    matches = [obj for obj in by_kind(objects, kind) if obj["metadata"]["name"].endswith(suffix)]
+    assert len(matches) == 1, f"{kind} *{suffix}: {[m['metadata']['name'] for m in matches]}"
+    return matches[0]
+
+
+def pod_specs(objects: list[Any]) -> Iterator[tuple[str, Any]]:
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            yield obj["metadata"]["name"], obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Pod":
+            yield obj["metadata"]["name"], obj["spec"]
+
+
+def env_of(deployment: Any) -> dict[str, str]:
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {item["name"]: item.get("value", "") for item in container.get("env", [])}
+
+
+def secret_values(objects: list[Any]) -> set[str]:
+    values: set[str] = set()
+    for secret in by_kind(objects, "Secret"):
+        values |= {base64.b64decode(v).decode() for v in (secret.get("data") or {}).values()}
+        values |= set((secret.get("stringData") or {}).values())
+    return values
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_lint_strict(helm: Helm, value_set: str) -> None:
+    result = helm.run("lint", "--strict", str(CHART), *values_args(value_set))
+    assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_template_renders_restricted_pods_and_no_secret_in_configmaps(
+    helm: Helm, value_set: str
+) -> None:
+    # No --kube-version: helm was built knowing Kubernetes 1.37, and the chart needs >= 1.30.
+    objects = helm.template(*values_args(value_set))
+    assert by_kind(objects, "Deployment"), "nothing rendered"
+    for name, spec in pod_specs(objects):
+        pod_context = spec["securityContext"]
+        assert pod_context["runAsNonRoot"] is True, name
+        assert pod_context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+    secrets = secret_values(objects)
+    for config_map in by_kind(objects, "ConfigMap"):
+        text = json.dumps(config_map["data"])
+        assert not [s for s in secrets if s and s in text], config_map["metadata"]["name"]
+    for deployment in by_kind(objects, "Deployment"):
+        assert not set(env_of(deployment).values()) & secrets
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "rel", obj["metadata"]["name"]
+        assert labels["app.kubernetes.io/part-of"] == "imagestream-controller"
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+def test_the_webhook_loads_the_rendered_receivers(helm: Helm, value_set: str) -> None:
+    objects = helm.template(*values_args(value_set))
+    config_map = named(objects, "ConfigMap", "-webhook")
+    receivers = parse_config(
+        yaml.safe_load(config_map["data"]["receivers.yaml"]), source="chart", base_dir=Path("/")
+    )
+    webhook = named(objects, "Deployment", "-webhook")
+    container = webhook["spec"]["template"]["spec"]["containers"][0]
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert env_of(webhook)["IMAGESTREAM_WEBHOOK_CONFIG"] == "/etc/imagestream/config/receivers.yaml"
+    for receiver in receivers:
+        for path in receiver.auth.secret_files:
+            assert str(path.parent) in mounts, (receiver.name, path)
+    created = [
+        s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith("-receivers")
+    ]
+    if created:  # without existingSecret, every key a receiver names is in the Secret
+        keys = set(created[0]["data"])
+        for receiver in receivers:
+            for path in receiver.auth.secret_files:
+                if path.parent == Path("/etc/imagestream/receivers"):
+                    assert path.name in keys, (receiver.name, path)
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("controler.replicaCount=2", "additional properties 'controler' not allowed"),
+        ("webhook.ingress.enable=true", "additional properties 'enable' not allowed"),
+        ("registry.storage.type=hostPath", "registry/storage/type"),
+        ("webhook.receivers[0].type=dockerhubb", "webhook/receivers/0"),
+    ],
+)
+def test_the_schema_rejects_misspelt_values(helm: Helm, setting: str, complaint: str) -> None:
+    for command in (["lint", "--strict", str(CHART)], ["template", "rel", str(CHART)]):
+        result = helm.run(*command, "--set", setting, check=False)
+        assert result.returncode != 0, (command, setting)
+        assert complaint in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
+    objects = helm.template(*values_args("namespaced"))
+    assert not by_kind(objects, "ClusterRole")
+    assert not by_kind(objects, "ClusterRoleBinding")
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in by_kind(objects, "Role")}
+    for namespace in ("team-a", "team-b"):
+        assert (namespace, "rel-imagestream-controller-controller") in roles
+        assert (namespace, "rel-imagestream-controller-webhook") in roles
+    assert ("ns", "rel-imagestream-controller-leader-election") in roles
+    # Secrets only where asked (team-a), for both processes (a `verify: registry` receiver).
+    secret_roles = [r for r in by_kind(objects, "Role") if "secrets" in json.dumps(r["rules"])]
+    assert [r["metadata"]["namespace"] for r in secret_roles] == ["team-a"]
+    binding = named(objects, "RoleBinding", "-registry-secrets")
+    assert {s["name"] for s in binding["subjects"]} == {
+        "rel-imagestream-controller-controller",
+        "rel-imagestream-controller-webhook",
+    }
+    for deployment in by_kind(objects, "Deployment"):
+        assert env_of(deployment)["IMAGESTREAM_WATCH_NAMESPACES"] == "team-a,team-b"
+
+
+def test_the_integrated_registry_notifies_the_webhook_with_its_token(helm: Helm) -> None:
+    objects = helm.template(*values_args("registry"))
+    config_secret = named(objects, "Secret", "-registry-config")
+    config = yaml.safe_load(base64.b64decode(config_secret["data"]["config.yml"]))
+    token = base64.b64decode(
+        named(objects, "Secret", "-registry-notifications")["data"]["token"]
+    ).decode()
+    (endpoint,) = config["notifications"]["endpoints"]
+    assert endpoint["headers"]["Authorization"] == [f"Bearer {token}"]
+    assert (
+        endpoint["url"]
+        == "http://rel-imagestream-controller-webhook.ns.svc:80/v1/events/integrated"
+    )
+    receivers = parse_config(
+        yaml.safe_load(named(objects, "ConfigMap", "-webhook")["data"]["receivers.yaml"]),
+        source="chart",
+        base_dir=Path("/"),
+    )
+    integrated = {r.name: r for r in receivers}["integrated"]
+    assert integrated.integrated is True
+    assert integrated.auth.secret_files == (Path("/etc/imagestream/integrated-registry/token"),)
+    for deployment in by_kind(objects, "Deployment"):
+        if not deployment["metadata"]["name"].endswith("-registry"):
+            assert (
+                env_of(deployment)["IMAGESTREAM_INTEGRATED_REGISTRY"]
+                == "rel-imagestream-controller-registry.ns.svc:5000"
+            )
+
+
+def test_the_controller_elects_a_leader_and_the_webhook_drains(helm: Helm) -> None:
+    objects = helm.template()
+    controller = env_of(named(objects, "Deployment", "-controller"))
+    assert controller["IMAGESTREAM_LEADER_ELECT"] == "true"
+    assert controller["IMAGESTREAM_LEADER_ELECTION_NAMESPACE"] == "ns"
+    webhook = named(objects, "Deployment", "-webhook")
+    assert webhook["spec"]["replicas"] == 2
+    container = webhook["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["webhook"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
+    assert named(objects, "PodDisruptionBudget", "-webhook")["spec"]["minAvailable"] == 1
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    image = container["image"]
+    assert image.endswith(":" + chart["appVersion"]), image
+
+
+# --- installing into the real control plane ------------------------------------------------------
+
+
+@dataclass
+class Installed:
+    release: str
+    namespace: str
+    kubeconfig: Path
+    objects: list[Any] = field(default_factory=list)
+    watched: list[str] = field(default_factory=list)
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.release}-imagestream-controller"
+
+    def service_account(self, component: str) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}-{component}"
+
+
+async def _restricted_namespace(kube: Kube, prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    await kube.create(
+        NAMESPACES,
+        None,
+        {
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            }
+        },
+    )
+    return name
+
+
+async def _install(
+    helm: Helm, controlplane: ControlPlane, kube: Kube, *args: str, prefix: str
+) -> Installed:
+    namespace = await _restricted_namespace(kube, prefix)
+    installed = Installed(
+        release=f"{prefix}{uuid.uuid4().hex[:6]}",
+        namespace=namespace,
+        kubeconfig=controlplane.kubeconfig_path,
+    )
+    await asyncio.to_thread(
+        helm.run,
+        "install",
+        installed.release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        *args,
+        kubeconfig=installed.kubeconfig,
+    )
+    manifest = await asyncio.to_thread(
+        helm.run, "get", "manifest", installed.release, "--namespace", namespace,
+        kubeconfig=installed.kubeconfig,
+    )  # fmt: skip
+    installed.objects = [doc for doc in yaml.safe_load_all(manifest.stdout) if doc]
+    return installed
+
+
+async def _uninstall(helm: Helm, kube: Kube, installed: Installed) -> None:
+    await asyncio.to_thread(
+        helm.run,
+        "uninstall",
+        installed.release,
+        "--namespace",
+        installed.namespace,
+        "--wait",
+        kubeconfig=installed.kubeconfig,
+    )
+    kept = [o for o in installed.objects if _keep(o)]
+    async with asyncio.timeout(GONE_BUDGET_S):
+        remaining = [o for o in installed.objects if not _keep(o)]
+        while remaining:
+            remaining = [o for o in remaining if await _exists(kube, o, installed.namespace)]
+            await asyncio.sleep(0.2 if remaining else 0)
+    for obj in kept:
+        assert await _exists(kube, obj, installed.namespace), obj["metadata"]["name"]
+        await kube.delete(KINDS[obj["kind"]], installed.namespace, obj["metadata"]["name"])
+
+
+def _keep(obj: Any) -> bool:
+    """Objects `helm uninstall` leaves on purpose (the registry's storage)."""
+    annotations = obj["metadata"].get("annotations") or {}
+    return bool(annotations.get("helm.sh/resource-policy") == "keep")
+
+
+async def _exists(kube: Kube, obj: Any, namespace: str) -> bool:
+    resource = KINDS[obj["kind"]]
+    try:
+        await kube.get(
+            resource,
+            obj["metadata"].get("namespace", namespace) if resource.namespaced else None,
+            obj["metadata"]["name"],
+        )
+    except NotFound:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+async def cluster_install(
+    helm: Helm, controlplane: ControlPlane, kube: Kube
+) -> AsyncIterator[Installed]:
+    installed = await _install(helm, controlplane, kube, prefix="chart")
+    yield installed
+    await _uninstall(helm, kube, installed)
+
+
+@pytest.fixture(scope="module")
+async def namespaced_install(
+    helm: Helm, controlplane: ControlPlane, kube: Kube
+) -> AsyncIterator[Installed]:
+    team_a = await _restricted_namespace(kube, "team-a")
+    team_b = await _restricted_namespace(kube, "team-b")
+    installed = await _install(
+        helm,
+        controlplane,
+        kube,
+        *values_args("namespaced"),
+        *values_args("registry"),
+        "--set-json",
+        f"watchNamespaces={json.dumps([team_a, team_b])}",
+        "--set-json",
+        f"rbac.registrySecretNamespaces={json.dumps([team_a])}",
+        prefix="nsd",
+    )
+    installed.watched = [team_a, team_b]
+    yield installed
+    await _uninstall(helm, kube, installed)
+
+
+async def test_every_object_is_created(kube: Kube, cluster_install: Installed) -> None:
+    kinds = {obj["kind"] for obj in cluster_install.objects}
+    assert {"Deployment", "Service", "ConfigMap", "Secret", "ClusterRole", "Role"} <= kinds
+    for obj in cluster_install.objects:
+        assert await _exists(kube, obj, cluster_install.namespace), obj["metadata"]["name"]
+    # The CRDs (crds/) exist, whether helm or an earlier test installed them.
+    for name in ("imagestreams.image.openshift.io", "deploymentconfigs.apps.openshift.io"):
+        await kube.get(
+            Resource(
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+                "CustomResourceDefinition",
+                namespaced=False,
+            ),
+            None,
+            name,
+        )
+
+
+async def _wait_for_pods(kube: Kube, installed: Installed, expected: dict[str, int]) -> None:
+    """kube-controller-manager creates the pods; Pod Security admission lets them in."""
+    selector = f"app.kubernetes.io/instance={installed.release}"
+    counts: dict[str, int] = {}
+    async with asyncio.timeout(PODS_BUDGET_S):
+        while counts != expected:
+            pods, _ = await kube.list(PODS, installed.namespace, label_selector=selector)
+            counts = {}
+            for pod in pods:
+                component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+                counts[component] = counts.get(component, 0) + 1
+            if counts != expected:
+                await asyncio.sleep(0.2)
+
+
+async def test_pods_pass_restricted_pod_security(kube: Kube, cluster_install: Installed) -> None:
+    await _wait_for_pods(kube, cluster_install, {"controller": 1, "webhook": 2})
+    # The namespace does enforce it: a pod that may escalate is refused.
+    bad = {
+        "metadata": {"name": "privileged"},
+        "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {}}]},
+    }
+    with pytest.raises(Exception, match="violates PodSecurity"):
+        await kube.create(PODS, cluster_install.namespace, bad)
+
+
+async def _allowed(
+    kube: Kube,
+    user: str,
+    verb: str,
+    resource: str,
+    *,
+    namespace: str = "",
+    name: str = "",
+) -> bool:
+    resource, _, subresource = resource.partition(":")
+    plural, _, group = resource.partition(".")
+    if plural == "namespaces" and name:
+        namespace = name  # GET /api/v1/namespaces/<name> is a request in that namespace
+    review = await kube.create(
+        SUBJECT_ACCESS_REVIEWS,
+        None,
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": ["system:serviceaccounts", "system:authenticated"],
+                "resourceAttributes": {
+                    "verb": verb,
+                    "group": group,
+                    "resource": plural,
+                    "subresource": subresource,
+                    "namespace": namespace,
+                    "name": name,
+                },
+            },
+        },
+    )
+    return bool(review["status"].get("allowed"))
+
+
+# (verb, resource): resource is `plural[.group][:subresource]`, the core group without a dot.
+CONTROLLER_ALLOWED = [
+    *[(v, "imagestreams.image.openshift.io") for v in ("get", "list", "watch", "update", "patch")],
+    *[(v, "imagestreams.image.openshift.io:status") for v in ("update", "patch")],
+    *[
+        (v, f"{plural}.apps")
+        for plural in ("deployments", "statefulsets", "daemonsets")
+        for v in ("get", "list", "watch", "update", "patch")
+    ],
+    *[(v, "cronjobs.batch") for v in ("get", "list", "watch", "update", "patch")],
+    *[(v, "jobs.batch") for v in ("get", "list", "watch", "create", "delete")],
+    *[(v, "deploymentconfigs.apps.openshift.io") for v in ("get", "watch", "update", "patch")],
+    ("update", "deploymentconfigs.apps.openshift.io:status"),
+    *[(v, "replicationcontrollers") for v in ("list", "create", "patch", "delete")],
+    *[(v, "buildconfigs.build.openshift.io") for v in ("get", "list", "create", "patch")],
+    ("create", "builds.build.openshift.io"),
+    ("update", "builds.build.openshift.io:status"),
+    ("create", "events.events.k8s.io"),
+    ("create", "events"),
+    *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
+]
+CONTROLLER_DENIED = [
+    ("create", "imagestreams.image.openshift.io"),
+    ("delete", "imagestreams.image.openshift.io"),
+    ("get", "configmaps"),
+    ("create", "deployments.apps"),
+    ("delete", "deployments.apps"),
+    ("create", "secrets"),
+    ("update", "secrets"),
+    ("create", "pods"),
+    ("delete", "deploymentconfigs.apps.openshift.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("create", "leases.coordination.k8s.io"),  # only in the release namespace
+    ("get", "customresourcedefinitions.apiextensions.k8s.io"),  # list only, cluster mode
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+WEBHOOK_ALLOWED = [
+    *[(v, "imagestreams.image.openshift.io") for v in ("get", "list", "watch", "create")],
+    *[(v, "imagestreams.image.openshift.io:status") for v in ("get", "update", "patch")],
+]
+WEBHOOK_DENIED = [
+    ("update", "imagestreams.image.openshift.io"),
+    ("delete", "imagestreams.image.openshift.io"),
+    ("patch", "deployments.apps"),
+    ("get", "deployments.apps"),
+    ("get", "secrets"),  # no `verify: registry` receiver by default
+    ("list", "secrets"),
+    ("get", "configmaps"),
+    ("create", "events"),
+    ("create", "namespaces"),
+    ("list", "namespaces"),
+]
+
+
+async def _check(
+    kube: Kube, user: str, cases: list[tuple[str, str]], *, namespace: str, expected: bool
+) -> None:
+    wrong = [
+        (verb, resource)
+        for verb, resource in cases
+        if await _allowed(kube, user, verb, resource, namespace=namespace) != expected
+    ]
+    assert not wrong, f"{user} in {namespace!r}: expected allowed={expected} for {wrong}"
+
+
+async def test_rbac_cluster_mode(kube: Kube, cluster_install: Installed) -> None:
+    controller = cluster_install.service_account("controller")
+    webhook = cluster_install.service_account("webhook")
+    elsewhere = f"any-{uuid.uuid4().hex[:6]}"  # cluster mode: every namespace, existing or not
+    await _check(kube, controller, CONTROLLER_ALLOWED, namespace=elsewhere, expected=True)
+    await _check(kube, controller, CONTROLLER_DENIED, namespace=elsewhere, expected=False)
+    await _check(kube, webhook, WEBHOOK_ALLOWED, namespace=elsewhere, expected=True)
+    await _check(kube, webhook, WEBHOOK_DENIED, namespace=elsewhere, expected=False)
+    assert await _allowed(kube, webhook, "get", "namespaces", name=elsewhere)
+    crds = "customresourcedefinitions.apiextensions.k8s.io"
+    assert await _allowed(kube, controller, "list", crds)
+    assert not await _allowed(kube, webhook, "list", crds)
+
+    # The leader election Lease: in the release namespace, under its one name.
+    lease = "leases.coordination.k8s.io"
+    namespace = cluster_install.namespace
+    assert await _allowed(kube, controller, "create", lease, namespace=namespace)
+    for verb in ("get", "update"):
+        assert await _allowed(
+            kube, controller, verb, lease, namespace=namespace, name="imagestream-controller"
+        )
+        assert not await _allowed(kube, controller, verb, lease, namespace=namespace, name="other")
+    assert not await _allowed(kube, webhook, "create", lease, namespace=namespace)
+
+
+async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -> None:
+    team_a, team_b = namespaced_install.watched
+    controller = namespaced_install.service_account("controller")
+    webhook = namespaced_install.service_account("webhook")
+    not_secrets = [case for case in CONTROLLER_ALLOWED if case[1] != "secrets"]
+    for namespace in (team_a, team_b):
+        await _check(kube, controller, not_secrets, namespace=namespace, expected=True)
+        await _check(kube, webhook, WEBHOOK_ALLOWED, namespace=namespace, expected=True)
+        assert await _allowed(kube, webhook, "get", "namespaces", name=namespace)
+    # Nothing outside the watched namespaces...
+    other = namespaced_install.namespace
+    await _check(kube, controller, not_secrets, namespace=other, expected=False)
+    await _check(kube, webhook, WEBHOOK_ALLOWED, namespace=other, expected=False)
+    assert not await _allowed(kube, webhook, "get", "namespaces", name=other)
+    assert not await _allowed(kube, webhook, "get", "namespaces", name="kube-system")
+    # ...and Secrets only in team-a, for both (the quay receiver verifies at the registry).
+    for user in (controller, webhook):
+        assert await _allowed(kube, user, "list", "secrets", namespace=team_a)
+        assert not await _allowed(kube, user, "list", "secrets", namespace=team_b)
+    # Roles only: no ClusterRole of this release.
+    assert not [o for o in namespaced_install.objects if o["kind"].startswith("Cluster")]
+
+
+async def test_namespaced_install_with_registry(kube: Kube, namespaced_install: Installed) -> None:
+    for obj in namespaced_install.objects:
+        assert await _exists(kube, obj, namespaced_install.namespace), obj["metadata"]["name"]
+    kinds = {obj["kind"] for obj in namespaced_install.objects}
+    assert {"NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget"} <= kinds
+    await _wait_for_pods(kube, namespaced_install, {"controller": 2, "webhook": 2, "registry": 1})
+
+
+# --- the real processes, as the chart runs them, under the chart's ServiceAccounts -------------
+
+PROCESS_READY_S = 60.0
+ROLLOUT_BUDGET_S = 60.0
+
+
+@dataclass
+class ChartProcesses:
+    """`imagestream webhook` and `imagestream controller` with the chart's env and identity."""
+
+    installed: Installed
+    apps: str
+    registry: Registry
+    webhook_url: str
+    token: str
+    processes: list[ManagedProcess]
+
+
+async def _service_account_kubeconfig(
+    kube: Kube, controlplane: ControlPlane, installed: Installed, component: str, path: Path
+) -> Path:
+    """A kubeconfig that authenticates as the chart's ServiceAccount (TokenRequest)."""
+    name = f"{installed.fullname}-{component}"
+    request = await kube.request(
+        "POST",
+        f"/api/v1/namespaces/{installed.namespace}/serviceaccounts/{name}/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    config = yaml.safe_load(controlplane.kubeconfig_path.read_text())
+    config["users"] = [{"name": name, "user": {"token": request["status"]["token"]}}]
+    config["contexts"][0]["context"]["user"] = name
+    return _write_private(path, yaml.safe_dump(config))
+
+
+def _write_private(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+async def _env_of_installed(kube: Kube, installed: Installed, component: str) -> dict[str, str]:
+    deployment = await kube.get(
+        KINDS["Deployment"], installed.namespace, f"{installed.fullname}-{component}"
+    )
+    return env_of(deployment)
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="module")
+async def chart_processes(
+    helm: Helm, controlplane: ControlPlane, kube: Kube, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ChartProcesses]:
+    workdir = tmp_path_factory.mktemp("chart-processes")
+    apps = await _restricted_namespace(kube, "apps")
+    registry_port, webhook_port = free_port(), free_port()
+    receiver = {
+        "name": "distribution",
+        "type": "distribution",
+        "integrated": True,
+        "auth": {"type": "bearer", "secretKeys": ["distribution-token"]},
+    }
+    # Namespaced mode (Roles only), the registry as the integrated one, the chart's token.
+    installed = await _install(
+        helm,
+        controlplane,
+        kube,
+        "--set-json",
+        f"watchNamespaces={json.dumps([apps])}",
+        "--set-json",
+        f"webhook.receivers={json.dumps([receiver])}",
+        "--set",
+        f"integratedRegistryHost=127.0.0.1:{registry_port}",
+        "--set",
+        "logging.level=debug",
+        prefix="e2e",
+    )
+    secret = await kube.get(
+        KINDS["Secret"], installed.namespace, f"{installed.fullname}-webhook-receivers"
+    )
+    secrets_dir = workdir / "receivers"
+    secrets_dir.mkdir()
+    for key, value in secret["data"].items():
+        (secrets_dir / key).write_bytes(base64.b64decode(value))
+    token = (secrets_dir / "distribution-token").read_text()
+    config_map = await kube.get(
+        KINDS["ConfigMap"], installed.namespace, f"{installed.fullname}-webhook"
+    )
+    receivers_file = workdir / "receivers.yaml"
+    receivers_file.write_text(
+        config_map["data"]["receivers.yaml"].replace(
+            "/etc/imagestream/receivers/", f"{secrets_dir}/"
+        )
+    )
+    webhook_url = f"http://127.0.0.1:{webhook_port}"
+    registry = Registry(
+        workdir=workdir / "registry",
+        port=registry_port,
+        notify=NotificationEndpoint(url=f"{webhook_url}/v1/events/distribution", token=token),
+    ).start()
+
+    processes: list[ManagedProcess] = []
+    base_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("KUBECONFIG", "IMAGESTREAM_"))
+    }
+    try:
+        for component in ("webhook", "controller"):
+            env = {**base_env, **await _env_of_installed(kube, installed, component)}
+            health = free_port()
+            listen = webhook_port if component == "webhook" else free_port()
+            env.update(
+                IMAGESTREAM_KUBECONFIG=str(
+                    await _service_account_kubeconfig(
+                        kube,
+                        controlplane,
+                        installed,
+                        component,
+                        workdir / f"{component}.kubeconfig",
+                    )
+                ),
+                IMAGESTREAM_WEBHOOK_ADDR=f"127.0.0.1:{listen}",
+                IMAGESTREAM_HEALTH_ADDR=f"127.0.0.1:{health}",
+                IMAGESTREAM_METRICS_ADDR=f"127.0.0.1:{free_port()}",
+            )
+            if component == "webhook":
+                env["IMAGESTREAM_WEBHOOK_CONFIG"] = str(receivers_file)
+            process = ManagedProcess(
+                name=f"chart-{component}",
+                argv=[str(Path(sys.executable).parent / "imagestream"), component],
+                log_path=workdir / f"{component}.log",
+                env=env,
+            ).start()
+            processes.append(process)
+            await asyncio.to_thread(
+                wait_until,
+                f"{component} under its ServiceAccount ready",
+                lambda health=health: _http_ok(f"http://127.0.0.1:{health}/readyz"),
+                timeout_s=PROCESS_READY_S,
+                processes=[process],
+            )
+        yield ChartProcesses(
+            installed=installed,
+            apps=apps,
+            registry=registry,
+            webhook_url=webhook_url,
+            token=token,
+            processes=processes,
+        )
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        registry.stop()
+        await _uninstall(helm, kube, installed)
+
+
+# Refusals a process expects and handles in namespaced mode: Roles cannot grant these
+# cluster-scoped reads, and the process falls back (logged as a warning).
+EXPECTED_IN_NAMESPACED_MODE = ('"event": "crds_not_listed"',)
+
+
+def _forbidden_lines(process: ManagedProcess) -> list[str]:
+    text = process.log_path.read_text(errors="replace")
+    return [
+        line
+        for line in text.splitlines()
+        if ("forbidden" in line.lower() or " 403" in line)
+        and not any(expected in line for expected in EXPECTED_IN_NAMESPACED_MODE)
+    ]
+
+
+async def test_the_helm_test_hook_is_accepted_by_the_webhook(
+    helm: Helm, chart_processes: ChartProcesses
+) -> None:
+    """What `helm test` sends (no kubelet runs the hook here), sent to the real webhook."""
+    hooks = await asyncio.to_thread(
+        helm.run,
+        "get",
+        "hooks",
+        chart_processes.installed.release,
+        "--namespace",
+        chart_processes.installed.namespace,
+        kubeconfig=chart_processes.installed.kubeconfig,
+    )
+    (pod,) = [d for d in yaml.safe_load_all(hooks.stdout) if d and d["kind"] == "Pod"]
+    args = pod["spec"]["containers"][0]["args"]
+    headers = dict(args[i + 1].split(": ", 1) for i, arg in enumerate(args) if arg == "--header")
+    (expanded,) = [args[i + 1] for i, arg in enumerate(args) if arg == "--expand-header"]
+    assert expanded == "Authorization: Bearer {{token:trim}}"
+    headers["Authorization"] = f"Bearer {chart_processes.token}"
+    body = args[args.index("--data") + 1].encode()
+    url = args[-1]
+    assert url.endswith("/v1/events/distribution"), url
+    request = urllib.request.Request(
+        chart_processes.webhook_url + "/v1/events/distribution",
+        data=body,
+        headers=headers,
+        method="POST",
+    )
+    status = await asyncio.to_thread(_post, request)
+    assert 200 <= status < 300, status
+    # And without the token, refused.
+    del headers["Authorization"]
+    anonymous = urllib.request.Request(request.full_url, data=body, headers=headers, method="POST")
+    assert await asyncio.to_thread(_post, anonymous) == 401
+
+
+def _post(request: urllib.request.Request) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
+
+
+async def test_push_to_rollout_under_the_charts_service_accounts(
+    kube: Kube, chart_processes: ChartProcesses, tmp_path: Path
+) -> None:
+    """A push reaches the webhook, the tag moves, the Deployment rolls: every request made
+    with the chart's ServiceAccounts, in namespaced mode."""
+    apps = chart_processes.apps
+    lease = await kube.get(
+        Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+        chart_processes.installed.namespace,
+        "imagestream-controller",
+    )
+    assert lease["spec"]["holderIdentity"], lease
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "annotations": {
+                "image.openshift.io/triggers": json.dumps(
+                    [
+                        {
+                            "from": {"kind": "ImageStreamTag", "name": "app:v1"},
+                            "fieldPath": 'spec.template.spec.containers[?(@.name=="web")].image',
+                        }
+                    ]
+                )
+            },
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": " "}]},
+            },
+        },
+    }
+    await kube.create(KINDS["Deployment"], apps, deployment)
+    image = make_oci_image(tmp_path / "image", uuid.uuid4().hex)
+    await asyncio.to_thread(skopeo_push, image, f"{chart_processes.registry.host}/{apps}/app:v1")
+    expected = f"{chart_processes.registry.host}/{apps}/app@{image.manifest_digest}"
+    async with asyncio.timeout(ROLLOUT_BUDGET_S):
+        while True:
+            current = await kube.get(KINDS["Deployment"], apps, "web")
+            if current["spec"]["template"]["spec"]["containers"][0]["image"] == expected:
+                break
+            await asyncio.sleep(0.1)
+    stream = await kube.get(IMAGESTREAMS, apps, "app")  # created by the integrated receiver
+    assert {tag["tag"] for tag in stream["status"]["tags"]} == {"v1"}
+    for process in chart_processes.processes:
+        process.check_running()
+        assert not _forbidden_lines(process), (process.name, _forbidden_lines(process))
