@@ -88,6 +88,9 @@ class Intake:
     index: DockerImageTagIndex
     registry_access: RegistryAccess | None = None
     write_budget_s: float = WRITE_BUDGET_S
+    watched_namespaces: frozenset[str] = frozenset()
+    """Empty: every namespace. Otherwise pushes for others are acknowledged and ignored:
+    in namespaced mode we may not write there, and refusing would block the sender."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
@@ -153,6 +156,12 @@ class Intake:
             if canonical != registry:
                 targets += self.index.followers(canonical, record.repository, record.tag)
             integrated = integrated_target(record, registry=canonical)
+            if (
+                isinstance(integrated, Target)
+                and self.watched_namespaces
+                and integrated.namespace not in self.watched_namespaces
+            ):
+                integrated = "namespace_not_watched"
             if isinstance(integrated, Target):
                 targets.append(integrated)
             elif not targets:

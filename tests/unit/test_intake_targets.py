@@ -92,3 +92,15 @@ def test_a_push_that_moves_nothing_says_why() -> None:
     ignored.clear()
     assert _intake({}).targets(_receiver(integrated=True), _record("r", "a/b/c"), ignored) == []
     assert [i.reason for i in ignored] == ["not_namespace_and_name"]
+
+
+def test_in_namespaced_mode_a_push_elsewhere_is_acknowledged_not_written() -> None:
+    intake = _intake({})
+    intake.watched_namespaces = frozenset({"team"})
+    ignored: list[Ignored] = []
+    assert intake.targets(_receiver(integrated=True), _record("r", "other/app"), ignored) == []
+    assert [i.reason for i in ignored] == ["namespace_not_watched"]
+    assert [
+        t.namespace
+        for t in intake.targets(_receiver(integrated=True), _record("r", "team/app"), [])
+    ] == ["team"]
