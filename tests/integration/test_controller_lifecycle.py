@@ -12,19 +12,17 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from imagestream.imagestreams import TagEvent, copy_for_write, format_time, record
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
 from imagestream.kube.resources import DEPLOYMENTS, EVENTS, IMAGESTREAMS, LEASES, REPLICASETS
 from localdev.controlplane import ControlPlane, binary_dir, free_port
 from tests.integration.conftest import eventually, new_namespace
 from tests.integration.proctree import wait_all_gone
-from tests.integration.workloads import images, imagestream, trigger, workload
+from tests.integration.workloads import images, imagestream, move_tag, trigger, workload
 
 LEASE_DURATION_S = 15.0
 RETRY_PERIOD_S = 2.0
@@ -121,20 +119,6 @@ def controllers(plane: ControlPlane, tmp_path: Path) -> Iterator[Controllers]:
         started.stop_all()
 
 
-async def move_tag(kube: Kube, namespace: str, stream: str, tag: str, digest: str) -> None:
-    """Record a tag event as the webhook would (the status write of a push)."""
-    current = await kube.get(IMAGESTREAMS, namespace, stream)
-    event = TagEvent(
-        created=format_time(datetime.now(UTC)),
-        docker_image_reference=f"{REGISTRY}/{namespace}/{stream}@{digest}",
-        image=digest,
-        generation=current["metadata"]["generation"],
-    )
-    body = copy_for_write(current)
-    record(body, tag, event)
-    await kube.replace(IMAGESTREAMS, namespace, stream, body, subresource="status")
-
-
 async def deployment_image(kube: Kube, namespace: str, name: str) -> str:
     return images(await kube.get(DEPLOYMENTS, namespace, name))["main"]
 
@@ -157,7 +141,7 @@ async def test_killed_between_the_tag_move_and_the_patch_converges_with_one_roll
     namespace = await new_namespace(kube, "kill9")
     await setup_workload(kube, namespace)
     controller = controllers.start()
-    await move_tag(kube, namespace, "app", "v1", digest(1))
+    await move_tag(kube, namespace, "app", "v1", f"{REGISTRY}/{namespace}/app", digest(1))
     first = f"{REGISTRY}/{namespace}/app@{digest(1)}"
 
     async def at(image: str) -> bool:
@@ -168,7 +152,9 @@ async def test_killed_between_the_tag_move_and_the_patch_converges_with_one_roll
     controller.popen.wait(timeout=10)
     generation = (await kube.get(DEPLOYMENTS, namespace, "web"))["metadata"]["generation"]
 
-    await move_tag(kube, namespace, "app", "v1", digest(2))  # the ImageStream moved, no patch yet
+    await move_tag(
+        kube, namespace, "app", "v1", f"{REGISTRY}/{namespace}/app", digest(2)
+    )  # the ImageStream moved, no patch yet
     second = f"{REGISTRY}/{namespace}/app@{digest(2)}"
     controllers.start()
     await eventually(lambda: at(second), what="second image after restart", timeout_s=60)
@@ -207,7 +193,7 @@ async def test_only_the_leader_writes_and_a_standby_takes_over(
     )
     assert leader_identity.endswith(leader.identity_suffix)
 
-    await move_tag(kube, namespace, "app", "v1", digest(3))
+    await move_tag(kube, namespace, "app", "v1", f"{REGISTRY}/{namespace}/app", digest(3))
     image = f"{REGISTRY}/{namespace}/app@{digest(3)}"
 
     async def at(expected: str) -> bool:
@@ -220,7 +206,7 @@ async def test_only_the_leader_writes_and_a_standby_takes_over(
     leader.popen.send_signal(signal.SIGKILL)  # no chance to release the lease
     leader.popen.wait(timeout=10)
     killed_at = asyncio.get_running_loop().time()
-    await move_tag(kube, namespace, "app", "v1", digest(4))
+    await move_tag(kube, namespace, "app", "v1", f"{REGISTRY}/{namespace}/app", digest(4))
     moved = f"{REGISTRY}/{namespace}/app@{digest(4)}"
     await eventually(
         lambda: at(moved),
