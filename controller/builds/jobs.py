@@ -1,0 +1,350 @@
+"""The Kubernetes Job that runs a Build, and the digest it reports back. Pure, no I/O.
+
+A Build runs as a Job made from a template (`--build-job-template`, a Job manifest whose
+pod has a container named `build`; by default rootless buildah running `BUILD_SCRIPT`).
+The controller adds what the Build asks for as environment variables of that container:
+
+    BUILD_STRATEGY      Docker or Source
+    SOURCE_URI, SOURCE_REF, SOURCE_CONTEXT_DIR   the git source (buildah reads it as context)
+    DOCKERFILE          an inline Dockerfile (source.dockerfile)
+    DOCKERFILE_PATH     dockerStrategy.dockerfilePath
+    FROM_IMAGE          the strategy's `from`, resolved to a pull spec by digest
+    OUTPUT_IMAGE        where to push: `<stream status.dockerImageRepository>:<tag>` for an
+                        ImageStreamTag output, the name as given for a DockerImage output
+    BUILD_ARGS          dockerStrategy.buildArgs, one `NAME=value` a line
+    NO_CACHE            "true" for dockerStrategy.noCache
+    PUSH_DOCKERCFG_PATH, PULL_DOCKERCFG_PATH     mounted output.pushSecret / strategy pullSecret
+    ...and the strategy's own `env`.
+
+How the builder reports the pushed digest: it writes it to its termination message
+(`buildah push --digestfile /dev/termination-log`); the kubelet copies that into the pod's
+`containerStatuses[].state.terminated.message`. A builder that may write to its Job can
+instead set the Job annotation `build.openshift.io/output-digest`, which wins. Either way
+the controller only reads (pods: get, list); the build pod needs no API credentials.
+
+The default template is rootless buildah (vfs storage, chroot isolation, uid 1000 with
+SETUID/SETGID for its user namespace). Clusters whose pod security forbids that need their
+own template (`--build-job-template`).
+
+Invariant: the digest taken is a well-formed `sha256:<64 hex>` from the `build` container
+of a pod that succeeded, or the annotation; anything else is no digest (the Build still
+completes; nothing is recorded).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from controller.builds.model import (
+    BUILD_NAME_LABEL,
+    BUILDCONFIG_NAME,
+    Obj,
+    buildconfig_of,
+    label_value,
+    mapping,
+    name_of,
+    namespace_of,
+    spec_of,
+    strategy_params,
+    strategy_type,
+    string,
+)
+
+BUILD_CONTAINER: Final = "build"
+BUILD_NAME_ANNOTATION: Final = "openshift.io/build.name"
+"""On the Job: the full name of the Build it runs (labels are cut at 63 characters)."""
+DIGEST_ANNOTATION: Final = "build.openshift.io/output-digest"
+BUILDER_IMAGE: Final = "quay.io/buildah/stable:v1.38.0"
+PUSH_SECRET_PATH: Final = "/var/run/secrets/openshift.io/push"  # noqa: S105 - a mount path
+PULL_SECRET_PATH: Final = "/var/run/secrets/openshift.io/pull"  # noqa: S105 - a mount path
+JOB_NAME_MAX: Final = 63
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+BUILD_SCRIPT: Final = r"""set -eu
+workdir="${TMPDIR:-/tmp}/build"
+mkdir -p "$workdir/context"
+context="$workdir/context"
+if [ -n "${SOURCE_URI:-}" ]; then
+  # buildah reads a git repository as the build context: <uri>#<ref>:<dir>
+  context="$SOURCE_URI"
+  if [ -n "${SOURCE_REF:-}${SOURCE_CONTEXT_DIR:-}" ]; then
+    context="$context#${SOURCE_REF:-}:${SOURCE_CONTEXT_DIR:-}"
+  fi
+fi
+dockerfile=""
+if [ -n "${DOCKERFILE:-}" ]; then
+  dockerfile="$workdir/Dockerfile"
+  printf '%s\n' "$DOCKERFILE" > "$dockerfile"
+elif [ -n "${DOCKERFILE_PATH:-}" ]; then
+  dockerfile="$DOCKERFILE_PATH"
+fi
+if [ "${BUILD_STRATEGY:-Docker}" = Source ]; then
+  # Source-to-image, the simple way: the builder image's assemble script, then its run.
+  dockerfile="$workdir/Containerfile.s2i"
+  cat > "$dockerfile" <<EOF
+FROM $FROM_IMAGE
+USER root
+COPY . /tmp/src
+RUN chown -R 1001:0 /tmp/src
+USER 1001
+RUN /usr/libexec/s2i/assemble
+CMD ["/usr/libexec/s2i/run"]
+EOF
+fi
+set --
+if [ -n "$dockerfile" ]; then set -- "$@" --file "$dockerfile"; fi
+if [ "${BUILD_STRATEGY:-Docker}" = Docker ] && [ -n "${FROM_IMAGE:-}" ]; then
+  set -- "$@" --from "$FROM_IMAGE"
+fi
+if [ "${NO_CACHE:-}" = true ]; then set -- "$@" --no-cache; fi
+if [ -n "${PULL_DOCKERCFG_PATH:-}" ]; then set -- "$@" --authfile "$PULL_DOCKERCFG_PATH"; fi
+if [ "${TLS_VERIFY:-true}" = false ]; then set -- "$@" --tls-verify=false; fi
+if [ -n "${BUILD_ARGS:-}" ]; then
+  while IFS= read -r arg; do
+    if [ -n "$arg" ]; then set -- "$@" --build-arg "$arg"; fi
+  done <<EOF
+$BUILD_ARGS
+EOF
+fi
+buildah build --tag "$OUTPUT_IMAGE" "$@" "$context"
+set --
+if [ -n "${PUSH_DOCKERCFG_PATH:-}" ]; then set -- "$@" --authfile "$PUSH_DOCKERCFG_PATH"; fi
+if [ "${TLS_VERIFY:-true}" = false ]; then set -- "$@" --tls-verify=false; fi
+buildah push "$@" --digestfile "${DIGEST_FILE:-/dev/termination-log}" "$OUTPUT_IMAGE" "docker://$OUTPUT_IMAGE"
+"""
+
+
+def default_job_template() -> Obj:
+    """Rootless buildah (vfs storage, chroot isolation): no privileged pod, no /dev/fuse."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": BUILD_CONTAINER,
+                            "image": BUILDER_IMAGE,
+                            "command": ["/bin/sh", "-c", BUILD_SCRIPT],
+                            "env": [
+                                {"name": "STORAGE_DRIVER", "value": "vfs"},
+                                {"name": "BUILDAH_ISOLATION", "value": "chroot"},
+                                {"name": "HOME", "value": "/home/build"},
+                            ],
+                            "securityContext": {
+                                "runAsUser": 1000,
+                                "runAsGroup": 1000,
+                                "capabilities": {"add": ["SETUID", "SETGID"]},
+                            },
+                            "terminationMessagePolicy": "File",
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def validate_job_template(template: object) -> Obj:
+    """A usable template (a copy), or ValueError saying what is wrong with it."""
+    if not isinstance(template, Mapping) or template.get("kind", "Job") != "Job":
+        raise ValueError("the build Job template must be a batch/v1 Job manifest")
+    pod_spec = mapping(mapping(mapping(template.get("spec")).get("template")).get("spec"))
+    containers = pod_spec.get("containers")
+    if not isinstance(containers, list) or not any(
+        mapping(c).get("name") == BUILD_CONTAINER for c in containers
+    ):
+        raise ValueError(f'the build Job template needs a container named "{BUILD_CONTAINER}"')
+    return copy.deepcopy(dict(template))
+
+
+def job_name(build_name: str) -> str:
+    """`<build>-build`, shortened with a hash when the Job name would pass 63 characters."""
+    name = f"{build_name}-build"
+    if len(name) <= JOB_NAME_MAX:
+        return name
+    digest = hashlib.sha256(build_name.encode()).hexdigest()[:8]
+    return f"{build_name[: JOB_NAME_MAX - len(digest) - 8]}-{digest}-build"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputTarget:
+    """Where a Build pushes, and which ImageStream tag records it (None for DockerImage)."""
+
+    push_spec: str
+    """`<repository>:<tag>`, what the builder pushes to."""
+    repository: str = ""
+    stream_namespace: str = ""
+    stream: str = ""
+    tag: str = ""
+
+    @property
+    def records_tag(self) -> bool:
+        return bool(self.stream)
+
+
+def build_job(
+    build: Mapping[str, Any], *, template: Mapping[str, Any], output: OutputTarget
+) -> Obj:
+    """The Job that runs `build`, from `template` (validated), pushing to `output`."""
+    job = copy.deepcopy(dict(template))
+    name, namespace = name_of(build), namespace_of(build)
+    metadata = dict(mapping(job.get("metadata")))
+    labels = dict(mapping(metadata.get("labels"))) | {
+        BUILD_NAME_LABEL: label_value(name),
+        BUILDCONFIG_NAME: label_value(buildconfig_of(build) or ""),
+    }
+    job["apiVersion"], job["kind"] = "batch/v1", "Job"
+    job["metadata"] = {
+        "name": job_name(name),
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": dict(mapping(metadata.get("annotations"))) | {BUILD_NAME_ANNOTATION: name},
+        "ownerReferences": [
+            {
+                "apiVersion": "build.openshift.io/v1",
+                "kind": "Build",
+                "name": name,
+                "uid": str(mapping(build.get("metadata")).get("uid", "")),
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    spec = job.setdefault("spec", {})
+    deadline = spec_of(build).get("completionDeadlineSeconds")
+    if isinstance(deadline, int) and deadline > 0:
+        spec["activeDeadlineSeconds"] = deadline
+    pod = spec.setdefault("template", {})
+    pod_metadata = pod.setdefault("metadata", {})
+    pod_metadata["labels"] = dict(mapping(pod_metadata.get("labels"))) | {
+        BUILD_NAME_LABEL: label_value(name)
+    }
+    pod_spec = pod.setdefault("spec", {})
+    service_account = string(spec_of(build).get("serviceAccount"))
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    node_selector = spec_of(build).get("nodeSelector")
+    if isinstance(node_selector, Mapping) and node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    container = next(c for c in pod_spec["containers"] if c.get("name") == BUILD_CONTAINER)
+    env, volumes, mounts = _inputs(build, output)
+    container["env"] = [*(container.get("env") or []), *env]
+    if mounts:
+        container["volumeMounts"] = [*(container.get("volumeMounts") or []), *mounts]
+        pod_spec["volumes"] = [*(pod_spec.get("volumes") or []), *volumes]
+    resources = spec_of(build).get("resources")
+    if isinstance(resources, Mapping) and resources:
+        container["resources"] = copy.deepcopy(dict(resources))
+    return job
+
+
+def _inputs(
+    build: Mapping[str, Any], output: OutputTarget
+) -> tuple[list[Obj], list[Obj], list[Obj]]:
+    source = mapping(spec_of(build).get("source"))
+    git = mapping(source.get("git"))
+    params = strategy_params(build)
+    values: dict[str, str] = {
+        "BUILD_NAME": name_of(build),
+        "BUILD_NAMESPACE": namespace_of(build),
+        "BUILD_STRATEGY": strategy_type(build),
+        "SOURCE_URI": string(git.get("uri")),
+        "SOURCE_REF": string(git.get("ref")),
+        "SOURCE_CONTEXT_DIR": string(source.get("contextDir")),
+        "DOCKERFILE": string(source.get("dockerfile")),
+        "DOCKERFILE_PATH": string(params.get("dockerfilePath")),
+        "FROM_IMAGE": string(mapping(params.get("from")).get("name")),
+        "OUTPUT_IMAGE": output.push_spec,
+    }
+    build_args = [
+        f"{string(mapping(a).get('name'))}={string(mapping(a).get('value'))}"
+        for a in params.get("buildArgs") or []
+        if string(mapping(a).get("name"))
+    ]
+    if build_args:
+        values["BUILD_ARGS"] = "\n".join(build_args)
+    if params.get("noCache") is True:
+        values["NO_CACHE"] = "true"
+    env: list[Obj] = [{"name": key, "value": value} for key, value in values.items() if value]
+    volumes: list[Obj] = []
+    mounts: list[Obj] = []
+    for secret, path, variable, volume in (
+        (
+            mapping(mapping(spec_of(build).get("output")).get("pushSecret")).get("name"),
+            PUSH_SECRET_PATH,
+            "PUSH_DOCKERCFG_PATH",
+            "push-secret",
+        ),
+        (
+            mapping(params.get("pullSecret")).get("name"),
+            PULL_SECRET_PATH,
+            "PULL_DOCKERCFG_PATH",
+            "pull-secret",
+        ),
+    ):
+        if isinstance(secret, str) and secret:
+            volumes.append({"name": volume, "secret": {"secretName": secret}})
+            mounts.append({"name": volume, "mountPath": path, "readOnly": True})
+            env.append({"name": variable, "value": f"{path}/.dockerconfigjson"})
+    env.extend(copy.deepcopy(dict(e)) for e in params.get("env") or [] if isinstance(e, Mapping))
+    return env, volumes, mounts
+
+
+# --- reading a Job back ------------------------------------------------------------------------
+
+
+def job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in mapping(job.get("status")).get("conditions") or []:
+        condition = mapping(condition)
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_succeeded(job: Mapping[str, Any]) -> bool:
+    return job_condition(job, "Complete") is not None
+
+
+def job_failed(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    return job_condition(job, "Failed")
+
+
+def job_running(job: Mapping[str, Any]) -> bool:
+    """A build pod is running (ready: the kubelet started the container)."""
+    ready = mapping(job.get("status")).get("ready")
+    return isinstance(ready, int) and ready > 0
+
+
+def output_digest(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> str | None:
+    """The digest the builder reported: the Job annotation, else the termination message
+    of the `build` container of a pod that succeeded."""
+    annotated = string(
+        mapping(mapping(job.get("metadata")).get("annotations")).get(DIGEST_ANNOTATION)
+    )
+    if _DIGEST.fullmatch(annotated.strip()):
+        return annotated.strip()
+    for pod in pods:
+        status = mapping(pod.get("status"))
+        if status.get("phase") != "Succeeded":
+            continue
+        for container in status.get("containerStatuses") or []:
+            container = mapping(container)
+            if container.get("name") != BUILD_CONTAINER:
+                continue
+            terminated = mapping(mapping(container.get("state")).get("terminated"))
+            found = _DIGEST.search(string(terminated.get("message")))
+            if terminated.get("exitCode") == 0 and found:
+                return found.group(0)
+    return None

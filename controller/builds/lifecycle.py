@@ -1,0 +1,310 @@
+"""A Build's next phase, from its Job and its sibling Builds (semantics 4.1). Pure, no I/O.
+
+    New ──(run policy lets it start, output resolves)──> Pending ──(pod ready)──> Running
+     │                                                      │                       │
+     └── Cancelled (cancelled, or superseded under SerialLatestOnly)                │
+                                      Complete / Failed / Error / Cancelled <───────┘
+
+Invariants:
+- Phases only move forward; a terminal phase is never left.
+- A Build starts only when its run policy allows it: `Parallel` at once; `Serial` when
+  every older Build of its BuildConfig has ended; `SerialLatestOnly` likewise, and a
+  queued (New) Build is cancelled as soon as a newer one is queued.
+- An ImageStreamTag output that cannot be resolved (stream missing, or no
+  `status.dockerImageRepository`) keeps the Build New with reason `InvalidOutputReference`,
+  as OpenShift does; it starts once the stream is there.
+- A Complete Build with a digest records the output tag (through the push path) before its
+  phase is written, so a crash in between records again (a no-op) rather than never.
+
+Failure it prevents: two Serial builds pushing to the same tag at once, and a Build marked
+Complete whose image never reached its ImageStream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from controller.builds.jobs import OutputTarget, job_failed, job_running, job_succeeded
+from controller.builds.model import (
+    BuildPhase,
+    Obj,
+    build_number,
+    build_phase,
+    buildconfig_of,
+    image_stream_tag,
+    mapping,
+    name_of,
+    namespace_of,
+    output_to,
+    run_policy,
+    status_of,
+    strategy_type,
+    string,
+)
+from controller.triggers.plan import StreamGetter
+
+INVALID_OUTPUT: Final = "InvalidOutputReference"
+OUTPUT_UNRESOLVED: Final = "Output image could not be resolved."
+OUTPUT_RETRY_S: Final = 10.0
+JOB_LAG_RETRY_S: Final = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputProblem:
+    reason: str
+    message: str
+    warning: str = ""
+    """A Warning Event to post (OpenShift's `InvalidOutput`), when there is one."""
+
+
+def resolve_output(
+    build: Mapping[str, Any], *, get_stream: StreamGetter
+) -> OutputTarget | OutputProblem:
+    """Where the Build pushes (semantics 4.1)."""
+    to = output_to(build)
+    kind = string(to.get("kind"))
+    if kind == "DockerImage" and string(to.get("name")):
+        return OutputTarget(push_spec=string(to.get("name")))
+    reference = image_stream_tag(to, namespace=namespace_of(build))
+    if reference is None:
+        return OutputProblem(
+            reason=INVALID_OUTPUT,
+            message="the output must be an ImageStreamTag <stream>:<tag> or a DockerImage",
+        )
+    stream = get_stream(reference.namespace, reference.stream)
+    if stream is None:
+        return OutputProblem(reason=INVALID_OUTPUT, message=OUTPUT_UNRESOLVED)
+    repository = string(mapping(stream.get("status")).get("dockerImageRepository"))
+    if not repository:
+        return OutputProblem(
+            reason=INVALID_OUTPUT,
+            message=OUTPUT_UNRESOLVED,
+            warning=f"ImageStream {reference.namespace}/{reference.stream} has no"
+            " status.dockerImageRepository (is an integrated registry configured?)",
+        )
+    return OutputTarget(
+        push_spec=f"{repository}:{reference.tag}",
+        repository=repository,
+        stream_namespace=reference.namespace,
+        stream=reference.stream,
+        tag=reference.tag,
+    )
+
+
+def run_policy_verdict(
+    build: Mapping[str, Any], siblings: Iterable[Mapping[str, Any]]
+) -> Literal["start", "wait", "cancel"]:
+    """What the run policy says about a New Build, given the other Builds of its config."""
+    number = build_number(build)
+    others = [s for s in siblings if name_of(s) != name_of(build)]
+    policy = run_policy(build)
+    if policy == "Parallel":
+        return "start"
+    if policy == "SerialLatestOnly" and any(
+        build_number(s) > number and build_phase(s) is BuildPhase.NEW for s in others
+    ):
+        return "cancel"
+    if any(build_number(s) < number and not build_phase(s).terminal for s in others):
+        return "wait"
+    return "start"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Note:
+    type: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildStep:
+    status: Obj | None = None
+    """Status fields to merge into the Build's status (None: nothing to write)."""
+    create_job: OutputTarget | None = None
+    delete_job: bool = False
+    record: OutputTarget | None = None
+    digest: str = ""
+    notes: tuple[Note, ...] = field(default_factory=tuple)
+    requeue_after_s: float | None = None
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _ended(build: Mapping[str, Any], phase: BuildPhase, now: datetime, **fields: Any) -> Obj:
+    status: Obj = {"phase": phase.value, "completionTimestamp": format_time(now)} | fields
+    started = _parse(status_of(build).get("startTimestamp")) or _parse(
+        mapping(build.get("metadata")).get("creationTimestamp")
+    )
+    if started is not None:
+        # OpenShift's `duration` is a Go time.Duration: nanoseconds.
+        status["duration"] = max(int((now - started).total_seconds() * 1e9), 0)
+    return status
+
+
+def _config_ref(build: Mapping[str, Any]) -> Obj:
+    return {
+        "kind": "BuildConfig",
+        "namespace": namespace_of(build),
+        "name": buildconfig_of(build) or "",
+    }
+
+
+def plan_build(
+    build: Mapping[str, Any],
+    *,
+    siblings: Iterable[Mapping[str, Any]],
+    output: OutputTarget | OutputProblem,
+    job: Mapping[str, Any] | None,
+    job_gone: bool = False,
+    digest: str | None = None,
+    now: datetime,
+) -> BuildStep:
+    """The next step for `build`.
+
+    `job` is its Job from the cache; `job_gone` says a live read confirmed there is none;
+    `digest` is what the builder reported, read by the caller once the Job has succeeded.
+    """
+    phase = build_phase(build)
+    status = status_of(build)
+    if phase.terminal:
+        return BuildStep()
+    if status.get("cancelled") is True:
+        return BuildStep(
+            status=_ended(
+                build,
+                BuildPhase.CANCELLED,
+                now,
+                reason="CancelledBuild",
+                message="The build was cancelled by the user.",
+            ),
+            delete_job=job is not None,
+        )
+    if phase is BuildPhase.NEW:
+        return _plan_new(build, siblings=siblings, output=output, job=job)
+    if job is None:
+        if not job_gone:
+            return BuildStep(requeue_after_s=JOB_LAG_RETRY_S)  # the cache may be behind
+        return BuildStep(
+            status=_ended(
+                build,
+                BuildPhase.ERROR,
+                now,
+                reason="BuildPodDeleted",
+                message="The pod for this build was deleted before the build completed.",
+            )
+        )
+    if job_succeeded(job):
+        target = output if isinstance(output, OutputTarget) else None
+        if digest is None:
+            notes: tuple[Note, ...] = (
+                Note(
+                    type="Warning",
+                    reason="BuildOutputDigestMissing",
+                    message="the builder reported no digest; no ImageStream tag was updated",
+                ),
+            )
+            return BuildStep(status=_ended(build, BuildPhase.COMPLETE, now), notes=notes)
+        fields: Obj = {"output": {"to": {"imageDigest": digest}}}
+        return BuildStep(
+            status=_ended(build, BuildPhase.COMPLETE, now, **fields),
+            record=target if target is not None and target.records_tag else None,
+            digest=digest,
+            notes=(
+                Note(
+                    type="Normal",
+                    reason="BuildCompleted",
+                    message=f"Build {namespace_of(build)}/{name_of(build)} completed, pushed"
+                    f" {digest}",
+                ),
+            ),
+        )
+    failed = job_failed(job)
+    if failed is not None:
+        deadline = failed.get("reason") == "DeadlineExceeded"
+        return BuildStep(
+            status=_ended(
+                build,
+                BuildPhase.FAILED,
+                now,
+                reason="BuildPodExceededDeadline" if deadline else "GenericBuildFailed",
+                message=(
+                    "Build was terminated after its completionDeadlineSeconds."
+                    if deadline
+                    else "Generic Build failure - check logs for details."
+                ),
+            )
+        )
+    if job_running(job) and phase is not BuildPhase.RUNNING:
+        running: Obj = {"phase": BuildPhase.RUNNING.value}
+        if not status.get("startTimestamp"):
+            running["startTimestamp"] = format_time(now)
+        return BuildStep(status=running)
+    return BuildStep()
+
+
+def _plan_new(
+    build: Mapping[str, Any],
+    *,
+    siblings: Iterable[Mapping[str, Any]],
+    output: OutputTarget | OutputProblem,
+    job: Mapping[str, Any] | None,
+) -> BuildStep:
+    status = status_of(build)
+    queued: Obj = {"phase": BuildPhase.NEW.value, "config": _config_ref(build)}
+    verdict = run_policy_verdict(build, siblings)
+    if verdict == "cancel":
+        return BuildStep(
+            status={
+                "phase": BuildPhase.CANCELLED.value,
+                "config": _config_ref(build),
+                "reason": "CancelledBuild",
+                "message": "A newer build was queued (runPolicy SerialLatestOnly).",
+            }
+        )
+    if strategy_type(build) not in ("Docker", "Source"):
+        return BuildStep(
+            status={
+                "phase": BuildPhase.FAILED.value,
+                "config": _config_ref(build),
+                "reason": "UnsupportedBuildStrategy",
+                "message": f"the {strategy_type(build)} strategy does not run on plain"
+                " Kubernetes; use Docker or Source",
+            }
+        )
+    if verdict == "wait":
+        return BuildStep(status=_changed(status, queued))
+    if isinstance(output, OutputProblem):
+        waiting = queued | {"reason": output.reason, "message": output.message}
+        notes = (Note(type="Warning", reason="InvalidOutput", message=output.warning),)
+        return BuildStep(
+            status=_changed(status, waiting),
+            notes=notes if output.warning else (),
+            requeue_after_s=OUTPUT_RETRY_S,
+        )
+    pending: Obj = {
+        "phase": BuildPhase.PENDING.value,
+        "config": _config_ref(build),
+        "outputDockerImageReference": output.push_spec,
+        # null removes a field in a merge patch: the New phase's reason no longer applies.
+        "reason": None,
+        "message": None,
+    }
+    return BuildStep(status=pending, create_job=output if job is None else None)
+
+
+def _changed(current: Mapping[str, Any], wanted: Obj) -> Obj | None:
+    return wanted if any(current.get(k) != v for k, v in wanted.items()) else None

@@ -1,0 +1,373 @@
+"""The BuildConfig and Build reconcilers: plan from the caches, then write, each write guarded.
+
+BuildConfigs (key `namespace/name`) are woken by their own changes, by a change to any
+ImageStream one of their ImageChange triggers follows (through a `TriggerIndex`), and by
+Builds appearing or disappearing. A reconcile plans with `triggers.plan_buildconfig` and
+instantiates at most one Build: create the Build (fixed name), then record `lastVersion`
+and `status.imageChangeTriggers` with a resourceVersion precondition.
+
+Builds (key `namespace/name`) are woken by their own changes, by their Job's, and by any
+change to a Build of the same BuildConfig (a Serial queue moves when one ends). A
+reconcile plans with `lifecycle.plan_build`: start the Job, follow it, and on success
+record the output tag through `StreamRecorder.record` before writing `Complete`.
+
+Invariants:
+- Every status write carries the resourceVersion it was planned from; a conflict, or a
+  create that finds its object already there, re-plans from fresher caches.
+- The controller reads pods only to learn a finished build's digest (a termination
+  message); it never writes pods.
+
+Failures this prevents: two Builds for one trigger, a Build that never leaves Pending
+because its Job was created but the status write was lost (the Job's name is fixed, so
+the next pass finds it), and an output image that never reaches its ImageStream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+import yaml
+
+from controller.builds.instantiate import InstantiateError, instantiate
+from controller.builds.jobs import (
+    BUILD_NAME_ANNOTATION,
+    OutputTarget,
+    build_job,
+    default_job_template,
+    job_name,
+    job_succeeded,
+    output_digest,
+    validate_job_template,
+)
+from controller.builds.lifecycle import BuildStep, format_time, plan_build, resolve_output
+from controller.builds.model import (
+    BuildPhase,
+    build_phase,
+    buildconfig_of,
+    mapping,
+    name_of,
+    namespace_of,
+    status_of,
+)
+from controller.builds.triggers import index_keys, plan_buildconfig
+from controller.events import EventRecorder
+from controller.sources import TriggerIndex
+from controller.triggers.plan import NamespacePolicy, same_namespace_only
+from controller.workers import Requeue
+from imagestream import imagestreams
+from imagestream.kube.client import Kube, Obj
+from imagestream.kube.errors import Conflict, NotFound, Retryable
+from imagestream.kube.informer import InformerSet
+from imagestream.kube.resources import BUILDCONFIGS, BUILDS, JOBS, PODS
+from imagestream.recording import RecordError, StreamMissing, StreamRecorder, TagUpdate
+from imagestream.settings import SettingsError
+
+log = structlog.get_logger(__name__)
+
+STALE_RETRY_S = 0.1
+
+
+class BuildIndex:
+    """`namespace/buildconfig` -> keys of its Builds."""
+
+    def __init__(self) -> None:
+        self._builds: dict[str, set[str]] = defaultdict(set)
+        self._config: dict[str, str] = {}
+
+    def update(self, build_key: str, build: Mapping[str, Any] | None) -> str | None:
+        """Index (or, for None, forget) one Build; returns its BuildConfig key."""
+        previous = self._config.pop(build_key, None)
+        if previous is not None:
+            self._builds[previous].discard(build_key)
+            if not self._builds[previous]:
+                del self._builds[previous]
+        config = buildconfig_of(build) if build is not None else None
+        if build is None or config is None:
+            return previous
+        bc_key = f"{namespace_of(build)}/{config}"
+        self._config[build_key] = bc_key
+        self._builds[bc_key].add(build_key)
+        return bc_key
+
+    def of(self, bc_key: str) -> set[str]:
+        return set(self._builds.get(bc_key, ()))
+
+
+def trim_job(job: Obj) -> Obj:
+    """Keep the Jobs that run Builds (metadata and status); of others only their name."""
+    metadata = job.get("metadata") or {}
+    if BUILD_NAME_ANNOTATION not in (metadata.get("annotations") or {}):
+        return {
+            "metadata": {
+                k: metadata[k] for k in ("name", "namespace", "resourceVersion") if k in metadata
+            }
+        }
+    return {"metadata": metadata, "status": job.get("status") or {}}
+
+
+def build_of_job(job: Mapping[str, Any]) -> str | None:
+    """The key of the Build a Job runs, if it runs one."""
+    build = mapping(mapping(job.get("metadata")).get("annotations")).get(BUILD_NAME_ANNOTATION)
+    return f"{namespace_of(job)}/{build}" if isinstance(build, str) and build else None
+
+
+async def _write_status(kube: Kube, resource: Any, obj: Mapping[str, Any], status: Obj) -> None:
+    version = mapping(obj.get("metadata")).get("resourceVersion", "")
+    await kube.patch(
+        resource,
+        namespace_of(obj),
+        name_of(obj),
+        {"metadata": {"resourceVersion": version}, "status": status},
+        subresource="status",
+    )
+
+
+@dataclass
+class BuildConfigReconciler:
+    kube: Kube
+    buildconfigs: InformerSet
+    builds: InformerSet
+    streams: InformerSet
+    stream_index: TriggerIndex
+    build_index: BuildIndex
+    events: EventRecorder
+    namespace_allowed: NamespacePolicy = same_namespace_only
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.streams.get(f"{namespace}/{name}")
+
+    def following(self, stream_key: str) -> set[str]:
+        """The BuildConfigs whose ImageChange triggers follow this stream."""
+        return self.stream_index.objects_following(stream_key)
+
+    def on_buildconfig(self, key: str, _old: Obj | None, new: Obj | None) -> None:
+        if new is None:
+            self.stream_index.remove(key)
+        else:
+            self.stream_index.update(key, index_keys(new))
+
+    async def reconcile(self, key: str) -> Requeue | None:
+        bc = self.buildconfigs.get(key)
+        if bc is None:
+            self.stream_index.remove(key)
+            return None
+        self.stream_index.update(key, index_keys(bc))
+        builds = [b for k in self.build_index.of(key) if (b := self.builds.get(k)) is not None]
+        plan = plan_buildconfig(
+            bc, builds, get_stream=self.get_stream, namespace_allowed=self.namespace_allowed
+        )
+        try:
+            if plan.heal_status is not None:
+                await _write_status(self.kube, BUILDCONFIGS, bc, plan.heal_status)
+                log.info(
+                    "buildconfig_status_healed",
+                    key=key,
+                    last_version=plan.heal_status["lastVersion"],
+                )
+                return None
+            if plan.request is None:
+                return None
+            try:
+                made = instantiate(
+                    bc,
+                    plan.request,
+                    builds,
+                    get_stream=self.get_stream,
+                    now=format_time(self.clock()),
+                    namespace_allowed=self.namespace_allowed,
+                )
+            except InstantiateError as error:
+                await self.events.post(
+                    bc,
+                    type_="Warning",
+                    reason="BuildConfigInstantiateFailed",
+                    action="Instantiate",
+                    note=str(error),
+                )
+                return None
+            await self.kube.create(BUILDS, namespace_of(bc), made.build)
+            await _write_status(self.kube, BUILDCONFIGS, bc, made.status)
+        except (Conflict, NotFound):
+            log.debug("buildconfig_stale", key=key)
+            return Requeue(after_s=STALE_RETRY_S)
+        cause = plan.request.causes[0].get("message", "")
+        await self.events.post(
+            bc,
+            type_="Normal",
+            reason="BuildCreated",
+            action="Instantiate",
+            note=f'Created build "{name_of(made.build)}" ({cause}'
+            + (f": {plan.request.triggered_by_image})" if plan.request.triggered_by_image else ")"),
+        )
+        log.info(
+            "build_created",
+            key=key,
+            build=name_of(made.build),
+            cause=cause,
+            image=plan.request.triggered_by_image,
+        )
+        return None
+
+
+@dataclass
+class BuildReconciler:
+    kube: Kube
+    builds: InformerSet
+    jobs: InformerSet
+    streams: InformerSet
+    build_index: BuildIndex
+    recorder: StreamRecorder
+    events: EventRecorder
+    job_template: Obj
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.streams.get(f"{namespace}/{name}")
+
+    def on_build(self, key: str, old: Obj | None, new: Obj | None) -> tuple[set[str], str | None]:
+        """Index the Build; (Builds to reconcile, BuildConfig to reconcile or None)."""
+        bc_key = self.build_index.update(key, new)
+        wake = {key} if new is not None else set()
+        if bc_key is not None:
+            for sibling in self.build_index.of(bc_key):
+                build = self.builds.get(sibling)
+                if build is not None and not build_phase(build).terminal:
+                    wake.add(sibling)
+        created_or_deleted = old is None or new is None
+        return wake, bc_key if created_or_deleted else None
+
+    async def reconcile(self, key: str) -> Requeue | None:
+        build = self.builds.get(key)
+        if build is None:
+            return None
+        phase = build_phase(build)
+        if phase.terminal:
+            return None
+        namespace, name = namespace_of(build), name_of(build)
+        job = self.jobs.get(f"{namespace}/{job_name(name)}")
+        job_gone = False
+        if job is None and phase in (BuildPhase.PENDING, BuildPhase.RUNNING):
+            try:
+                job = await self.kube.get(JOBS, namespace, job_name(name))
+            except NotFound:
+                job_gone = True
+        digest = None
+        if job is not None and job_succeeded(job) and status_of(build).get("cancelled") is not True:
+            digest = await self._digest(job)
+        config = buildconfig_of(build)
+        siblings = [
+            b
+            for k in self.build_index.of(f"{namespace}/{config}")
+            if (b := self.builds.get(k)) is not None
+        ]
+        step = plan_build(
+            build,
+            siblings=siblings,
+            output=resolve_output(build, get_stream=self.get_stream),
+            job=job,
+            job_gone=job_gone,
+            digest=digest,
+            now=self.clock(),
+        )
+        try:
+            await self._perform(build, step)
+        except (Conflict, NotFound):
+            log.debug("build_stale", key=key)
+            return Requeue(after_s=STALE_RETRY_S)
+        return Requeue(after_s=step.requeue_after_s) if step.requeue_after_s else None
+
+    async def _perform(self, build: Obj, step: BuildStep) -> None:
+        namespace, name = namespace_of(build), name_of(build)
+        if step.create_job is not None:
+            job = build_job(build, template=self.job_template, output=step.create_job)
+            try:
+                await self.kube.create(JOBS, namespace, job)
+                log.info("build_job_created", build=f"{namespace}/{name}", job=name_of(job))
+            except Conflict:
+                pass  # created by an earlier pass whose status write was lost
+        if step.delete_job:
+            with contextlib.suppress(NotFound):
+                await self.kube.request(
+                    "DELETE",
+                    JOBS.path(namespace=namespace, name=job_name(name)),
+                    body={
+                        "apiVersion": "v1",
+                        "kind": "DeleteOptions",
+                        "propagationPolicy": "Background",
+                    },
+                )
+        if step.record is not None and step.digest:
+            await self._record(build, step.record, step.digest)
+        if step.status is not None:
+            await _write_status(self.kube, BUILDS, build, step.status)
+            if step.status.get("phase") != status_of(build).get("phase"):
+                log.info("build_phase", build=f"{namespace}/{name}", phase=step.status.get("phase"))
+        for note in step.notes:
+            await self.events.post(
+                build, type_=note.type, reason=note.reason, action="Build", note=note.message
+            )
+
+    async def _digest(self, job: Mapping[str, Any]) -> str | None:
+        found = output_digest(job, [])
+        if found is not None:
+            return found
+        uid = mapping(job.get("metadata")).get("uid", "")
+        pods, _ = await self.kube.list(
+            PODS, namespace_of(job), label_selector=f"batch.kubernetes.io/controller-uid={uid}"
+        )
+        return output_digest(job, pods)
+
+    async def _record(self, build: Obj, target: OutputTarget, digest: str) -> None:
+        """The output tag gets a tag event exactly as an integrated-registry push records it."""
+        event = imagestreams.TagEvent(
+            created=imagestreams.format_time(self.clock()),
+            docker_image_reference=f"{target.repository}@{digest}",
+            image=digest,
+            generation=0,
+        )
+        update = TagUpdate(
+            tag=target.tag, event=event, event_id=f"build:{namespace_of(build)}/{name_of(build)}"
+        )
+        try:
+            results = await self.recorder.record(target.stream_namespace, target.stream, [update])
+        except StreamMissing:
+            await self.events.post(
+                build,
+                type_="Warning",
+                reason="BuildOutputStreamMissing",
+                action="Record",
+                note=f"ImageStream {target.stream_namespace}/{target.stream} no longer exists;"
+                f" {digest} was not recorded",
+            )
+            return
+        except RecordError as error:
+            raise Retryable(f"recording the output of {name_of(build)}: {error}") from error
+        log.info(
+            "build_output_recorded",
+            build=f"{namespace_of(build)}/{name_of(build)}",
+            imagestream=f"{target.stream_namespace}/{target.stream}",
+            tag=target.tag,
+            digest=digest,
+            duplicate=all(result.duplicate for result in results),
+        )
+
+
+def load_job_template(path: Path | None) -> Obj:
+    """The Job template Builds run from: the file's (validated), else rootless buildah.
+
+    Read once at start; a bad file stops the process there rather than failing every Build.
+    """
+    if path is None:
+        return default_job_template()
+    try:
+        return validate_job_template(yaml.safe_load(path.read_text()))
+    except (OSError, yaml.YAMLError, ValueError) as error:
+        raise SettingsError(f"--build-job-template {path}: {error}") from error

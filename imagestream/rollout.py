@@ -1,0 +1,510 @@
+"""`imagestream rollout latest|status|history|undo -n NS dc/NAME`, like `oc rollout`.
+
+    latest   resolve every ImageChange trigger once (manual ones too) and start a new
+             version with cause Manual ("manual change")
+    status   say how the latest rollout is doing (`--watch` waits for the end)
+    history  list the versions with their status and cause, from the ReplicationControllers
+    undo     roll back to the previous complete version (or `--to-revision N`): its pod
+             template, image triggers disabled so they do not roll forward again at once
+
+Where our CRD serves apps.openshift.io there is no `instantiate` subresource, so `latest`
+and `undo` write their spec change and a rollout request (annotation
+`imagestream.dev/rollout-request`, asking for version N+1) in one JSON Patch guarded by the
+resourceVersion; the controller starts that version, with that cause, and the command waits
+until it has. One write: a trigger cannot turn one request into two rollouts, and a
+concurrent edit makes the patch fail rather than be overwritten. On OpenShift, `latest`
+calls `instantiate` (latest, force) as `oc` does.
+
+The decisions (manual resolution, the status line, the history table, the rollback
+template) are pure functions; only `run_rollout` and the `_` helpers talk to the API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from controller.rollouts.model import (
+    ROLLOUT_REQUEST_ANNOTATION,
+    Phase,
+    RolloutRequest,
+    all_image_triggers_fired,
+    has_blank_image,
+    has_image_change_trigger,
+    latest_version,
+    mapping,
+    owns,
+    paused,
+    rc_cancelled,
+    rc_details,
+    rc_phase,
+    rc_template,
+    rc_version,
+)
+from controller.rollouts.plan import (
+    NEW_RC_AVAILABLE,
+    PAUSED,
+    PROGRESS_DEADLINE_EXCEEDED,
+    PROGRESSING,
+    ROLLOUT_CANCELLED,
+)
+from controller.triggers import deploymentconfigs as dc_triggers
+from controller.triggers.plan import JsonPatch, json_pointer, same_namespace_only
+from imagestream.kube.client import JSON_PATCH, Kube, Obj, connect
+from imagestream.kube.crds import natively_served_groups
+from imagestream.kube.errors import KubeError, NotFound, Terminal
+from imagestream.kube.resources import DEPLOYMENTCONFIGS, IMAGESTREAMS, REPLICATIONCONTROLLERS
+
+RESOURCE_NAME = "deploymentconfig.apps.openshift.io"
+TARGET_KINDS = ("dc", "deploymentconfig", "deploymentconfigs", RESOURCE_NAME)
+WAIT_TIMEOUT_S = 30.0
+POLL_S = 0.2
+PATCH_ATTEMPTS = 3
+
+
+class RolloutError(Exception):
+    """The command cannot do what was asked; the message says why."""
+
+
+def parse_target(target: str) -> str:
+    kind, _, name = target.partition("/")
+    if kind.lower() not in TARGET_KINDS or not name:
+        raise RolloutError(f"expected dc/NAME (a DeploymentConfig), got {target!r}")
+    return name
+
+
+# --- pure: what to print, what to write -------------------------------------------------------
+
+
+def status_message(dc: Mapping[str, Any]) -> tuple[str, bool, bool]:
+    """(message, finished, failed) for the latest rollout, in `oc rollout status` words."""
+    name = str(mapping(dc.get("metadata")).get("name", ""))
+    status = mapping(dc.get("status"))
+    generation = mapping(dc.get("metadata")).get("generation") or 0
+    if int(status.get("observedGeneration") or 0) < int(generation):
+        return "Waiting for the latest spec to be observed by the controller...", False, False
+    if latest_version(dc) == 0:
+        if has_image_change_trigger(dc):
+            return f'deploymentconfig "{name}" waiting on image update', False, False
+        return (
+            f'deploymentconfig "{name}" waiting on manual update'
+            f" (use 'imagestream rollout latest dc/{name}')",
+            False,
+            True,
+        )
+    progressing = next(
+        (
+            mapping(c)
+            for c in status.get("conditions") or []
+            if mapping(c).get("type") == PROGRESSING
+        ),
+        {},
+    )
+    reason, message = progressing.get("reason"), str(progressing.get("message", ""))
+    if reason == NEW_RC_AVAILABLE:
+        return message, True, False
+    if reason in (PROGRESS_DEADLINE_EXCEEDED, ROLLOUT_CANCELLED):
+        return message, True, True
+    if reason == PAUSED:
+        return f'deploymentconfig "{name}" is paused; resume it to continue', True, True
+    desired = int(mapping(dc.get("spec")).get("replicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    replicas = int(status.get("replicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    if updated < desired:
+        return (
+            f"Waiting for rollout to finish: {updated} out of {desired} new replicas have been"
+            " updated...",
+            False,
+            False,
+        )
+    if replicas > updated:
+        return (
+            f"Waiting for rollout to finish: {replicas - updated} old replicas are pending"
+            " termination...",
+            False,
+            False,
+        )
+    if available < updated:
+        return (
+            f"Waiting for rollout to finish: {available} of {updated} updated replicas are"
+            " available...",
+            False,
+            False,
+        )
+    return "Waiting for the rollout to be marked complete...", False, False
+
+
+def owned_versions(
+    dc: Mapping[str, Any], rcs: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    return sorted((rc for rc in rcs if owns(dc, rc)), key=rc_version)
+
+
+def _phase_label(rc: Mapping[str, Any]) -> str:
+    return "Cancelled" if rc_cancelled(rc) else rc_phase(rc).value
+
+
+def history_table(dc: Mapping[str, Any], rcs: Sequence[Mapping[str, Any]]) -> str:
+    """`oc rollout history`: one line per version, cause from the version's recorded config."""
+    name = str(mapping(dc.get("metadata")).get("name", ""))
+    versions = owned_versions(dc, rcs)
+    if not versions:
+        return "No rollout history found.\n"
+    rows = [("REVISION", "STATUS", "CAUSE")] + [
+        (
+            str(rc_version(rc)),
+            _phase_label(rc),
+            str(rc_details(rc).get("message") or "<unknown>"),
+        )
+        for rc in versions
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    lines = [f'deploymentconfigs "{name}"']
+    lines += [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]}".rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def revision_details(dc: Mapping[str, Any], rcs: Sequence[Mapping[str, Any]], revision: int) -> str:
+    """`oc rollout history --revision N`: the version's template and why it happened."""
+    name = str(mapping(dc.get("metadata")).get("name", ""))
+    rc = next((rc for rc in owned_versions(dc, rcs) if rc_version(rc) == revision), None)
+    if rc is None:
+        raise RolloutError(f'revision {revision} of deploymentconfig "{name}" not found')
+    template = rc_template(rc)
+    details = rc_details(rc)
+    lines = [
+        f'deploymentconfigs "{name}" with revision #{revision}',
+        f"Status:  {_phase_label(rc)}",
+        f"Cause:   {details.get('message') or '<unknown>'}",
+    ]
+    for cause in details.get("causes") or []:
+        image = mapping(mapping(mapping(cause).get("imageTrigger")).get("from")).get("name")
+        lines.append(f"  - {mapping(cause).get('type')}" + (f": {image}" if image else ""))
+    lines.append("Containers:")
+    for container in mapping(template.get("spec")).get("containers") or []:
+        lines.append(f"  {mapping(container).get('name')}:  {mapping(container).get('image')}")
+    return "\n".join(lines) + "\n"
+
+
+def rollback_target(
+    dc: Mapping[str, Any], rcs: Sequence[Mapping[str, Any]], to_revision: int | None
+) -> Mapping[str, Any]:
+    """The version to roll back to: `to_revision`, else the newest complete older one."""
+    name = str(mapping(dc.get("metadata")).get("name", ""))
+    current = latest_version(dc)
+    versions = owned_versions(dc, rcs)
+    if to_revision is not None:
+        if to_revision == current:
+            raise RolloutError(f"revision {to_revision} is the current revision of {name}")
+        found = next((rc for rc in versions if rc_version(rc) == to_revision), None)
+        if found is None:
+            raise RolloutError(f'revision {to_revision} of deploymentconfig "{name}" not found')
+        return found
+    complete = [
+        rc for rc in versions if rc_version(rc) < current and rc_phase(rc) is Phase.COMPLETE
+    ]
+    if not complete:
+        raise RolloutError(
+            f'no earlier complete rollout of deploymentconfig "{name}" to roll back to'
+        )
+    return complete[-1]
+
+
+def rollback_patch(dc: Mapping[str, Any], target: Mapping[str, Any]) -> tuple[JsonPatch, list[str]]:
+    """The guarded patch of `undo`, and the image triggers it disables.
+
+    The pod template becomes the target version's; ImageChange triggers become manual
+    (OpenShift's rollback does the same, so the next image does not undo the rollback);
+    the rollout request asks for the next version with the rollback as its cause.
+    """
+    template = rc_template(target)
+    triggers = copy.deepcopy(list(mapping(dc.get("spec")).get("triggers") or []))
+    disabled = []
+    for trigger in triggers:
+        params = trigger.get("imageChangeParams") if isinstance(trigger, dict) else None
+        if isinstance(params, dict) and params.get("automatic") is True:
+            params["automatic"] = False
+            disabled.append(str(mapping(params.get("from")).get("name", "")))
+    request = RolloutRequest(
+        version=latest_version(dc) + 1,
+        message=f"rollback to revision {rc_version(target)}",
+        causes=({"type": "Manual"},),
+    )
+    patch: JsonPatch = [
+        _resource_version_test(dc),
+        {
+            "op": "replace" if "template" in mapping(dc.get("spec")) else "add",
+            "path": "/spec/template",
+            "value": template,
+        },
+    ]
+    if disabled:
+        patch.append({"op": "replace", "path": "/spec/triggers", "value": triggers})
+    patch.append(_request_op(dc, request))
+    return patch, disabled
+
+
+def latest_patch(dc: Mapping[str, Any], streams: Mapping[str, Mapping[str, Any]]) -> JsonPatch:
+    """The guarded patch of `latest`: manual triggers resolved once, and the request."""
+    name = str(mapping(dc.get("metadata")).get("name", ""))
+    if paused(dc):
+        raise RolloutError(f'cannot deploy a paused deployment config "{name}"; resume it first')
+
+    def get_stream(namespace: str, stream: str) -> Mapping[str, Any] | None:
+        return streams.get(f"{namespace}/{stream}")
+
+    plan = dc_triggers.plan_deploymentconfig(
+        dc, get_stream=get_stream, include_manual=True, namespace_allowed=same_namespace_only
+    )
+    after = dc_triggers.apply_deploymentconfig_plan(dc, plan)
+    if not all_image_triggers_fired(after) or has_blank_image(after):
+        raise RolloutError(
+            f'cannot trigger a deployment for "{name}" because it contains unresolved images'
+        )
+    request = RolloutRequest(
+        version=latest_version(dc) + 1, message="manual change", causes=({"type": "Manual"},)
+    )
+    patch: JsonPatch = [_resource_version_test(dc)]
+    patch += dc_triggers.build_deploymentconfig_json_patch(dc, plan)
+    patch.append(_request_op(dc, request))
+    return patch
+
+
+def _resource_version_test(dc: Mapping[str, Any]) -> Obj:
+    version = mapping(dc.get("metadata")).get("resourceVersion", "")
+    return {"op": "test", "path": "/metadata/resourceVersion", "value": version}
+
+
+def _request_op(dc: Mapping[str, Any], request: RolloutRequest) -> Obj:
+    if isinstance(mapping(dc.get("metadata")).get("annotations"), Mapping):
+        return {
+            "op": "add",
+            "path": json_pointer("metadata", "annotations", ROLLOUT_REQUEST_ANNOTATION),
+            "value": request.to_annotation(),
+        }
+    return {
+        "op": "add",
+        "path": "/metadata/annotations",
+        "value": {ROLLOUT_REQUEST_ANNOTATION: request.to_annotation()},
+    }
+
+
+# --- I/O ----------------------------------------------------------------------------------------
+
+
+async def _get(kube: Kube, namespace: str, name: str) -> Obj:
+    try:
+        return await kube.get(DEPLOYMENTCONFIGS, namespace, name)
+    except NotFound as error:
+        raise RolloutError(
+            f'deploymentconfig "{name}" not found in namespace {namespace}'
+        ) from error
+
+
+async def _versions(kube: Kube, namespace: str, name: str) -> list[Obj]:
+    rcs, _ = await kube.list(
+        REPLICATIONCONTROLLERS,
+        namespace,
+        label_selector=f"openshift.io/deployment-config.name={name}",
+    )
+    return rcs
+
+
+async def _streams(kube: Kube, dc: Mapping[str, Any]) -> dict[str, Obj]:
+    found: dict[str, Obj] = {}
+    for trigger in dc_triggers.image_change_triggers(dc):
+        stream = trigger.name.rpartition(":")[0]
+        key = f"{trigger.namespace}/{stream}"
+        if stream and key not in found:
+            try:
+                found[key] = await kube.get(IMAGESTREAMS, trigger.namespace, stream)
+            except NotFound:
+                continue
+    return found
+
+
+async def _served_natively(kube: Kube) -> bool:
+    try:
+        return DEPLOYMENTCONFIGS.group in await natively_served_groups(kube)
+    except KubeError:
+        return False
+
+
+async def _patch_and_wait(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    make_patch: Callable[[Obj], Any],
+    *,
+    timeout_s: float,
+) -> tuple[int, Any]:
+    """Patch (re-reading and re-deciding on a concurrent change), then wait for the version."""
+    for _ in range(PATCH_ATTEMPTS):
+        dc = await _get(kube, namespace, name)
+        patch, extra = make_patch(dc)
+        try:
+            await kube.patch(DEPLOYMENTCONFIGS, namespace, name, patch, patch_type=JSON_PATCH)
+        except Terminal as error:
+            if error.status == 422 and "test" in str(error).lower():
+                continue  # the DeploymentConfig changed under us: decide again
+            raise
+        wanted = latest_version(dc) + 1
+        break
+    else:
+        raise RolloutError(f'deploymentconfig "{name}" kept changing; try again')
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if latest_version(await _get(kube, namespace, name)) >= wanted:
+            return wanted, extra
+        await asyncio.sleep(POLL_S)
+    raise RolloutError(
+        f"version {wanted} of {name} was requested, but no controller started it within"
+        f" {timeout_s:g}s (is imagestream-controller running?)"
+    )
+
+
+async def latest(
+    kube: Kube, namespace: str, name: str, *, timeout_s: float = WAIT_TIMEOUT_S
+) -> str:
+    if await _served_natively(kube):
+        body = {
+            "kind": "DeploymentRequest",
+            "apiVersion": "apps.openshift.io/v1",
+            "name": name,
+            "latest": True,
+            "force": True,
+        }
+        await kube.request(
+            "POST",
+            DEPLOYMENTCONFIGS.path(namespace=namespace, name=name, subresource="instantiate"),
+            body=body,
+        )
+        return f"{RESOURCE_NAME}/{name} rolled out\n"
+
+    streams = await _streams(kube, await _get(kube, namespace, name))
+
+    def make_patch(dc: Obj) -> tuple[JsonPatch, None]:
+        return latest_patch(dc, streams), None
+
+    await _patch_and_wait(kube, namespace, name, make_patch, timeout_s=timeout_s)
+    return f"{RESOURCE_NAME}/{name} rolled out\n"
+
+
+async def undo(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    *,
+    to_revision: int | None = None,
+    timeout_s: float = WAIT_TIMEOUT_S,
+) -> str:
+    rcs = await _versions(kube, namespace, name)
+
+    def make_patch(dc: Obj) -> tuple[JsonPatch, list[str]]:
+        return rollback_patch(dc, rollback_target(dc, rcs, to_revision))
+
+    _, disabled = await _patch_and_wait(kube, namespace, name, make_patch, timeout_s=timeout_s)
+    text = f"{RESOURCE_NAME}/{name} rolled back\n"
+    if disabled:
+        text += (
+            f"Warning: the following images triggers were disabled: {', '.join(disabled)}\n"
+            "  You can re-enable them by setting imageChangeParams.automatic: true\n"
+        )
+    return text
+
+
+async def status(
+    kube: Kube, namespace: str, name: str, *, watch: bool = False, timeout_s: float = 600.0
+) -> tuple[str, int]:
+    deadline = time.monotonic() + timeout_s
+    lines: list[str] = []
+    while True:
+        message, finished, failed = status_message(await _get(kube, namespace, name))
+        if not lines or lines[-1] != message:
+            lines.append(message)
+        if finished or failed or not watch or time.monotonic() >= deadline:
+            return "\n".join(lines) + "\n", 1 if failed else 0
+        await asyncio.sleep(POLL_S * 5)
+
+
+async def history(kube: Kube, namespace: str, name: str, *, revision: int | None = None) -> str:
+    dc = await _get(kube, namespace, name)
+    rcs = await _versions(kube, namespace, name)
+    if revision is not None:
+        return revision_details(dc, rcs, revision)
+    return history_table(dc, rcs)
+
+
+async def run_rollout(args: argparse.Namespace) -> tuple[str, int]:
+    name = parse_target(args.target)
+    kube = await connect(Path(args.kubeconfig) if args.kubeconfig else None)
+    try:
+        if args.action == "latest":
+            return await latest(kube, args.namespace, name, timeout_s=args.timeout), 0
+        if args.action == "undo":
+            return await undo(
+                kube, args.namespace, name, to_revision=args.to_revision, timeout_s=args.timeout
+            ), 0
+        if args.action == "status":
+            return await status(
+                kube, args.namespace, name, watch=args.watch, timeout_s=args.timeout
+            )
+        return await history(kube, args.namespace, name, revision=args.revision), 0
+    finally:
+        await kube.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of `imagestream rollout ...` (after argument parsing)."""
+    import sys
+
+    try:
+        text, code = asyncio.run(run_rollout(args))
+    except (RolloutError, KubeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(text, end="")
+    return code
+
+
+def add_parser(commands: Any, add_flag: Callable[..., None]) -> None:
+    """Add `rollout` and its actions to the `imagestream` command."""
+    rollout = commands.add_parser(
+        "rollout",
+        help="start, follow, list and roll back DeploymentConfig rollouts (like oc rollout)",
+    )
+    actions = rollout.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, help_text in (
+        ("latest", "start a new rollout now, resolving manual image triggers once"),
+        ("status", "show how the latest rollout is doing"),
+        ("history", "list the rollouts with their status and cause"),
+        ("undo", "roll back to the previous complete rollout (or --to-revision)"),
+    ):
+        parser = actions.add_parser(action, help=help_text, description=help_text)
+        parser.add_argument("target", metavar="dc/NAME")
+        parser.add_argument("-n", "--namespace", default="default")
+        add_flag(parser, "--kubeconfig", None, "kubeconfig file; without it $KUBECONFIG")
+        if action == "status":
+            parser.add_argument("-w", "--watch", action="store_true", help="wait until it ends")
+        if action == "history":
+            parser.add_argument(
+                "--revision", type=int, default=None, help="details of one revision"
+            )
+        if action == "undo":
+            parser.add_argument(
+                "--to-revision", type=int, default=None, help="the revision to go back to"
+            )
+        if action in ("latest", "undo", "status"):
+            parser.add_argument(
+                "--timeout",
+                type=float,
+                default=WAIT_TIMEOUT_S if action != "status" else 600.0,
+                help="seconds to wait for the controller",
+            )
+        parser.set_defaults(handler=main)
