@@ -62,7 +62,7 @@ bench: install controlplane ## Benchmarks against the physical floor: table + be
 
 .PHONY: test-faults
 test-faults: install controlplane ## Fault-injection suite (tests/faults): real processes, faults on purpose
-	IMAGESTREAM_FAULT_TESTS=1 $(BIN)/pytest -ra tests/faults
+	IMAGESTREAM_FAULT_TESTS=1 $(BIN)/pytest -ra -s tests/faults
 
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only (no control plane needed)

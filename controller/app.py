@@ -8,6 +8,10 @@ The only module of the controller that constructs collaborators. It wires:
         v
     two work queues:  imagestreams  ->  ImageStreamReconciler (spec tags, imports)
                       workloads     ->  WorkloadReconciler    (triggers)
+    and, where our CRDs serve apps.openshift.io / build.openshift.io:
+                      rollouts      ->  RolloutReconciler     (DCs -> ReplicationControllers)
+                      buildconfigs  ->  BuildConfigReconciler (triggers -> Builds)
+                      builds        ->  BuildReconciler       (Builds -> Jobs -> output tag)
     an ImageStream change enqueues its own key, and, through the
     TriggerIndex, the key of every workload that follows it.
 
@@ -19,6 +23,7 @@ restarted than to write while another replica believes it leads.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import socket
 from collections.abc import Mapping
@@ -30,8 +35,21 @@ import aiohttp
 import structlog
 from prometheus_client import Counter, Gauge
 
+from controller.builds.reconciler import (
+    BuildConfigReconciler,
+    BuildIndex,
+    BuildReconciler,
+    build_of_job,
+    load_job_template,
+    trim_job,
+)
 from controller.events import EventRecorder
 from controller.imagestreams import ImageStreamReconciler
+from controller.rollouts.reconciler import (
+    ReplicationControllerIndex,
+    RolloutReconciler,
+    trim_replicationcontroller,
+)
 from controller.sources import (
     ANNOTATION_SOURCES,
     DEPLOYMENTCONFIG_SOURCE,
@@ -39,13 +57,23 @@ from controller.sources import (
     TriggerSource,
 )
 from controller.triggers.plan import allow_any_namespace, same_namespace_only
-from controller.workers import run_workers
+from controller.workers import OutcomeObserver, Reconcile, run_workers
 from controller.workloads import WorkloadMetrics, WorkloadReconciler
 from imagestream.health import ReadinessCheck
-from imagestream.kube.client import Obj
-from imagestream.kube.informer import InformerSet
+from imagestream.kube.client import Kube, Obj
+from imagestream.kube.crds import natively_served_groups
+from imagestream.kube.errors import KubeError
+from imagestream.kube.informer import InformerSet, Transform
 from imagestream.kube.leader import LeaderElector
-from imagestream.kube.resources import IMAGESTREAMS
+from imagestream.kube.resources import (
+    BUILDCONFIGS,
+    BUILDS,
+    DEPLOYMENTCONFIGS,
+    IMAGESTREAMS,
+    JOBS,
+    REPLICATIONCONTROLLERS,
+    Resource,
+)
 from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
@@ -83,6 +111,16 @@ class Controller:
         await self.session.close()
 
 
+async def _native_groups(kube: Kube, served: set[str]) -> set[str]:
+    """API groups served by the platform itself, not by a CRD (ours or anyone's)."""
+    try:
+        return await natively_served_groups(kube)
+    except KubeError as error:
+        # Listing CRDs may not be granted; OpenShift always serves projects natively.
+        log.warning("crds_not_listed", error=str(error))
+        return set(served) if "project.openshift.io" in served else set()
+
+
 def _lease_namespace(configured: str) -> str:
     if configured:
         return configured
@@ -97,7 +135,11 @@ async def start(collaborators: Collaborators) -> Controller:
     namespaces = list(settings.watch_namespaces)
 
     streams = InformerSet.create(
-        kube, IMAGESTREAMS, namespaces, resync_period_s=settings.resync_period_s
+        kube,
+        IMAGESTREAMS,
+        namespaces,
+        resync_period_s=settings.resync_period_s,
+        watch_timeout_s=settings.watch_timeout_s,
     )
     sources: list[TriggerSource] = list(ANNOTATION_SOURCES)
     served = await kube.served_groups()
@@ -110,6 +152,7 @@ async def start(collaborators: Collaborators) -> Controller:
             namespaces,
             transform=source.trim,
             resync_period_s=settings.resync_period_s,
+            watch_timeout_s=settings.watch_timeout_s,
         )
         for source in sources
     }
@@ -139,13 +182,7 @@ async def start(collaborators: Collaborators) -> Controller:
         caches[source.resource.plural].add_handler(on_workload)
 
     session = aiohttp.ClientSession()
-    registry_access = RegistryAccess(
-        session=session,
-        kube=kube,
-        global_config_file=settings.registry_config,
-        ca_bundle=settings.registry_ca_bundle,
-        allowed_registries=settings.allowed_registries,
-    )
+    registry_access = RegistryAccess.from_settings(settings, session=session, kube=kube)
     writes = Counter(
         "imagestream_controller_status_writes",
         "ImageStream status writes by the controller.",
@@ -189,7 +226,107 @@ async def start(collaborators: Collaborators) -> Controller:
     depth.labels("imagestreams").set_function(lambda: len(stream_queue))
     depth.labels("workloads").set_function(lambda: len(workload_queue))
 
-    informer_sets = [streams, *caches.values()]
+    # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
+    # OpenShift the platform runs them).
+    ours = served - await _native_groups(kube, served)
+    loops: list[tuple[str, WorkQueue, Reconcile]] = []
+    platform_informers: list[InformerSet] = []
+    platform_events = EventRecorder(kube=kube, instance=identity)
+
+    def cache(resource: Resource, transform: Transform | None = None) -> InformerSet:
+        return InformerSet.create(
+            kube,
+            resource,
+            namespaces,
+            transform=transform,
+            resync_period_s=settings.resync_period_s,
+            watch_timeout_s=settings.watch_timeout_s,
+        )
+
+    if DEPLOYMENTCONFIGS.group in ours:
+        rollout_queue = WorkQueue()
+        dcs, rcs = (
+            cache(DEPLOYMENTCONFIGS),
+            cache(REPLICATIONCONTROLLERS, trim_replicationcontroller),
+        )
+        rollouts = RolloutReconciler(
+            kube=kube,
+            deploymentconfigs=dcs,
+            replicationcontrollers=rcs,
+            index=ReplicationControllerIndex(),
+            events=platform_events,
+        )
+
+        def on_rc(key: str, old: Obj | None, new: Obj | None) -> None:
+            if (dc_key := rollouts.on_replicationcontroller(key, old, new)) is not None:
+                rollout_queue.add(dc_key)
+
+        dcs.add_handler(lambda key, _old, _new: rollout_queue.add(key))
+        rcs.add_handler(on_rc)
+        loops.append(("rollouts", rollout_queue, rollouts.reconcile))
+        platform_informers += [dcs, rcs]
+    if BUILDCONFIGS.group in ours:
+        bc_queue, build_queue = WorkQueue(), WorkQueue()
+        bcs, builds, jobs = cache(BUILDCONFIGS), cache(BUILDS), cache(JOBS, trim_job)
+        build_index = BuildIndex()
+        bc_reconciler = BuildConfigReconciler(
+            kube=kube,
+            buildconfigs=bcs,
+            builds=builds,
+            streams=streams,
+            stream_index=TriggerIndex(),
+            build_index=build_index,
+            events=platform_events,
+            namespace_allowed=(
+                allow_any_namespace
+                if settings.allow_cross_namespace_triggers
+                else same_namespace_only
+            ),
+        )
+        build_reconciler = BuildReconciler(
+            kube=kube,
+            builds=builds,
+            jobs=jobs,
+            streams=streams,
+            build_index=build_index,
+            recorder=recorder,
+            events=platform_events,
+            job_template=load_job_template(settings.build_job_template),
+        )
+
+        def on_buildconfig(key: str, old: Obj | None, new: Obj | None) -> None:
+            bc_reconciler.on_buildconfig(key, old, new)
+            bc_queue.add(key)
+
+        def on_build(key: str, old: Obj | None, new: Obj | None) -> None:
+            wake, bc_key = build_reconciler.on_build(key, old, new)
+            for build_key in wake:
+                build_queue.add(build_key)
+            if bc_key is not None:
+                bc_queue.add(bc_key)
+
+        def on_job(_key: str, old: Obj | None, new: Obj | None) -> None:
+            if (build_key := build_of_job(new or old or {})) is not None:
+                build_queue.add(build_key)
+
+        def on_base_image(key: str, _old: Obj | None, _new: Obj | None) -> None:
+            for bc_key in bc_reconciler.following(key):
+                bc_queue.add(bc_key)
+
+        bcs.add_handler(on_buildconfig)
+        builds.add_handler(on_build)
+        jobs.add_handler(on_job)
+        streams.add_handler(on_base_image)
+        loops.append(("buildconfigs", bc_queue, bc_reconciler.reconcile))
+        loops.append(("builds", build_queue, build_reconciler.reconcile))
+        platform_informers += [bcs, builds, jobs]
+    for loop_name, loop_queue, _ in loops:
+        depth.labels(loop_name).set_function(functools.partial(len, loop_queue))
+
+    def count(loop: str) -> OutcomeObserver:
+        return lambda outcome: outcomes.labels(loop, outcome).inc()
+
+    informer_sets = [streams, *caches.values(), *platform_informers]
     elector = (
         LeaderElector(
             kube=kube,
@@ -226,6 +363,16 @@ async def start(collaborators: Collaborators) -> Controller:
                     on_outcome=lambda o: outcomes.labels("workloads", o).inc(),
                 )
             )
+            for loop_name, loop_queue, reconcile in loops:
+                group.create_task(
+                    run_workers(
+                        name=loop_name,
+                        queue=loop_queue,
+                        reconcile=reconcile,
+                        concurrency=settings.workers,
+                        on_outcome=count(loop_name),
+                    )
+                )
 
     async def watch_leadership() -> None:
         assert elector is not None
@@ -246,7 +393,7 @@ async def start(collaborators: Collaborators) -> Controller:
 
     return Controller(
         tasks=tasks,
-        queues=[stream_queue, workload_queue],
+        queues=[stream_queue, workload_queue, *(q for _, q, _ in loops)],
         session=session,
         readiness_checks={"controller-caches-synced": synced},
         elector=elector,

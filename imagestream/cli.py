@@ -115,6 +115,13 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--resync-period", "600", "seconds between full resyncs", type=float)
     add_flag(
         parser,
+        "--watch-timeout",
+        "300",
+        "seconds each watch lasts; a silent stream is dropped 15 s after",
+        type=int,
+    )
+    add_flag(
+        parser,
         "--leader-election-namespace",
         "",
         "namespace of the leader election Lease (default: the pod's, else default)",
@@ -126,6 +133,12 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "host[:port] of the integrated registry, for status.dockerImageRepository",
     )
     add_flag(parser, "--workers", "8", "concurrent reconciles per queue", type=int)
+    add_flag(
+        parser,
+        "--build-job-template",
+        None,
+        "YAML Job manifest that runs Builds (container `build`); default: rootless buildah",
+    )
     add_flag(
         parser,
         "--allowed-registries",
@@ -172,9 +185,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         leader_elect=args.leader_elect,
         allow_cross_namespace_triggers=args.allow_cross_namespace_triggers,
         resync_period_s=args.resync_period,
+        watch_timeout_s=args.watch_timeout,
         leader_election_namespace=args.leader_election_namespace,
         integrated_registry=args.integrated_registry,
         workers=args.workers,
+        build_job_template=optional_path(args.build_job_template),
         allowed_registries=tuple(
             p.strip() for p in args.allowed_registries.split(",") if p.strip()
         ),
@@ -220,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_boolean,
     )
 
+    from imagestream import rollout, startbuild
+
+    rollout.add_parser(commands, add_flag)
+    startbuild.add_parser(commands, add_flag)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -245,6 +264,8 @@ async def _serve(settings: Settings, starters: list[ComponentStarter]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("rollout", "start-build"):
+        return int(args.handler(args))
     if args.command == "version":
         print(package_version())
         return 0

@@ -28,12 +28,18 @@ log = structlog.get_logger(__name__)
 def cached(check: ReadinessCheck, *, ttl_s: float = 1.0) -> ReadinessCheck:
     """`check`, asked at most once per `ttl_s`: cheap enough to gate every request on."""
     checked_at, answer = float("-inf"), False
+    # One check at a time: the requests arriving while it runs wait for its
+    # answer instead of each asking the API server too.
+    lock = asyncio.Lock()
 
     async def cached_check() -> bool:
         nonlocal checked_at, answer
-        now = time.monotonic()
-        if now - checked_at >= ttl_s:
-            checked_at, answer = now, await check()
+        if time.monotonic() - checked_at < ttl_s:
+            return answer
+        async with lock:
+            if time.monotonic() - checked_at >= ttl_s:
+                answer = await check()
+                checked_at = time.monotonic()
         return answer
 
     return cached_check

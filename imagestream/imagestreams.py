@@ -320,6 +320,28 @@ def copy_for_write(stream: Mapping[str, Any]) -> Obj:
     }
 
 
+def copy_for_status_write(stream: Mapping[str, Any]) -> Obj:
+    """`copy_for_write` without the deep copy, for the hot path (one per status write).
+
+    Copies only what the writing functions of this module change in place:
+    the top level, `metadata` and `status` (one level) and the `status.tags`
+    list. Everything below is shared with `stream`, which stays untouched,
+    because those functions replace a tag entry, its items and conditions
+    with new objects instead of editing them (tests/unit/test_imagestream_copy.py
+    holds them to that).
+    """
+    status = dict(stream.get("status") or {})
+    if isinstance(status.get("tags"), list):
+        status["tags"] = list(status["tags"])
+    return {
+        "apiVersion": stream.get("apiVersion", "image.openshift.io/v1"),
+        "kind": stream.get("kind", "ImageStream"),
+        "metadata": dict(stream.get("metadata") or {}),
+        "spec": stream.get("spec") or {},
+        "status": status,
+    }
+
+
 def all_images(stream: Mapping[str, Any]) -> Iterable[TagEvent]:
     for entry in (stream.get("status") or {}).get("tags") or []:
         for item in entry.get("items") or []:

@@ -8,6 +8,7 @@ servers, signal handling, and shutdown in reverse start order.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from imagestream.kube.client import Kube, connect
 from imagestream.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+READY_WAIT_S = 120.0
 
 
 def _api_request_metrics(metrics: CollectorRegistry) -> Callable[[str, str, int, float], None]:
@@ -76,7 +79,10 @@ async def run_components(
     stop: StopSignal,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Start the components, serve health and metrics, and wait for `stop`."""
+    """Start the components, serve health and metrics, and wait for `stop`.
+
+    `on_ready` is called once every readiness check passes (caches synced).
+    """
     kube = await connect(settings.kubeconfig)
     metrics = CollectorRegistry()
     kube.observers.append(_api_request_metrics(metrics))
@@ -96,6 +102,7 @@ async def run_components(
             await serve(metrics_routes(collaborators.metrics), settings.metrics_addr, "metrics")
         )
         if on_ready is not None:
+            await _wait_ready(checks, stop)
             on_ready()
         await stop.wait()
         log.info("shutting_down")
@@ -106,3 +113,17 @@ async def run_components(
         for runner in reversed(runners):
             await runner.cleanup()
         await kube.close()
+
+
+async def _wait_ready(checks: dict[str, ReadinessCheck], stop: StopSignal) -> None:
+    """Until every check passes (or we are told to stop); bounded, then say what is missing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + READY_WAIT_S
+    while not stop.is_set():
+        failing = [name for name, check in checks.items() if not await check()]
+        if not failing:
+            return
+        if loop.time() > deadline:
+            log.warning("not_ready", failing=failing)
+            return
+        await asyncio.sleep(0.1)

@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,7 +33,7 @@ from imagestream.imagestreams import (
     DEFAULT_HISTORY_LIMIT,
     TagCondition,
     TagEvent,
-    copy_for_write,
+    copy_for_status_write,
     record,
     refresh_summary,
     set_import_failure,
@@ -45,6 +46,7 @@ from imagestream.kube.resources import IMAGESTREAMS
 log = structlog.get_logger(__name__)
 
 CONFLICT_BUDGET = 5
+WRITTEN_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,13 @@ class StreamRecorder:
     """Called after each successful status write with (stream key, updates in it)."""
     _pending: dict[str, list[_Pending]] = field(default_factory=dict)
     _writers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    _written: OrderedDict[str, tuple[str, Obj]] = field(default_factory=OrderedDict)
+    """Our last write per stream: (the resourceVersion it replaced, the object written).
+
+    The watch that updates the cache lags our own writes by a few ms; a stream
+    written again before it caught up would be written from the version we
+    just replaced: a certain 409, a GET and a second PUT. While the cache still
+    shows that replaced version, our own write is the newer one."""
 
     async def record(
         self,
@@ -161,7 +170,14 @@ class StreamRecorder:
     async def _current(self, namespace: str, name: str, latest: Obj | None) -> Obj | None:
         if latest is not None:
             return latest
-        cached = self.get_cached(f"{namespace}/{name}")
+        key = f"{namespace}/{name}"
+        cached = self.get_cached(key)
+        written = self._written.get(key)
+        if written is not None:
+            replaced, ours = written
+            if cached is None or _resource_version(cached) == replaced:
+                return ours
+            del self._written[key]  # the cache has caught up (or moved on)
         if cached is not None:
             return cached
         try:
@@ -179,7 +195,7 @@ class StreamRecorder:
                 if create is None:
                     raise StreamMissing(f"imagestream {namespace}/{name} does not exist")
                 current = await self._create(namespace, name, create)
-            stream = copy_for_write(current)
+            stream = copy_for_status_write(current)
             results = [
                 None if entry.update is None else self._apply(stream, entry.update)
                 for entry in batch
@@ -204,12 +220,19 @@ class StreamRecorder:
             except NotFound:
                 current = None
                 continue
+            self._remember(f"{namespace}/{name}", _resource_version(current), written)
             if self.on_write is not None:
                 self.on_write(f"{namespace}/{name}", len(batch))
             return written, results
         raise RecordError(
             f"imagestream {namespace}/{name}: still conflicting after {self.conflict_budget} writes"
         )
+
+    def _remember(self, key: str, replaced: str, written: Obj) -> None:
+        self._written[key] = (replaced, written)
+        self._written.move_to_end(key)
+        while len(self._written) > WRITTEN_MAX:
+            self._written.popitem(last=False)
 
     async def _fresh(self, namespace: str, name: str) -> Obj | None:
         try:
@@ -262,6 +285,10 @@ class StreamRecorder:
             if set_import_failure(stream, update.tag, failure):
                 changed = [update.tag]
         return UpdateResult(update=update, changed_tags=tuple(changed))
+
+
+def _resource_version(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def _set_status_fields(stream: Obj, fields: Mapping[str, Any]) -> bool:

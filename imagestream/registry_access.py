@@ -38,6 +38,7 @@ from imagestream.registry_client import (
     credentials_from_dockerconfigjson,
     resolve_digest,
 )
+from imagestream.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -83,6 +84,18 @@ class RegistryAccess:
     _tokens: TokenCache = field(default_factory=TokenCache)
     _secrets: dict[str, tuple[float, list[Mapping[str, Any]]]] = field(default_factory=dict)
     _backoff_until: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, session: aiohttp.ClientSession, kube: Kube
+    ) -> RegistryAccess:
+        return cls(
+            session=session,
+            kube=kube,
+            global_config_file=settings.registry_config,
+            ca_bundle=settings.registry_ca_bundle,
+            allowed_registries=settings.allowed_registries,
+        )
 
     async def resolve(
         self, *, registry: str, repository: str, tag: str, namespace: str, insecure: bool

@@ -68,3 +68,7 @@ class Settings:
     """Registries imports and verification may contact (patterns); empty: any."""
     allow_cross_namespace_triggers: bool = False
     resync_period_s: float = 600.0
+    watch_timeout_s: int = 300
+    """Server-side timeout of each watch; a stream silent for this plus 15 s is dead."""
+    build_job_template: Path | None = None
+    """A YAML Job manifest that runs Builds (a container named `build`); none: rootless buildah."""

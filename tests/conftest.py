@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import structlog
+
+FAULTS_DIR = Path(__file__).parent / "faults"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """`tests/faults` (minutes of injected faults) runs with `make test-faults`, or when named."""
+    if collection_path != FAULTS_DIR or os.environ.get("IMAGESTREAM_FAULT_TESTS") == "1":
+        return None
+    named = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return None if any(path.is_relative_to(FAULTS_DIR) for path in named) else True
 
 
 @pytest.fixture(autouse=True)

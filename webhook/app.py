@@ -23,7 +23,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import Counter
 
-from imagestream.health import ReadinessCheck, health_routes, metrics_routes, serve
+from imagestream.health import ReadinessCheck, cached, health_routes, metrics_routes, serve
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
 from imagestream.process import Collaborators
@@ -33,6 +33,7 @@ from webhook.auth import Authenticator
 from webhook.config import ConfigError, Receiver, default_receivers, load_config
 from webhook.handlers import ReceiverRoutes, WebhookMetrics
 from webhook.intake import Intake
+from webhook.limits import SenderLimits
 from webhook.targets import DockerImageTagIndex
 
 log = structlog.get_logger(__name__)
@@ -81,6 +82,7 @@ async def start(collaborators: Collaborators) -> Webhook:
         IMAGESTREAMS,
         list(settings.watch_namespaces),
         resync_period_s=settings.resync_period_s,
+        watch_timeout_s=settings.watch_timeout_s,
     )
     index = DockerImageTagIndex()
     streams.add_handler(lambda key, _old, new: index.update(key, new))
@@ -97,19 +99,23 @@ async def start(collaborators: Collaborators) -> Webhook:
         on_write=lambda _key, _updates: writes.inc(),
     )
     session = aiohttp.ClientSession()
-    registry_access = RegistryAccess(
-        session=session,
-        kube=kube,
-        global_config_file=settings.registry_config,
-        ca_bundle=settings.registry_ca_bundle,
+    registry_access = RegistryAccess.from_settings(settings, session=session, kube=kube)
+    intake = Intake(
+        recorder=recorder,
+        index=index,
+        registry_access=registry_access,
+        watched_namespaces=frozenset(settings.watch_namespaces),
     )
-    intake = Intake(recorder=recorder, index=index, registry_access=registry_access)
 
     async def synced() -> bool:
         return streams.has_synced()
 
+    # Asked before every write; the API server's reachability is checked at
+    # most once a second, not once per push.
+    apiserver_reachable = cached(kube.reachable)
+
     async def ready() -> bool:
-        return streams.has_synced() and await kube.reachable()
+        return streams.has_synced() and await apiserver_reachable()
 
     checks: dict[str, ReadinessCheck] = {"imagestreams-synced": synced}
     routes = ReceiverRoutes(
@@ -119,6 +125,9 @@ async def start(collaborators: Collaborators) -> Webhook:
         ready=ready,
         metrics=WebhookMetrics.create(collaborators.metrics),
         max_body_bytes=settings.max_body_bytes,
+        limits=SenderLimits(
+            {r.name: r.rate_limit for r in receivers.values() if r.rate_limit is not None}
+        ),
     )
     tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
     runner = await serve(

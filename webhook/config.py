@@ -57,9 +57,11 @@ The `--webhook-config` file::
 
 Fields of a receiver: `name`, `type` and `auth` are required; `registry`
 (`host[:port]`, for payloads that carry no host: Docker Hub, Nexus, ECR),
-`integrated` (bool, default false) and `verify` (`payload` trusts the digest
+`integrated` (bool, default false), `verify` (`payload` trusts the digest
 in the payload, `registry` resolves the tag at the registry; default
-`payload`) are optional. Unknown keys are errors.
+`payload`) and `rateLimit` (`requestsPerSecond`, and `burst`, default the
+rate rounded up: over it the sender gets 429 with `Retry-After`; default
+unlimited) are optional. Unknown keys are errors.
 
 Fields of `auth`: `type` (required), `secretFiles` (one or two paths,
 relative paths are relative to the config file; required for every type
@@ -80,6 +82,7 @@ which is what `imagestream dev` configures its registry to send.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -88,20 +91,9 @@ from pathlib import Path
 import yaml
 
 from imagestream.references import is_valid_registry_host
+from webhook.limits import RateLimit
+from webhook.parsing import RECEIVER_TYPES
 
-RECEIVER_TYPES = (
-    "distribution",
-    "cloudevents",
-    "harbor",
-    "quay",
-    "dockerhub",
-    "acr",
-    "gcr",
-    "ecr",
-    "github",
-    "jfrog",
-    "nexus",
-)
 AUTH_TYPES = ("bearer", "harbor", "hmac-sha256", "basic", "path-secret", "none")
 VERIFY_MODES = ("payload", "registry")
 MAX_SECRET_FILES = 2  # the current secret and the next one, during a rotation
@@ -113,7 +105,10 @@ _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # RFC 7230 token characters: what an HTTP header name may be made of.
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
-_RECEIVER_KEYS = frozenset({"name", "type", "auth", "registry", "integrated", "verify"})
+_RECEIVER_KEYS = frozenset(
+    {"name", "type", "auth", "registry", "integrated", "verify", "rateLimit"}
+)
+_RATE_LIMIT_KEYS = frozenset({"requestsPerSecond", "burst"})
 _AUTH_KEYS = {
     "bearer": frozenset({"type", "secretFiles"}),
     "harbor": frozenset({"type", "secretFiles", "header"}),
@@ -151,6 +146,8 @@ class Receiver:
     registry: str = ""
     integrated: bool = False
     verify: str = "payload"
+    rate_limit: RateLimit | None = None
+    """Requests per second (and burst) this sender may make; None: unlimited."""
 
 
 def default_receivers(token_file: Path) -> list[Receiver]:
@@ -233,6 +230,9 @@ def _parse_receiver(entry: object, *, where: str, base_dir: Path) -> Receiver:
         # Deliberately no default: an open endpoint must be asked for.
         raise ConfigError(f"{where}: auth: required (write `auth: {{type: none}}` to disable)")
     auth = _parse_auth(entry["auth"], where=f"{where}: auth", base_dir=base_dir)
+    rate_limit = None
+    if "rateLimit" in entry:
+        rate_limit = _parse_rate_limit(entry["rateLimit"], where=f"{where}: rateLimit")
     return Receiver(
         name=name,
         type=receiver_type,
@@ -240,7 +240,21 @@ def _parse_receiver(entry: object, *, where: str, base_dir: Path) -> Receiver:
         registry=registry.lower(),
         integrated=integrated,
         verify=verify,
+        rate_limit=rate_limit,
     )
+
+
+def _parse_rate_limit(entry: object, *, where: str) -> RateLimit:
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with 'requestsPerSecond' and 'burst'")
+    _reject_unknown_keys(entry, _RATE_LIMIT_KEYS, where=where)
+    rate = entry.get("requestsPerSecond")
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
+        raise ConfigError(f"{where}: requestsPerSecond: must be a number above 0, got {rate!r}")
+    burst = entry.get("burst", max(1, math.ceil(rate)))
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ConfigError(f"{where}: burst: must be a whole number of at least 1, got {burst!r}")
+    return RateLimit(requests_per_second=float(rate), burst=burst)
 
 
 def _parse_auth(entry: object, *, where: str, base_dir: Path) -> AuthConfig:

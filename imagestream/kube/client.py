@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from tenacity import (
@@ -33,6 +34,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from yarl import URL
 
 from imagestream.kube.errors import Gone, KubeError, Retryable, translate_status
 from imagestream.kube.resources import Resource
@@ -58,9 +60,20 @@ class Kube:
 
     api_client: Any
     observers: list[RequestObserver] = field(default_factory=list)
+    session: aiohttp.ClientSession | None = None
+    """Ours, on the client library's connection pool, without `trust_env`.
+
+    The library's session trusts the environment, so aiohttp reads ~/.netrc
+    and the proxy variables in a worker thread on every request: two thread
+    hops that made up ~45 % of a request's CPU. `connect()` resolves the
+    proxy once instead."""
+    proxy: str | None = None
+    proxy_auth: aiohttp.BasicAuth | None = None
 
     @property
     def _session(self) -> aiohttp.ClientSession:
+        if self.session is not None:
+            return self.session
         session: aiohttp.ClientSession = self.api_client.rest_client.pool_manager
         return session
 
@@ -96,6 +109,8 @@ class Kube:
                 data=data,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
+                proxy=self.proxy,
+                proxy_auth=self.proxy_auth,
             ) as response:
                 status = response.status
                 payload = await response.read()
@@ -158,15 +173,22 @@ class Kube:
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
+        transform: Callable[[Obj], Obj] | None = None,
     ) -> tuple[list[Obj], str]:
-        """Every object (paginated), and the list's resourceVersion to watch from."""
+        """Every object (paginated), and the list's resourceVersion to watch from.
+
+        `transform` is applied page by page, so a cache that keeps a trimmed
+        copy never holds every full object at once (10,000 Deployments: the
+        difference between ~100 MiB and a page's worth).
+        """
         items: list[Obj] = []
         params: dict[str, str] = {"limit": str(LIST_PAGE_SIZE)}
         if label_selector:
             params["labelSelector"] = label_selector
         while True:
             page = await self.request("GET", resource.path(namespace=namespace), params=params)
-            items.extend(page.get("items") or [])
+            page_items = page.get("items") or []
+            items.extend(map(transform, page_items) if transform else page_items)
             metadata = page.get("metadata") or {}
             if not metadata.get("continue"):
                 return items, str(metadata.get("resourceVersion", ""))
@@ -199,7 +221,12 @@ class Kube:
         timeout = aiohttp.ClientTimeout(total=timeout_s + 15, sock_connect=10)
         try:
             async with self._session.get(
-                url, params=params, headers=headers, timeout=timeout
+                url,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                proxy=self.proxy,
+                proxy_auth=self.proxy_auth,
             ) as response:
                 if response.status >= 400:
                     raise translate_status(response.status, await response.read(), response.headers)
@@ -282,6 +309,8 @@ class Kube:
         return True
 
     async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()  # not the connector: the library's session owns it
         await self.api_client.close()
 
 
@@ -305,4 +334,23 @@ async def connect(kubeconfig: Path | None) -> Kube:
     # Each watch holds a connection for its lifetime; leave room for requests.
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     api_client = k8s.ApiClient(configuration=configuration)
-    return Kube(api_client=api_client)
+    library_session: aiohttp.ClientSession = api_client.rest_client.pool_manager
+    session = aiohttp.ClientSession(
+        connector=library_session.connector,
+        connector_owner=False,
+        trust_env=False,
+        read_bufsize=2**21,  # as the library's: one watch line holds a whole object
+    )
+    proxy, proxy_auth = _proxy_for(str(configuration.host), configuration.proxy)
+    return Kube(api_client=api_client, session=session, proxy=proxy, proxy_auth=proxy_auth)
+
+
+def _proxy_for(host: str, configured: str | None) -> tuple[str | None, aiohttp.BasicAuth | None]:
+    """The proxy to the API server: the kubeconfig's, else the environment's (once)."""
+    if configured:
+        return configured, None
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(host))
+    except LookupError:
+        return None, None
+    return str(proxy), auth

@@ -76,8 +76,10 @@ class Informer:
         return self.transform(obj) if self.transform else obj
 
     async def _relist(self) -> str:
-        items, resource_version = await self.kube.list(self.resource, self.namespace)
-        fresh = {object_key(item): self._trim(item) for item in items}
+        items, resource_version = await self.kube.list(
+            self.resource, self.namespace, transform=self.transform
+        )
+        fresh = {object_key(item): item for item in items}
         # Diff against the cache: deletes we missed, then adds and changes.
         for key in list(self.store):
             if key not in fresh:
@@ -186,6 +188,7 @@ class InformerSet:
         *,
         transform: Transform | None = None,
         resync_period_s: float = 600.0,
+        watch_timeout_s: int = WATCH_TIMEOUT_S,
     ) -> InformerSet:
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         return cls(
@@ -196,6 +199,7 @@ class InformerSet:
                     namespace=scope,
                     transform=transform,
                     resync_period_s=resync_period_s,
+                    watch_timeout_s=watch_timeout_s,
                 )
                 for scope in scopes
             ]

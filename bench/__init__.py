@@ -1,0 +1,1 @@
+"""`make bench`: figures against the physical floor (issue 7). See bench/README.md."""

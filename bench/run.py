@@ -1,0 +1,443 @@
+"""`python -m bench` (`make bench`): every figure of issue 7 beside its floor.
+
+Starts its own control plane (etcd + kube-apiserver, on loopback), installs
+the CRDs, starts a real distribution registry whose notifications go to the
+webhook, runs `imagestream controller` and `imagestream webhook` as real
+processes, measures, prints a table and writes `bench/results.json`.
+
+Environment:
+    BENCH_SCALE      multiplies every size (default 1: the issue's sizes); 0.1 while developing
+    BENCH_SECTIONS   comma-separated subset of: latency,intake,fanout,convergence,scale
+    BENCH_PROFILE    1: run the controller and webhook under pyinstrument; profiles go to
+                     bench/profiles/ (figures from a profiled run are marked as such)
+    BENCH_KCM        1: also run kube-controller-manager (off by default: its ReplicaSet
+                     work on every rollout is noise on both sides of a ratio)
+    BENCH_OUT        where to write the results (default bench/results.json)
+    BENCH_KEEP       1: keep the work directory (logs of every process) and print its path
+
+Invariant: every process started here is stopped by its PID before exit,
+pass or fail (and by the kernel if this process is killed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import sections
+from bench.common import Sender, create_namespace
+from imagestream.kube.client import connect
+from imagestream.kube.crds import install_crds, load_crds
+from localdev.components import ComponentProcess, start_component
+from localdev.controlplane import REPO_ROOT, ControlPlane, binary_dir, free_port
+from localdev.processes import stop_all
+from localdev.registry import NotificationEndpoint, Registry
+
+SECTIONS = ("latency", "intake", "fanout", "convergence", "scale")
+BENCH_DIR = REPO_ROOT / "bench"
+TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 - a loopback-only test token
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_kib = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_kib = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "cpu": cpu or platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def etcd_version(bin_dir: Path) -> str:
+    try:
+        out = subprocess.run(
+            [str(bin_dir / "etcd"), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    for line in out.splitlines():
+        if line.lower().startswith("etcd version"):
+            return line.split(":", 1)[1].strip()
+    return out.strip().splitlines()[0] if out.strip() else "unknown"
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def selected_sections() -> list[str]:
+    raw = os.environ.get("BENCH_SECTIONS", "").strip()
+    if not raw:
+        return list(SECTIONS)
+    chosen = [s.strip() for s in raw.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"unknown BENCH_SECTIONS {unknown}; choose from {', '.join(SECTIONS)}")
+    return [s for s in SECTIONS if s in chosen]
+
+
+class Launcher:
+    """Starts component processes (optionally under pyinstrument), remembers them all."""
+
+    def __init__(self, kubeconfig: Path, workdir: Path, token_file: Path, host: str) -> None:
+        self.kubeconfig, self.workdir, self.token_file, self.host = (
+            kubeconfig,
+            workdir,
+            token_file,
+            host,
+        )
+        self.profile = env_flag("BENCH_PROFILE")
+        self.started: list[ComponentProcess] = []
+
+    def _prefix(self, name: str) -> list[str]:
+        if not self.profile:
+            return []
+        profiles = BENCH_DIR / "profiles"
+        profiles.mkdir(exist_ok=True)
+        return ["-m", "pyinstrument", "-r", "text", "-o", str(profiles / f"{name}.txt")]
+
+    def start(
+        self, command: str, name: str, args: list[str], *, webhook_addr: str | None = None
+    ) -> ComponentProcess:
+        extra = [*args]
+        if command == "webhook":
+            extra += ["--webhook-token-file", str(self.token_file)]
+        else:
+            extra += [
+                "--integrated-registry",
+                self.host,
+                "--workers",
+                str(sections.CONTROLLER_WORKERS),
+            ]
+        process = start_component(
+            command,
+            kubeconfig=self.kubeconfig,
+            log_path=self.workdir / "logs" / f"{name}.log",
+            args=extra,
+            name=name,
+            webhook_addr=webhook_addr,
+            python_prefix=self._prefix(name),
+        )
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.started):
+            process.stop()
+
+
+async def run_sections(
+    plane: ControlPlane, registry: Registry, workdir: Path, scale: float, chosen: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    kube = await connect(plane.kubeconfig_path)
+    launcher: Launcher | None = None
+    try:
+        await install_crds(kube, load_crds())
+        names = {
+            "latency": ("bench-latency", "bench-latency-floor"),
+            "intake": ("bench-intake", "bench-intake-floor"),
+            "fanout": ("bench-fanout", "bench-fanout-floor"),
+            "convergence": ("bench-conv", "bench-conv-floor"),
+        }
+        watched = []
+        for section in chosen:
+            if section in names:
+                ours, floor = names[section]
+                await create_namespace(kube, ours)
+                await create_namespace(kube, floor)
+                watched.append(ours)
+        token_file = workdir / "token"
+        launcher = Launcher(plane.kubeconfig_path, workdir, token_file, registry.host)
+        # The main processes watch only the namespaces of our side: a floor's writes
+        # must not make them work (and steal CPU from the floor).
+        scope = ["--watch-namespaces", ",".join(watched)] if watched else []
+        webhook = launcher.start(
+            "webhook", "webhook", scope, webhook_addr=registry_webhook_addr(registry)
+        )
+        controller = launcher.start("controller", "controller", scope)
+        await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
+        figures: dict[str, Any] = {}
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=sections.BURST_CONCURRENCY + 16)
+        ) as session:
+            assert launcher is not None
+            started_launcher = launcher
+            ctx = sections.Context(
+                kube=kube,
+                session=session,
+                sender=Sender(session=session, token=TOKEN),
+                host=registry.host,
+                webhook=webhook,
+                controller=controller,
+                scale=scale,
+                workdir=workdir,
+                start_webhook=lambda name, args: started_launcher.start("webhook", name, args),
+                start_controller=lambda name, args: started_launcher.start(
+                    "controller", name, args
+                ),
+                apiserver_metrics=lambda: plane._get("/metrics"),
+                system_pids={
+                    "etcd": plane.etcd.pid,
+                    "kube-apiserver": plane.apiserver.pid,
+                    "bench": os.getpid(),
+                },
+            )
+            runners: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+                "latency": lambda: sections.push_to_patch(ctx, *names["latency"]),
+                "intake": lambda: sections.intake(ctx, *names["intake"]),
+                "fanout": lambda: sections.fan_out(ctx, *names["fanout"]),
+                "convergence": lambda: sections.convergence(ctx, *names["convergence"]),
+                "scale": lambda: sections.scale(ctx),
+            }
+            for section in chosen:
+                if section == "scale":
+                    # Measured on fresh processes; the main ones would only add their load.
+                    ctx.note_process("webhook", webhook)
+                    ctx.note_process("controller", controller)
+                    webhook.stop()
+                    controller.stop()
+                print(f"[bench] {section} ...", file=sys.stderr, flush=True)
+                began = time.monotonic()
+                try:
+                    figures[section] = await runners[section]()
+                except Exception as error:
+                    figures[section] = {
+                        "title": section,
+                        "error": f"{type(error).__name__}: {error}",
+                    }
+                    print(f"[bench] {section} failed: {error}", file=sys.stderr, flush=True)
+                figures[section]["section_seconds"] = round(time.monotonic() - began, 1)
+            if "scale" not in chosen:
+                ctx.note_process("webhook", webhook)
+                ctx.note_process("controller", controller)
+            ctx.processes["registry"] = {"sender_retries": ctx.sender.retries}
+            ctx.processes["sender"] = {
+                "answers": {str(k): v for k, v in ctx.sender.answers.items()}
+            }
+            return figures, ctx.processes
+    finally:
+        if launcher is not None:
+            launcher.stop_all()
+        await kube.close()
+
+
+def registry_webhook_addr(registry: Registry) -> str:
+    assert registry.notify is not None
+    return registry.notify.url.split("//", 1)[1].split("/", 1)[0]
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def table(figures: dict[str, Any]) -> str:
+    rows = [("figure", "ours", "floor", "ratio", "goal", "met")]
+    for section, figure in figures.items():
+        if "error" in figure:
+            rows.append((section, "ERROR", figure["error"][:60], "", "", "no"))
+            continue
+        ours, floor = figure.get("ours") or {}, figure.get("floor") or {}
+        if section == "latency":
+            rows.append(
+                (
+                    "push->patch p50/p95/p99 ms",
+                    f"{fmt(ours['p50_ms'])}/{fmt(ours['p95_ms'])}/{fmt(ours['p99_ms'])}",
+                    f"{fmt(floor['p50_ms'])}/{fmt(floor['p95_ms'])}/{fmt(floor['p99_ms'])}",
+                    fmt(figure["ratio"]),
+                    figure["goal"],
+                    "yes" if figure["met"] else "no",
+                )
+            )
+        elif section == "intake":
+            burst = figure["burst"]
+            rows.append(
+                (
+                    "intake notifications/s",
+                    fmt(ours["rate"]),
+                    fmt(floor["rate"]),
+                    fmt(figure["ratio"]),
+                    ">= 0.8 x floor",
+                    "yes" if figure["ratio"] >= 0.8 else "no",
+                )
+            )
+            rows.append(
+                (
+                    f"burst {burst['events']} pushes: writes",
+                    fmt(burst["status_writes"]),
+                    fmt(burst["events"]),
+                    fmt(burst["status_writes"] / burst["events"]),
+                    "far fewer writes than events",
+                    "yes" if burst["coalesced"] else "no",
+                )
+            )
+        elif section == "fanout":
+            rows.append(
+                (
+                    f"fan-out {figure['deployments']} Deployments s",
+                    fmt(ours["seconds"]),
+                    fmt(floor["seconds"]),
+                    fmt(figure["ratio"]),
+                    figure["goal"],
+                    "yes" if figure["met"] else "no",
+                )
+            )
+        elif section == "convergence":
+            rows.append(
+                (
+                    f"convergence writes/event ({figure['events']} events)",
+                    fmt(ours["writes_per_event"]),
+                    fmt(floor["writes_per_event"]),
+                    fmt(figure["ratio"]),
+                    "final state = sequential model",
+                    "yes" if figure["met"] else f"no ({len(ours['mismatches'])} mismatches)",
+                )
+            )
+        elif section == "scale":
+            rows.append(
+                (
+                    f"scale {figure['deployments']} Deploy/{figure['imagestreams']} IS: RSS MiB",
+                    f"ctl {fmt(ours['controller_peak_rss_mib'])}"
+                    f" / wh {fmt(ours['webhook_peak_rss_mib'])}",
+                    "-",
+                    "-",
+                    "< 200 MiB per process",
+                    "yes"
+                    if max(ours["controller_peak_rss_mib"], ours["webhook_peak_rss_mib"]) < 200
+                    else "no",
+                )
+            )
+            synced = max(ours["controller_start_to_synced_s"], ours["webhook_start_to_synced_s"])
+            rows.append(
+                (
+                    "scale: start to synced s",
+                    f"ctl {fmt(ours['controller_start_to_synced_s'])}"
+                    f" / wh {fmt(ours['webhook_start_to_synced_s'])}",
+                    "-",
+                    "-",
+                    "< 15 s",
+                    "yes" if synced < 15 else "no",
+                )
+            )
+            latency = ours["push_to_patch"]
+            rows.append(
+                (
+                    "scale: push->patch p50/p99 ms",
+                    f"{fmt(latency['p50_ms'])}/{fmt(latency['p99_ms'])}",
+                    "-",
+                    "-",
+                    "(reported)",
+                    "",
+                )
+            )
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    scale = float(os.environ.get("BENCH_SCALE", "1") or 1)
+    chosen = selected_sections()
+    out = Path(os.environ.get("BENCH_OUT", str(BENCH_DIR / "results.json")))
+    keep = env_flag("BENCH_KEEP")
+    workdir = Path(tempfile.mkdtemp(prefix="imagestream-bench-"))
+    began = time.monotonic()
+    machine_info = machine()
+    bin_dir = binary_dir(build=True)
+    plane = ControlPlane(
+        workdir=workdir / "plane", bin_dir=bin_dir, with_controller_manager=env_flag("BENCH_KCM")
+    )
+    webhook_port = free_port()
+    registry = Registry(
+        workdir=workdir / "registry",
+        notify=NotificationEndpoint(
+            url=f"http://127.0.0.1:{webhook_port}/v1/events/distribution",
+            token=TOKEN,
+            timeout="5s",
+            threshold=3,
+            backoff="500ms",
+        ),
+        log_dir=workdir / "logs",
+    )
+    (workdir / "token").write_text(TOKEN)
+    try:
+        plane.start()
+        registry.start()
+        versions = {
+            "python": platform.python_version(),
+            "kube": plane.version().get("gitVersion", "unknown"),
+            "etcd": etcd_version(bin_dir),
+            "registry": "docker-registry (Debian, CNCF distribution)",
+        }
+        figures, processes = asyncio.run(run_sections(plane, registry, workdir, scale, chosen))
+    finally:
+        registry.stop()
+        plane.stop()
+        stop_all()
+        if keep:
+            print(f"[bench] work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scale": scale,
+        "sections": chosen,
+        "profiled": env_flag("BENCH_PROFILE"),
+        "kube_controller_manager": env_flag("BENCH_KCM"),
+        "duration_s": round(time.monotonic() - began, 1),
+        "machine": machine_info,
+        "versions": versions,
+        "figures": figures,
+        "processes": processes,
+        "goals_met": {name: bool(f.get("met")) for name, f in figures.items()},
+    }
+    out.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    print(table(figures))
+    box = machine_info
+    print(
+        f"\nscale {scale}; machine: {box['cpu']}, {box['cores']} cores, {box['memory_gib']} GiB; "
+        f"kube {versions['kube']}, etcd {versions['etcd']}, python {versions['python']}; "
+        f"{results['duration_s']} s; results in {out}"
+    )
+    # Benchmarks, not tests: an unmet goal is reported, not a failure; a section that
+    # could not be measured is.
+    return 1 if any("error" in f for f in figures.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
