@@ -223,13 +223,14 @@ async def start(collaborators: Collaborators) -> Controller:
     depth = Gauge(
         "imagestream_queue_depth", "Keys waiting in each work queue.", ["queue"], registry=metrics
     )
-    depth.labels("imagestreams").set_function(lambda: len(stream_queue))
-    depth.labels("workloads").set_function(lambda: len(workload_queue))
 
     # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
     # OpenShift the platform runs them).
     ours = served - await _native_groups(kube, served)
-    loops: list[tuple[str, WorkQueue, Reconcile]] = []
+    loops: list[tuple[str, WorkQueue, Reconcile]] = [
+        ("imagestreams", stream_queue, stream_reconciler.reconcile),
+        ("workloads", workload_queue, workload_reconciler.reconcile),
+    ]
     platform_informers: list[InformerSet] = []
     platform_events = EventRecorder(kube=kube, instance=identity)
 
@@ -345,24 +346,6 @@ async def start(collaborators: Collaborators) -> Controller:
             await elector.elected.wait()
         log.info("controller_leading", workloads=len(index), identity=identity)
         async with asyncio.TaskGroup() as group:
-            group.create_task(
-                run_workers(
-                    name="imagestreams",
-                    queue=stream_queue,
-                    reconcile=stream_reconciler.reconcile,
-                    concurrency=settings.workers,
-                    on_outcome=lambda o: outcomes.labels("imagestreams", o).inc(),
-                )
-            )
-            group.create_task(
-                run_workers(
-                    name="workloads",
-                    queue=workload_queue,
-                    reconcile=workload_reconciler.reconcile,
-                    concurrency=settings.workers,
-                    on_outcome=lambda o: outcomes.labels("workloads", o).inc(),
-                )
-            )
             for loop_name, loop_queue, reconcile in loops:
                 group.create_task(
                     run_workers(
@@ -393,7 +376,7 @@ async def start(collaborators: Collaborators) -> Controller:
 
     return Controller(
         tasks=tasks,
-        queues=[stream_queue, workload_queue, *(q for _, q, _ in loops)],
+        queues=[queue for _, queue, _ in loops],
         session=session,
         readiness_checks={"controller-caches-synced": synced},
         elector=elector,

@@ -41,6 +41,15 @@ IN_FLIGHT_MAX = 1
 PENDING_MAX = 5000
 
 
+@dataclass(frozen=True, kw_only=True)
+class Note:
+    """An Event a plan asks for, explaining a write (posted by the reconciler)."""
+
+    type: str
+    reason: str
+    message: str
+
+
 @dataclass
 class EventRecorder:
     kube: Kube

@@ -44,6 +44,7 @@ from controller.builds.model import (
     strategy_type,
     string,
 )
+from controller.events import Note
 from controller.triggers.plan import StreamGetter
 
 INVALID_OUTPUT: Final = "InvalidOutputReference"
@@ -110,13 +111,6 @@ def run_policy_verdict(
     if any(build_number(s) < number and not build_phase(s).terminal for s in others):
         return "wait"
     return "start"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Note:
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True, kw_only=True)

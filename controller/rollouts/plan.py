@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from controller.events import Note
 from controller.rollouts.model import (
     CANCELLED_ANNOTATION,
     CANCELLED_BY_NEWER,
@@ -129,15 +130,6 @@ class RcUpdate:
         if self.replicas is not None:
             body["spec"] = {"replicas": self.replicas}
         return body
-
-
-@dataclass(frozen=True, kw_only=True)
-class Note:
-    """An Event to post on the DeploymentConfig explaining a write."""
-
-    type: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True, kw_only=True)
