@@ -23,15 +23,19 @@ import aiohttp
 import pytest
 
 from bench.common import deployment, digest_of, image_of, imagestream, notification, timestamp
-from imagestream.kube.client import Kube, connect
-from imagestream.kube.crds import install_crds, load_crds
+from imagestream.kube.client import Kube
 from imagestream.kube.resources import DEPLOYMENTS, IMAGESTREAMS
 from localdev.components import ComponentProcess
-from localdev.controlplane import ControlPlane, binary_dir
+from localdev.controlplane import ControlPlane
 from localdev.faultproxy import FaultProxy
 from localdev.processes import wait_until
 from tests.faults.conftest import TOKEN, Processes, ProxyFactory, figure
-from tests.integration.conftest import eventually, new_namespace
+from tests.integration.conftest import (
+    eventually,
+    kube_with_crds,
+    new_namespace,
+    own_control_plane,
+)
 from tests.integration.workloads import move_tag
 
 WATCH_TIMEOUT_S = 5
@@ -50,23 +54,14 @@ REGISTRY_HOST = "127.0.0.1:5999"
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    own = ControlPlane(
-        workdir=tmp_path_factory.mktemp("apiserver-faults"), bin_dir=binary_dir(build=True)
-    ).start()
-    try:
+    with own_control_plane(tmp_path_factory, "apiserver-faults") as own:
         yield own
-    finally:
-        own.stop()
 
 
 @pytest.fixture(scope="module")
 async def plane_kube(plane: ControlPlane) -> AsyncIterator[Kube]:
-    kube = await connect(plane.kubeconfig_path)
-    await install_crds(kube, load_crds())
-    try:
+    async with kube_with_crds(plane) as kube:
         yield kube
-    finally:
-        await kube.close()
 
 
 @dataclass

@@ -9,6 +9,7 @@ parent-death signal make sure nothing outlives the run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import uuid
@@ -214,3 +215,29 @@ def push(system: System, tmp_path: Path, destination: str, content: str | None =
     image = make_oci_image(tmp_path / uuid.uuid4().hex, content or uuid.uuid4().hex)
     skopeo_push(image, f"{system.registry.host}/{destination}")
     return image.manifest_digest
+
+
+@contextlib.contextmanager
+def own_control_plane(
+    tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[ControlPlane]:
+    """A control plane for tests that own their processes (the session one has a controller)."""
+    plane = ControlPlane(workdir=tmp_path_factory.mktemp(name), bin_dir=binary_dir(build=True))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+@contextlib.asynccontextmanager
+async def kube_with_crds(plane: ControlPlane) -> AsyncIterator[Kube]:
+    """A connection to `plane`, with our CRDs installed."""
+    from imagestream.kube.crds import install_crds, load_crds
+
+    handle = await connect(plane.kubeconfig_path)
+    await install_crds(handle, load_crds())
+    try:
+        yield handle
+    finally:
+        await handle.close()

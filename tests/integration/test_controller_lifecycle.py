@@ -16,11 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from imagestream.kube.client import Kube, connect
-from imagestream.kube.crds import install_crds, load_crds
+from imagestream.kube.client import Kube
 from imagestream.kube.resources import DEPLOYMENTS, EVENTS, IMAGESTREAMS, LEASES, REPLICASETS
-from localdev.controlplane import ControlPlane, binary_dir, free_port
-from tests.integration.conftest import eventually, new_namespace
+from localdev.controlplane import ControlPlane, free_port
+from tests.integration.conftest import (
+    eventually,
+    kube_with_crds,
+    new_namespace,
+    own_control_plane,
+)
 from tests.integration.proctree import wait_all_gone
 from tests.integration.workloads import images, imagestream, move_tag, trigger, workload
 
@@ -35,23 +39,14 @@ REGISTRY = "registry.invalid:5000"
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    control_plane = ControlPlane(
-        workdir=tmp_path_factory.mktemp("lifecycle-plane"), bin_dir=binary_dir(build=True)
-    ).start()
-    try:
-        yield control_plane
-    finally:
-        control_plane.stop()
+    with own_control_plane(tmp_path_factory, "lifecycle-plane") as own:
+        yield own
 
 
 @pytest.fixture(scope="module")
 async def plane_kube(plane: ControlPlane) -> AsyncIterator[Kube]:
-    kube = await connect(plane.kubeconfig_path)
-    await install_crds(kube, load_crds())
-    try:
+    async with kube_with_crds(plane) as kube:
         yield kube
-    finally:
-        await kube.close()
 
 
 @dataclass
