@@ -195,7 +195,10 @@ async def test_only_the_leader_writes_and_a_standby_takes_over(
         return await deployment_image(kube, namespace, "web") == expected
 
     await eventually(lambda: at(image), what="the leader applies the tag", timeout_s=60)
-    reporters = await _trigger_event_reporters(kube, namespace)
+    # Events are posted in the background, after the patch: wait for them.
+    reporters = await eventually(
+        lambda: _trigger_event_reporters(kube, namespace), what="the ImageTriggered Event"
+    )
     assert reporters == {leader_identity}, reporters
 
     leader.popen.send_signal(signal.SIGKILL)  # no chance to release the lease

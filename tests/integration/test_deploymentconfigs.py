@@ -145,8 +145,12 @@ async def test_rollback_aware_opt_in_pauses_instead_of_reverting(system: System)
         images(await system.kube.get(DEPLOYMENTS, namespace, "web"))["main"]
         == "example/app:previous"
     )
-    events = await system.kube.request("GET", EVENTS.path(namespace=namespace))
-    assert any(e["reason"] == "TriggerPausedAfterManualChange" for e in events["items"])
+
+    async def explained() -> bool:  # Events are posted in the background
+        events = await system.kube.request("GET", EVENTS.path(namespace=namespace))
+        return any(e["reason"] == "TriggerPausedAfterManualChange" for e in events["items"])
+
+    await eventually(explained, what="an Event saying why the trigger paused")
 
 
 async def test_a_push_updates_a_deploymentconfig(system: System, tmp_path: Path) -> None:

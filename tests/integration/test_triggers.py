@@ -107,9 +107,13 @@ async def test_push_to_rollout_makes_a_new_replicaset(system: System, tmp_path: 
         )
 
     await eventually(replica_set_with_second, what="a ReplicaSet carrying the second digest")
-    events = await system.kube.request("GET", EVENTS.path(namespace=namespace))
-    notes = [e.get("note", "") for e in events["items"] if e["reason"] == "ImageTriggered"]
-    assert any(second in note and f"{namespace}/app:v1" in note for note in notes), notes
+
+    async def explained() -> bool:  # Events are posted in the background, after the patch
+        events = await system.kube.request("GET", EVENTS.path(namespace=namespace))
+        notes = [e.get("note", "") for e in events["items"] if e["reason"] == "ImageTriggered"]
+        return any(second in note and f"{namespace}/app:v1" in note for note in notes)
+
+    await eventually(explained, what="an ImageTriggered Event naming the tag and digest")
 
 
 async def test_init_containers_are_triggered(system: System, tmp_path: Path) -> None:
