@@ -132,6 +132,47 @@ async def while_away(
     return {"not_ready_after_s": not_ready, "refused": refused}
 
 
+async def recovered(
+    session: aiohttp.ClientSession, kube: Kube, world: World, *, during: str, direct: str
+) -> None:
+    """Once the API server is back: the refused push is taken on the sender's retry and
+    rolls out, the change made while it was away rolls out (only a watch brings it), and
+    both processes are ready and running."""
+
+    async def resent() -> bool:  # the sender's retry of the refused notification
+        return (await post(session, world, "v1", during, 500))[0] == 200
+
+    await eventually(resent, timeout_s=60, interval_s=0.5, what="the webhook takes it again")
+    await eventually(
+        lambda: rolled(kube, world.namespace, "web-v1", during),
+        timeout_s=60,
+        what="the retried push rolled out",
+    )
+    await eventually(
+        lambda: rolled(kube, world.namespace, "web-v2", direct),
+        timeout_s=60,
+        what="the change made while the API server was away rolled out",
+    )
+    for process in (world.controller, world.webhook):
+        assert await process.ready(session)
+        process.process.check_running()
+
+
+def behaved_while_away(
+    seen: dict[str, object], rate: float, word: str
+) -> tuple[dict[str, float], tuple[int, str], float]:
+    """Readiness dropped in both processes, the webhook answered 503 with Retry-After, and
+    reconnects stayed under the bound (no hot loop); returns what the figure reports."""
+    not_ready = seen["not_ready_after_s"]
+    assert isinstance(not_ready, dict)
+    assert set(not_ready) == {"controller", "webhook"}, f"readiness while {word}: {not_ready}"
+    refused = seen["refused"]
+    assert isinstance(refused, tuple) and refused[0] == 503 and refused[1], refused
+    bound = INFORMERS * MAX_CONNECTIONS_PER_S_PER_INFORMER + 2 / POLL_S + 1
+    assert rate <= bound, f"{rate:.1f} connections/s while {word} (bound {bound})"
+    return not_ready, refused, bound
+
+
 async def test_apiserver_restarted_watches_recover_nothing_lost(
     plane: ControlPlane, plane_kube: Kube, processes: Processes, proxies: ProxyFactory
 ) -> None:
@@ -163,31 +204,9 @@ async def test_apiserver_restarted_watches_recover_nothing_lost(
             kube, world.namespace, "app", "v2", f"{REGISTRY_HOST}/{world.namespace}/app", direct
         )
 
-        async def resent() -> bool:  # the sender's retry of the refused notification
-            return (await post(session, world, "v1", during, 500))[0] == 200
-
-        await eventually(resent, timeout_s=60, interval_s=0.5, what="the webhook takes it again")
-        await eventually(
-            lambda: rolled(kube, world.namespace, "web-v1", during),
-            timeout_s=60,
-            what="the retried push rolled out",
-        )
-        await eventually(
-            lambda: rolled(kube, world.namespace, "web-v2", direct),
-            timeout_s=60,
-            what="the change made during the gap rolled out",
-        )
+        await recovered(session, kube, world, during=during, direct=direct)
         converged = time.monotonic() - up
-        for process in (world.controller, world.webhook):
-            assert await process.ready(session)
-            process.process.check_running()
-    not_ready = seen["not_ready_after_s"]
-    assert isinstance(not_ready, dict)
-    assert set(not_ready) == {"controller", "webhook"}, f"readiness while away: {not_ready}"
-    refused = seen["refused"]
-    assert isinstance(refused, tuple) and refused[0] == 503 and refused[1], refused
-    bound = INFORMERS * MAX_CONNECTIONS_PER_S_PER_INFORMER + 2 / POLL_S + 1
-    assert rate <= bound, f"{rate:.1f} connections/s while away (bound {bound})"
+    not_ready, refused, bound = behaved_while_away(seen, rate, "away")
     relists = len(world.controller.log_events("informer_relist")) + len(
         world.webhook.log_events("informer_relist")
     )
@@ -228,31 +247,9 @@ async def test_apiserver_paused_longer_than_a_watch_timeout_recovers(
             kube, world.namespace, "app", "v2", f"{REGISTRY_HOST}/{world.namespace}/app", direct
         )
 
-        async def resent() -> bool:
-            return (await post(session, world, "v1", during, 500))[0] == 200
-
-        await eventually(resent, timeout_s=60, interval_s=0.5, what="the webhook takes it again")
-        await eventually(
-            lambda: rolled(kube, world.namespace, "web-v1", during),
-            timeout_s=60,
-            what="the retried push rolled out",
-        )
-        await eventually(
-            lambda: rolled(kube, world.namespace, "web-v2", direct),
-            timeout_s=60,
-            what="a change after the pause rolled out (watches recovered)",
-        )
+        await recovered(session, kube, world, during=during, direct=direct)
         converged = time.monotonic() - resumed
-        for process in (world.controller, world.webhook):
-            assert await process.ready(session)
-            process.process.check_running()
-    not_ready = seen["not_ready_after_s"]
-    assert isinstance(not_ready, dict)
-    assert set(not_ready) == {"controller", "webhook"}, f"readiness while paused: {not_ready}"
-    refused = seen["refused"]
-    assert isinstance(refused, tuple) and refused[0] == 503 and refused[1], refused
-    bound = INFORMERS * MAX_CONNECTIONS_PER_S_PER_INFORMER + 2 / POLL_S + 1
-    assert rate <= bound, f"{rate:.1f} connections/s while paused (bound {bound})"
+    not_ready, refused, bound = behaved_while_away(seen, rate, "paused")
     dropped = len(world.controller.log_events("informer_retry")) + len(
         world.webhook.log_events("informer_retry")
     )
