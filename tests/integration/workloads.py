@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from imagestream.kube.resources import CRONJOBS, DAEMONSETS, DEPLOYMENTS, STATEFULSETS, Resource
@@ -33,7 +34,7 @@ def trigger(
     return entry
 
 
-def pod_spec(containers: list[str], init_containers: list[str] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+def pod_spec(containers: Sequence[str], init_containers: Sequence[str] = ()) -> dict[str, Any]:
     spec: dict[str, Any] = {
         # OpenShift manifests use a single space until the trigger fills the image.
         "containers": [{"name": name, "image": " "} for name in containers],
@@ -47,9 +48,9 @@ def workload(
     kind: str,
     name: str,
     triggers: list[dict[str, Any]] | str | None,
-    containers: list[str],
-    init_containers: list[str] = (),
-) -> dict[str, Any]:  # type: ignore[assignment]
+    containers: Sequence[str],
+    init_containers: Sequence[str] = (),
+) -> dict[str, Any]:
     labels = {"app": name}
     template = {"metadata": {"labels": labels}, "spec": pod_spec(containers, init_containers)}
     metadata: dict[str, Any] = {"name": name, "labels": labels}
