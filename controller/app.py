@@ -202,13 +202,15 @@ async def start(collaborators: Collaborators) -> Controller:
         import_interval_s=settings.import_interval_s,
         integrated_registry=settings.integrated_registry,
     )
+    # One recorder for every loop: one memory of what was already said, one queue.
+    events = EventRecorder(kube=kube, instance=identity)
     workload_reconciler = WorkloadReconciler(
         kube=kube,
         sources={source.resource.plural: source for source in sources},
         caches=caches,
         streams=streams,
         index=index,
-        events=EventRecorder(kube=kube, instance=identity),
+        events=events,
         metrics=WorkloadMetrics.create(metrics),
         namespace_allowed=(
             allow_any_namespace if settings.allow_cross_namespace_triggers else same_namespace_only
@@ -232,7 +234,6 @@ async def start(collaborators: Collaborators) -> Controller:
         ("workloads", workload_queue, workload_reconciler.reconcile),
     ]
     platform_informers: list[InformerSet] = []
-    platform_events = EventRecorder(kube=kube, instance=identity)
 
     def cache(resource: Resource, transform: Transform | None = None) -> InformerSet:
         return InformerSet.create(
@@ -255,7 +256,7 @@ async def start(collaborators: Collaborators) -> Controller:
             deploymentconfigs=dcs,
             replicationcontrollers=rcs,
             index=ReplicationControllerIndex(),
-            events=platform_events,
+            events=events,
         )
 
         def on_rc(key: str, old: Obj | None, new: Obj | None) -> None:
@@ -277,7 +278,7 @@ async def start(collaborators: Collaborators) -> Controller:
             streams=streams,
             stream_index=TriggerIndex(),
             build_index=build_index,
-            events=platform_events,
+            events=events,
             namespace_allowed=(
                 allow_any_namespace
                 if settings.allow_cross_namespace_triggers
@@ -291,7 +292,7 @@ async def start(collaborators: Collaborators) -> Controller:
             streams=streams,
             build_index=build_index,
             recorder=recorder,
-            events=platform_events,
+            events=events,
             job_template=load_job_template(settings.build_job_template),
         )
 
