@@ -18,7 +18,6 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY imagestream/ imagestream/
 COPY controller/ controller/
 COPY webhook/ webhook/
-COPY localdev/ localdev/
 RUN python -m venv /opt/imagestream \
  && /opt/imagestream/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
  && /opt/imagestream/bin/pip install --constraint constraints.txt /tmp/wheels/*.whl \

@@ -30,9 +30,10 @@ install: system-deps $(STAMP) ## Install system packages and the Python environm
 system-deps:
 	@scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml localdev/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test,lint,bench]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt \
+	  -e '.[test,lint,bench]' -e ./localdev
 	touch $@
 
 .PHONY: controlplane
@@ -69,10 +70,11 @@ test-unit: install ## Run the unit tests only (no control plane needed)
 	$(BIN)/pytest -ra tests/unit
 
 .PHONY: lint
-lint: install ## Run ruff, mypy and hadolint
+lint: install ## Run ruff, mypy, the layer contracts (import-linter) and hadolint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 
 .PHONY: format

@@ -45,6 +45,8 @@ from controller.builds.reconciler import (
 )
 from controller.events import EventRecorder
 from controller.imagestreams import ImageStreamReconciler
+from controller.loop.queue import WorkQueue
+from controller.loop.workers import OutcomeObserver, Reconcile, run_workers
 from controller.rollouts.reconciler import (
     ReplicationControllerIndex,
     RolloutReconciler,
@@ -57,7 +59,6 @@ from controller.sources import (
     TriggerSource,
 )
 from controller.triggers.plan import allow_any_namespace, same_namespace_only
-from controller.workers import OutcomeObserver, Reconcile, run_workers
 from controller.workloads import WorkloadMetrics, WorkloadReconciler
 from imagestream.health import ReadinessCheck
 from imagestream.kube.client import Kube, Obj
@@ -77,7 +78,6 @@ from imagestream.kube.resources import (
 from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
-from imagestream.workqueue import WorkQueue
 
 log = structlog.get_logger(__name__)
 

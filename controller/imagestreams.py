@@ -23,8 +23,8 @@ from typing import Any
 
 import structlog
 
+from controller.loop.workers import Requeue
 from controller.specsync import ImportRequest, plan_spec_sync
-from controller.workers import Requeue
 from imagestream.imagestreams import TagCondition, TagEvent, format_time
 from imagestream.kube.errors import Retryable
 from imagestream.kube.informer import InformerSet

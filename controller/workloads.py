@@ -26,6 +26,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from controller.events import EventRecorder
+from controller.loop.workers import Requeue
 from controller.sources import TriggerIndex, TriggerSource
 from controller.triggers import deploymentconfigs as dc_triggers
 from controller.triggers.annotations import UnsupportedKind
@@ -36,7 +37,6 @@ from controller.triggers.plan import (
     build_json_patch,
     plan_triggers,
 )
-from controller.workers import Requeue
 from imagestream.imagestreams import head, parse_time
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import NotFound, Terminal

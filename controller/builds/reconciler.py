@@ -58,9 +58,9 @@ from controller.builds.model import (
 )
 from controller.builds.triggers import index_keys, plan_buildconfig
 from controller.events import EventRecorder
+from controller.loop.workers import Requeue
 from controller.sources import TriggerIndex
 from controller.triggers.plan import NamespacePolicy, same_namespace_only
-from controller.workers import Requeue
 from imagestream import imagestreams
 from imagestream.kube.client import Kube, Obj
 from imagestream.kube.errors import Conflict, NotFound, Retryable

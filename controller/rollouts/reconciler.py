@@ -37,9 +37,9 @@ from typing import Any
 import structlog
 
 from controller.events import EventRecorder
+from controller.loop.workers import Requeue
 from controller.rollouts.model import deploymentconfig_of, name_of, namespace_of
 from controller.rollouts.plan import RolloutPlan, plan_rollout
-from controller.workers import Requeue
 from imagestream.kube.client import Kube, Obj
 from imagestream.kube.errors import Conflict, NotFound, Terminal
 from imagestream.kube.informer import InformerSet

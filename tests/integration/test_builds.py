@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from imagestream import rollout
+from imagestream.cli import rollout
+from imagestream.cli.startbuild import StartBuildError, start_build
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import (
@@ -25,7 +26,6 @@ from imagestream.kube.resources import (
     IMAGESTREAMS,
     JOBS,
 )
-from imagestream.startbuild import StartBuildError, start_build
 from localdev.images import make_oci_image, skopeo_push
 from tests.integration.conftest import System, eventually, new_namespace, push
 from tests.integration.kubelet import Kubelet, finish_build_pod

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagestream import rollout
+from imagestream.cli import rollout
 from imagestream.kube.client import Kube
 from imagestream.kube.resources import DEPLOYMENTCONFIGS, IMAGESTREAMS, REPLICATIONCONTROLLERS
 from tests.integration.conftest import System, eventually, new_namespace

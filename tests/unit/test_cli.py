@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagestream.cli import build_parser, settings_from
+from imagestream.cli.main import build_parser, settings_from
 from imagestream.settings import HostPort, SettingsError
 
 

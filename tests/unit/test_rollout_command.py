@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from controller.rollouts.model import ROLLOUT_REQUEST_ANNOTATION, make_replication_controller
-from imagestream.cli import build_parser
-from imagestream.rollout import (
+from imagestream.cli.main import build_parser
+from imagestream.cli.rollout import (
     RolloutError,
     history_table,
     latest_patch,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from imagestream.workqueue import WorkQueue
+from controller.loop.queue import WorkQueue
 
 
 async def test_a_key_added_many_times_is_queued_once() -> None:

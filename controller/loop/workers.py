@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from controller.loop.queue import WorkQueue
 from imagestream.kube.errors import Retryable, Terminal
-from imagestream.workqueue import WorkQueue
 
 log = structlog.get_logger(__name__)
 

@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_boolean,
     )
 
-    from imagestream import rollout, startbuild
+    from imagestream.cli import rollout, startbuild
 
     rollout.add_parser(commands, add_flag)
     startbuild.add_parser(commands, add_flag)
@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(package_version())
         return 0
     if args.command == "explain":
-        from imagestream.explain import ExplainError, run_explain
+        from imagestream.cli.explain import ExplainError, run_explain
 
         try:
             print(
@@ -290,8 +290,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     configure_logging(log_format=args.log_format, log_level=args.log_level)
     if args.command == "dev":
-        from imagestream.dev import run_dev
-
+        try:
+            from imagestream.cli.dev import run_dev
+        except ModuleNotFoundError as error:
+            if error.name != "localdev" and not str(error.name).startswith("localdev."):
+                raise
+            print(
+                "error: `imagestream dev` needs the local development system: "
+                "run it from a source checkout after `make install` (pip install -e ./localdev)",
+                file=sys.stderr,
+            )
+            return 1
         return run_dev(
             state_dir=Path(args.state_dir),
             registry_port=args.registry_port,
@@ -305,7 +314,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     asyncio.run(_serve(settings, starters_for(args.command)))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
