@@ -22,10 +22,12 @@ from typing import Any
 
 import aiohttp
 
-from imagestream.imagestreams import TagEvent, copy_for_write, format_time, record, refresh_summary
-from imagestream.kube.client import JSON_PATCH, Kube, Obj
+from imagestream.imagestreams import TagEvent, copy_for_write, record, refresh_summary
+from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import Gone, KubeError
 from imagestream.kube.resources import DEPLOYMENTS, IMAGESTREAMS, NAMESPACES, Resource
+from imagestream.objects import Obj
+from imagestream.timestamps import rfc3339_micro
 
 TRIGGERS = "image.openshift.io/triggers"
 MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -44,7 +46,7 @@ BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def timestamp(offset_s: float) -> str:
-    return format_time(BASE_TIME + timedelta(seconds=offset_s))
+    return rfc3339_micro(BASE_TIME + timedelta(seconds=offset_s))
 
 
 # --- objects ------------------------------------------------------------------------------

@@ -36,9 +36,10 @@ from bench.common import (
     timestamp,
     write_tag,
 )
-from imagestream.kube.client import Kube, Obj
+from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict
 from imagestream.kube.resources import DEPLOYMENTS, IMAGESTREAMS
+from imagestream.objects import Obj
 from localdev.components import ComponentProcess
 from localdev.images import make_oci_image, skopeo_push
 

@@ -44,7 +44,7 @@ from controller.builds.reconciler import (
     trim_job,
 )
 from controller.events import EventRecorder
-from controller.imagestreams import ImageStreamReconciler
+from controller.imagestreams.reconciler import ImageStreamReconciler
 from controller.loop.queue import WorkQueue
 from controller.loop.workers import OutcomeObserver, Reconcile, run_workers
 from controller.rollouts.reconciler import (
@@ -52,16 +52,16 @@ from controller.rollouts.reconciler import (
     RolloutReconciler,
     trim_replicationcontroller,
 )
-from controller.sources import (
+from controller.triggers.outcomes import allow_any_namespace, same_namespace_only
+from controller.triggers.reactors import (
     ANNOTATION_SOURCES,
     DEPLOYMENTCONFIG_SOURCE,
     TriggerIndex,
     TriggerSource,
 )
-from controller.triggers.plan import allow_any_namespace, same_namespace_only
-from controller.workloads import WorkloadMetrics, WorkloadReconciler
+from controller.triggers.reconciler import WorkloadMetrics, WorkloadReconciler
 from imagestream.health import ReadinessCheck
-from imagestream.kube.client import Kube, Obj
+from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import KubeError
 from imagestream.kube.informer import InformerSet, Transform
@@ -75,6 +75,7 @@ from imagestream.kube.resources import (
     REPLICATIONCONTROLLERS,
     Resource,
 )
+from imagestream.objects import Obj
 from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess

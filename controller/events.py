@@ -30,6 +30,7 @@ import structlog
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import KubeError
 from imagestream.kube.resources import EVENTS
+from imagestream.timestamps import rfc3339_micro
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +108,7 @@ class EventRecorder:
                 "name": f"{metadata.get('name', 'object')}.{secrets.token_hex(8)}",
                 "namespace": namespace,
             },
-            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "eventTime": rfc3339_micro(datetime.now(UTC)),
             "reportingController": REPORTING_CONTROLLER,
             "reportingInstance": self.instance,
             "action": action,

@@ -25,14 +25,15 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from imagestream.objects import Obj
+from imagestream.timestamps import parse_rfc3339
 
 DEFAULT_HISTORY_LIMIT = 50
 IMPORT_SUCCESS = "ImportSuccess"
 DEFAULT_TAG = "latest"
-
-Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -84,21 +85,9 @@ class TagCondition:
         }
 
 
-def format_time(moment: datetime) -> str:
-    """RFC 3339 in UTC with microseconds: pushes a few milliseconds apart still order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_time(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _older(event: TagEvent, than: TagEvent) -> bool:
     """Whether `event` happened strictly before `than` (unknown times are never older)."""
-    mine, theirs = parse_time(event.created), parse_time(than.created)
+    mine, theirs = parse_rfc3339(event.created), parse_rfc3339(than.created)
     return mine is not None and theirs is not None and mine < theirs
 
 
@@ -363,7 +352,7 @@ def refresh_summary(stream: Obj) -> None:
             continue
         names.append(str(entry.get("tag", "")))
         created = str(items[0].get("created", ""))
-        moment = parse_time(created)
+        moment = parse_rfc3339(created)
         if moment is not None and (newest is None or moment > newest[0]):
             newest = (moment, created)
     summary: Obj = {"tags": ",".join(sorted(names))}

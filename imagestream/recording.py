@@ -39,9 +39,10 @@ from imagestream.imagestreams import (
     set_import_failure,
     stream_generation,
 )
-from imagestream.kube.client import Kube, Obj
+from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, KubeError, NotFound
 from imagestream.kube.resources import IMAGESTREAMS
+from imagestream.objects import Obj
 
 log = structlog.get_logger(__name__)
 

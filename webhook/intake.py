@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from imagestream.imagestreams import TagCondition, TagEvent, format_time
+from imagestream.imagestreams import TagCondition, TagEvent
 from imagestream.recording import (
     CreateSpec,
     NamespaceMissing,
@@ -35,6 +35,7 @@ from imagestream.recording import (
 )
 from imagestream.registry_access import RegistryAccess
 from imagestream.registry_client import ResolveError
+from imagestream.timestamps import rfc3339_micro
 from webhook.config import Receiver
 from webhook.events import Ignored, ParsedNotification, PushRecord
 from webhook.targets import DockerImageTagIndex, Target, integrated_target
@@ -278,4 +279,4 @@ class Intake:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return format_time(moment)
+    return rfc3339_micro(moment)

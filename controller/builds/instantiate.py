@@ -28,22 +28,18 @@ from controller.builds.model import (
     BUILDCONFIG_LABEL,
     BUILDCONFIG_NAME,
     START_POLICY_LABEL,
-    Obj,
     build_name,
     image_stream_tag,
     is_paused,
     label_value,
-    labels_of,
-    name_of,
-    namespace_of,
     next_number,
     run_policy,
-    spec_of,
     strategy_field,
     strategy_from,
 )
 from controller.builds.triggers import BuildRequest, resolve, trigger_status
-from controller.triggers.plan import NamespacePolicy, StreamGetter, same_namespace_only
+from controller.triggers.outcomes import NamespacePolicy, StreamGetter, same_namespace_only
+from imagestream.objects import Obj, labels_of, name_of, namespace_of, spec_of
 
 COMMON_SPEC_FIELDS: Final = (
     "serviceAccount",

@@ -43,17 +43,12 @@ from typing import Any, Final
 from controller.builds.model import (
     BUILD_NAME_LABEL,
     BUILDCONFIG_NAME,
-    Obj,
     buildconfig_of,
     label_value,
-    mapping,
-    name_of,
-    namespace_of,
-    spec_of,
     strategy_params,
     strategy_type,
-    string,
 )
+from imagestream.objects import Obj, mapping, name_of, namespace_of, spec_of, string
 
 BUILD_CONTAINER: Final = "build"
 BUILD_NAME_ANNOTATION: Final = "openshift.io/build.name"

@@ -24,28 +24,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from controller.builds.jobs import OutputTarget, job_failed, job_running, job_succeeded
 from controller.builds.model import (
     BuildPhase,
-    Obj,
     build_number,
     build_phase,
     buildconfig_of,
     image_stream_tag,
-    mapping,
-    name_of,
-    namespace_of,
     output_to,
     run_policy,
-    status_of,
     strategy_type,
-    string,
 )
 from controller.events import Note
-from controller.triggers.plan import StreamGetter
+from controller.triggers.outcomes import StreamGetter
+from imagestream.objects import Obj, mapping, name_of, namespace_of, status_of, string
+from imagestream.timestamps import parse_rfc3339, rfc3339_seconds
 
 INVALID_OUTPUT: Final = "InvalidOutputReference"
 OUTPUT_UNRESOLVED: Final = "Output image could not be resolved."
@@ -125,22 +121,9 @@ class BuildStep:
     requeue_after_s: float | None = None
 
 
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _ended(build: Mapping[str, Any], phase: BuildPhase, now: datetime, **fields: Any) -> Obj:
-    status: Obj = {"phase": phase.value, "completionTimestamp": format_time(now)} | fields
-    started = _parse(status_of(build).get("startTimestamp")) or _parse(
+    status: Obj = {"phase": phase.value, "completionTimestamp": rfc3339_seconds(now)} | fields
+    started = parse_rfc3339(status_of(build).get("startTimestamp")) or parse_rfc3339(
         mapping(build.get("metadata")).get("creationTimestamp")
     )
     if started is not None:
@@ -245,7 +228,7 @@ def plan_build(
     if job_running(job) and phase is not BuildPhase.RUNNING:
         running: Obj = {"phase": BuildPhase.RUNNING.value}
         if not status.get("startTimestamp"):
-            running["startTimestamp"] = format_time(now)
+            running["startTimestamp"] = rfc3339_seconds(now)
         return BuildStep(status=running)
     return BuildStep()
 

@@ -18,8 +18,17 @@ from enum import StrEnum
 from typing import Any, Final
 
 from controller.triggers.annotations import IMAGE_STREAM_TAG, split_stream_tag
-
-Obj = dict[str, Any]
+from imagestream.objects import (
+    Obj,
+    annotations_of,
+    labels_of,
+    mapping,
+    name_of,
+    namespace_of,
+    spec_of,
+    status_of,
+    string,
+)
 
 BUILDCONFIG_LABEL: Final = "buildconfig"
 BUILDCONFIG_NAME: Final = "openshift.io/build-config.name"
@@ -51,42 +60,6 @@ class BuildPhase(StrEnum):
             BuildPhase.ERROR,
             BuildPhase.CANCELLED,
         )
-
-
-def mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def string(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def metadata_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(obj.get("metadata"))
-
-
-def name_of(obj: Mapping[str, Any]) -> str:
-    return string(metadata_of(obj).get("name"))
-
-
-def namespace_of(obj: Mapping[str, Any]) -> str:
-    return string(metadata_of(obj).get("namespace"))
-
-
-def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(metadata_of(obj).get("annotations"))
-
-
-def labels_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(metadata_of(obj).get("labels"))
-
-
-def spec_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(obj.get("spec"))
-
-
-def status_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(obj.get("status"))
 
 
 def label_value(text: str) -> str:

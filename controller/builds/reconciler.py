@@ -46,28 +46,22 @@ from controller.builds.jobs import (
     output_digest,
     validate_job_template,
 )
-from controller.builds.lifecycle import BuildStep, format_time, plan_build, resolve_output
-from controller.builds.model import (
-    BuildPhase,
-    build_phase,
-    buildconfig_of,
-    mapping,
-    name_of,
-    namespace_of,
-    status_of,
-)
+from controller.builds.lifecycle import BuildStep, plan_build, resolve_output
+from controller.builds.model import BuildPhase, build_phase, buildconfig_of
 from controller.builds.triggers import index_keys, plan_buildconfig
 from controller.events import EventRecorder
 from controller.loop.workers import Requeue
-from controller.sources import TriggerIndex
-from controller.triggers.plan import NamespacePolicy, same_namespace_only
+from controller.triggers.outcomes import NamespacePolicy, same_namespace_only
+from controller.triggers.reactors import TriggerIndex
 from imagestream import imagestreams
-from imagestream.kube.client import Kube, Obj
+from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, NotFound, Retryable
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import BUILDCONFIGS, BUILDS, JOBS, PODS
+from imagestream.objects import Obj, mapping, name_of, namespace_of, status_of
 from imagestream.recording import RecordError, StreamMissing, StreamRecorder, TagUpdate
 from imagestream.settings import SettingsError
+from imagestream.timestamps import rfc3339_micro, rfc3339_seconds
 
 log = structlog.get_logger(__name__)
 
@@ -181,7 +175,7 @@ class BuildConfigReconciler:
                     plan.request,
                     builds,
                     get_stream=self.get_stream,
-                    now=format_time(self.clock()),
+                    now=rfc3339_seconds(self.clock()),
                     namespace_allowed=self.namespace_allowed,
                 )
             except InstantiateError as error:
@@ -328,7 +322,7 @@ class BuildReconciler:
     async def _record(self, build: Obj, target: OutputTarget, digest: str) -> None:
         """The output tag gets a tag event exactly as an integrated-registry push records it."""
         event = imagestreams.TagEvent(
-            created=imagestreams.format_time(self.clock()),
+            created=rfc3339_micro(self.clock()),
             docker_image_reference=f"{target.repository}@{digest}",
             image=digest,
             generation=0,

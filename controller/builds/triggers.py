@@ -27,25 +27,16 @@ from typing import Any, Final
 
 from controller.builds.model import (
     ImageReference,
-    Obj,
     build_number,
     builds_of,
     image_stream_tag,
     is_paused,
     last_version,
-    mapping,
-    namespace_of,
-    spec_of,
-    status_of,
     strategy_from,
-    string,
 )
-from controller.triggers.plan import (
-    NamespacePolicy,
-    StreamGetter,
-    resolve_image_stream_tag,
-    same_namespace_only,
-)
+from controller.triggers.outcomes import NamespacePolicy, StreamGetter, same_namespace_only
+from controller.triggers.resolve import resolve_image_stream_tag
+from imagestream.objects import Obj, mapping, namespace_of, spec_of, status_of, string
 
 IMAGE_CHANGE_MESSAGE: Final = "Image change"
 CONFIG_CHANGE_MESSAGE: Final = "Build configuration change"

@@ -25,8 +25,17 @@ from enum import StrEnum
 from typing import Any, Final
 
 from controller.triggers.deploymentconfigs import image_change_triggers
-
-Obj = dict[str, Any]
+from imagestream.objects import (
+    Obj,
+    annotations_of,
+    integer,
+    mapping,
+    name_of,
+    namespace_of,
+    spec_of,
+    status_of,
+    uid_of,
+)
 
 DC_NAME_ANNOTATION: Final = "openshift.io/deployment-config.name"
 """On the RC (annotation and label) and on its pods: the DeploymentConfig's name."""
@@ -68,38 +77,6 @@ class Phase(StrEnum):
 
 
 # --- reading a DeploymentConfig -----------------------------------------------------------
-
-
-def mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def integer(value: object, default: int = 0) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def name_of(obj: Mapping[str, Any]) -> str:
-    return str(mapping(obj.get("metadata")).get("name", ""))
-
-
-def namespace_of(obj: Mapping[str, Any]) -> str:
-    return str(mapping(obj.get("metadata")).get("namespace", ""))
-
-
-def uid_of(obj: Mapping[str, Any]) -> str:
-    return str(mapping(obj.get("metadata")).get("uid", ""))
-
-
-def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    return mapping(mapping(obj.get("metadata")).get("annotations"))
-
-
-def spec_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(obj.get("spec"))
-
-
-def status_of(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return mapping(obj.get("status"))
 
 
 def desired_replicas(dc: Mapping[str, Any]) -> int:

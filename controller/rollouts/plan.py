@@ -35,7 +35,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from controller.events import Note
@@ -46,7 +46,6 @@ from controller.rollouts.model import (
     PHASE_ANNOTATION,
     STATUS_REASON_ANNOTATION,
     TIMED_OUT,
-    Obj,
     Phase,
     Strategy,
     all_image_triggers_fired,
@@ -56,11 +55,8 @@ from controller.rollouts.model import (
     has_blank_image,
     has_config_change_trigger,
     has_image_change_trigger,
-    integer,
     latest_version,
     make_replication_controller,
-    mapping,
-    name_of,
     owns,
     paused,
     rc_available,
@@ -72,11 +68,11 @@ from controller.rollouts.model import (
     rc_status_current,
     rc_version,
     rollout_request,
-    spec_of,
-    status_of,
     strategy_of,
     template_of,
 )
+from imagestream.objects import Obj, integer, mapping, name_of, spec_of, status_of
+from imagestream.timestamps import parse_rfc3339, rfc3339_seconds
 
 AVAILABLE: Final = "Available"
 PROGRESSING: Final = "Progressing"
@@ -149,19 +145,6 @@ class RolloutPlan:
     def acts(self) -> bool:
         """Whether the plan writes anything besides the status."""
         return bool(self.decision or self.create or self.updates or self.deletes)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: object) -> datetime | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 # --- when a new version starts ----------------------------------------------------------------
@@ -315,7 +298,7 @@ def _strategy_step(
     strategy = strategy_of(dc)
     desired = desired_replicas(dc)
     name = name_of(new)
-    created = parse_time(mapping(new.get("metadata")).get("creationTimestamp"))
+    created = parse_rfc3339(mapping(new.get("metadata")).get("creationTimestamp"))
     elapsed = (now - created).total_seconds() if created is not None else 0.0
     if strategy.timeout_s > 0 and elapsed > strategy.timeout_s:
         changes.annotate(
@@ -558,7 +541,7 @@ def compute_status(
     if isinstance(details, Mapping) and details:
         status["details"] = copy.deepcopy(dict(details))
     conditions = [dict(c) for c in status_of(dc).get("conditions") or [] if isinstance(c, Mapping)]
-    stamp = format_time(now)
+    stamp = rfc3339_seconds(now)
     _, max_unavailable = strategy_of(dc).fenceposts(desired)
     if available >= desired - max_unavailable:
         _set(conditions, AVAILABLE, "True", MINIMUM_AVAILABLE,

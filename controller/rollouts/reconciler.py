@@ -38,12 +38,13 @@ import structlog
 
 from controller.events import EventRecorder
 from controller.loop.workers import Requeue
-from controller.rollouts.model import deploymentconfig_of, name_of, namespace_of
+from controller.rollouts.model import deploymentconfig_of
 from controller.rollouts.plan import RolloutPlan, plan_rollout
-from imagestream.kube.client import Kube, Obj
+from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, NotFound, Terminal
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import DEPLOYMENTCONFIGS, REPLICATIONCONTROLLERS
+from imagestream.objects import Obj, name_of, namespace_of
 
 log = structlog.get_logger(__name__)
 

@@ -21,10 +21,11 @@ import json
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final
 
+from controller.triggers.podspec import POD_SPEC_PATHS, ContainerKind
 from controller.triggers.resolve import DEFAULT_TAG
+from imagestream.objects import annotations_of, namespace_of
 
 TRIGGER_ANNOTATION: Final = "image.openshift.io/triggers"
 """Metadata annotation holding the JSON array of triggers (OpenShift's key)."""
@@ -40,20 +41,12 @@ LAST_APPLIED_IMAGES_ANNOTATION: Final = "imagestream.dev/last-applied-images"
 """JSON object fieldPath -> image: the image this controller last wrote (or, after a pause,
 accepted) for each trigger. Maintained only while the manual-change opt-in is set."""
 
+ANNOTATION_TRIGGER_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
+"""The kinds that honour the triggers annotation (DeploymentConfigs have `spec.triggers`)."""
+
 IMAGE_STREAM_TAG: Final = "ImageStreamTag"
 """The only `from.kind` that triggers follow."""
 
-ContainerKind = Literal["containers", "initContainers"]
-"""The two container lists of a pod spec that a trigger may target."""
-
-_POD_SPEC_PATHS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
-    {
-        "Deployment": ("spec", "template", "spec"),
-        "StatefulSet": ("spec", "template", "spec"),
-        "DaemonSet": ("spec", "template", "spec"),
-        "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-    }
-)
 
 _INDEX = re.compile(r"[0-9]+")
 _NAME_SELECTOR = re.compile(r'\?\(@\.name=="(?P<name>[^"]*)"\)')
@@ -149,28 +142,12 @@ def split_stream_tag(name: str) -> tuple[str, str] | None:
 
 def pod_spec_path(kind: str) -> tuple[str, ...]:
     """The path of the pod spec inside an object of `kind`, as field names."""
-    try:
-        return _POD_SPEC_PATHS[kind]
-    except KeyError:
-        supported = ", ".join(_POD_SPEC_PATHS)
+    if kind not in ANNOTATION_TRIGGER_KINDS:
         raise UnsupportedKind(
             f"{kind or 'an object without kind'} does not honour {TRIGGER_ANNOTATION}"
-            f" (only {supported} do)"
-        ) from None
-
-
-def annotations_of(obj: Mapping[str, Any]) -> Mapping[str, str]:
-    """The object's metadata annotations, or an empty mapping when it has none."""
-    metadata = obj.get("metadata")
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    return annotations if isinstance(annotations, Mapping) else {}
-
-
-def namespace_of(obj: Mapping[str, Any]) -> str:
-    """The object's namespace (empty for cluster-scoped or namespace-less test objects)."""
-    metadata = obj.get("metadata")
-    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
-    return namespace if isinstance(namespace, str) else ""
+            f" (only {', '.join(ANNOTATION_TRIGGER_KINDS)} do)"
+        )
+    return POD_SPEC_PATHS[kind]
 
 
 def object_triggers(obj: Mapping[str, Any]) -> tuple[ObjectFieldTrigger, ...]:

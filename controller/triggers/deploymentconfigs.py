@@ -22,32 +22,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from controller.triggers.annotations import (
-    IMAGE_STREAM_TAG,
-    ContainerKind,
-    namespace_of,
-    split_stream_tag,
-)
-from controller.triggers.plan import (
-    CONTAINER_KINDS,
-    JsonPatch,
+from controller.triggers.annotations import IMAGE_STREAM_TAG, split_stream_tag
+from controller.triggers.outcomes import (
     NamespacePolicy,
     Reason,
     StreamGetter,
     TriggerOutcome,
     Unresolved,
+    same_namespace_only,
+)
+from controller.triggers.podspec import (
+    CONTAINER_KINDS,
+    POD_SPEC_PATHS,
+    ContainerKind,
+    JsonPatch,
     container_image,
     container_image_patch,
     container_label,
     containers_in,
     json_pointer,
     pod_spec_at,
-    resolve_image_stream_tag,
-    same_namespace_only,
     with_container_images,
 )
+from controller.triggers.resolve import resolve_image_stream_tag
+from imagestream.objects import namespace_of
 
-POD_SPEC_PATH: Final = ("spec", "template", "spec")
+POD_SPEC_PATH: Final = POD_SPEC_PATHS["DeploymentConfig"]
 """Where a DeploymentConfig keeps its pod spec."""
 
 

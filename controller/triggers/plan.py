@@ -26,119 +26,53 @@ cache, and the reconciler performs whatever the plan says.
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final
 
 from controller.triggers.annotations import (
     LAST_APPLIED_IMAGES_ANNOTATION,
     TRIGGER_ANNOTATION,
-    ContainerKind,
     ContainerSelector,
     FieldPathError,
     InvalidTriggers,
     ObjectFieldTrigger,
     PathOutsidePodSpec,
-    annotations_of,
     format_last_applied_images,
     manual_change_pauses,
-    namespace_of,
     object_triggers,
     parse_field_path,
     pause_triggers,
     pod_spec_path,
     read_last_applied_images,
 )
-from controller.triggers.resolve import resolve_latest_tagged_image
-
-StreamGetter = Callable[[str, str], Mapping[str, Any] | None]
-"""`get_stream(namespace, name)`: the cached ImageStream, or None. Must not do I/O."""
-
-NamespacePolicy = Callable[[str, str], bool]
-"""`namespace_allowed(workload_namespace, stream_namespace)`: may that stream trigger it?"""
-
-JsonPatch = list[dict[str, Any]]
-"""An RFC 6902 JSON Patch document."""
-
-CONTAINER_KINDS: Final[tuple[ContainerKind, ...]] = ("containers", "initContainers")
+from controller.triggers.outcomes import (
+    NamespacePolicy,
+    Reason,
+    StreamGetter,
+    TriggerOutcome,
+    Unresolved,
+    same_namespace_only,
+)
+from controller.triggers.podspec import (
+    ContainerKind,
+    JsonPatch,
+    add_op,
+    annotation_pointer,
+    container_image,
+    container_image_patch,
+    container_label,
+    containers_in,
+    pod_spec_at,
+    quoted,
+    test_op,
+    with_container_images,
+)
+from controller.triggers.resolve import resolve_image_stream_tag
+from imagestream.objects import annotations_of, namespace_of
 
 _NO_ANNOTATIONS: Final[Mapping[str, str]] = MappingProxyType({})
-
-
-class Reason(StrEnum):
-    """Why a trigger did or did not act. Values are stable: Events and `explain` print them."""
-
-    APPLIED = "Applied"
-    """The container image was set to the tag's current image."""
-    UP_TO_DATE = "UpToDate"
-    """The container already runs the tag's current image; nothing to write."""
-    PAUSED = "Paused"
-    """The trigger has `paused: true`; it is not followed until unpaused."""
-    PAUSED_AFTER_MANUAL_CHANGE = "PausedAfterManualChange"
-    """The image was changed by hand; the trigger is paused instead of reverting it (opt-in)."""
-    TAG_NOT_FOUND = "TagNotFound"
-    """The ImageStream exists but the tag has no image yet; the container is left alone."""
-    STREAM_NOT_FOUND = "StreamNotFound"
-    """The ImageStream does not exist (yet); the container is left alone."""
-    NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
-    """The cross-namespace policy forbids this stream to trigger this object."""
-    INVALID_FIELD_PATH = "InvalidFieldPath"
-    """The tag resolves but the fieldPath does not follow the grammar."""
-    CONTAINER_NOT_FOUND = "ContainerNotFound"
-    """The tag resolves but no container matches the fieldPath."""
-    CONTAINER_ALREADY_TARGETED = "ContainerAlreadyTargeted"
-    """An earlier trigger in the annotation names the same container; only it applies."""
-    PATH_OUTSIDE_POD_SPEC = "PathOutsidePodSpec"
-    """The fieldPath is outside the kind's pod spec; OpenShift silently ignores it."""
-    NOT_IMAGE_STREAM_TAG = "NotImageStreamTag"
-    """`from` is not an ImageStreamTag (other kind, or an apiVersion); never followed."""
-    INVALID_TAG_REFERENCE = "InvalidTagReference"
-    """`from.name` is not `<stream>:<tag>`; the trigger can never resolve."""
-    INVALID_ANNOTATION = "InvalidAnnotation"
-    """The annotation is not valid JSON or repeats a fieldPath; all triggers are off."""
-    NOT_AUTOMATIC = "NotAutomatic"
-    """A DeploymentConfig trigger with `automatic: false`; only `oc rollout latest` applies it."""
-    REAPPLIED_LAST_TRIGGERED_IMAGE = "ReappliedLastTriggeredImage"
-    """The tag is unresolved; containers were reset to the DeploymentConfig trigger's last image."""
-    WAITING_FOR_OTHER_TRIGGERS = "WaitingForOtherTriggers"
-    """Resolved, but not written: another automatic DeploymentConfig trigger has no image yet."""
-
-    @property
-    def is_warning(self) -> bool:
-        """Whether an Event for this reason is a Warning: someone should fix something."""
-        return self in _WARNING_REASONS
-
-
-_WARNING_REASONS: Final = frozenset(
-    {
-        Reason.PAUSED_AFTER_MANUAL_CHANGE,
-        Reason.NAMESPACE_NOT_ALLOWED,
-        Reason.INVALID_FIELD_PATH,
-        Reason.CONTAINER_NOT_FOUND,
-        Reason.CONTAINER_ALREADY_TARGETED,
-        Reason.INVALID_TAG_REFERENCE,
-        Reason.INVALID_ANNOTATION,
-    }
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TriggerOutcome:
-    """What one trigger resolved to and why it did or did not act."""
-
-    target: str
-    """What the trigger writes: its fieldPath, or `spec.triggers[N]` for DeploymentConfigs."""
-    source: str
-    """What it follows, e.g. `ImageStreamTag shared/app:v1`."""
-    reason: Reason
-    message: str
-    """One human-readable sentence, fit for an Event."""
-    resolved_image: str | None = None
-    """The tag's current pull spec, when it resolved."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,60 +121,6 @@ class TriggerPlan:
     def needs_write(self) -> bool:
         """Whether the plan asks for an API write at all."""
         return bool(self.changes or self.annotation_updates)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Unresolved:
-    """Why a `<namespace>/<stream>:<tag>` has no pull spec right now."""
-
-    reason: Reason
-    message: str
-
-
-def same_namespace_only(workload_namespace: str, stream_namespace: str) -> bool:
-    """The default policy: only streams in the workload's own namespace may trigger it."""
-    return workload_namespace == stream_namespace
-
-
-def allow_any_namespace(workload_namespace: str, stream_namespace: str) -> bool:
-    """OpenShift's behaviour: any stream the controller can read may trigger any workload."""
-    del workload_namespace, stream_namespace
-    return True
-
-
-def resolve_image_stream_tag(
-    *,
-    workload_namespace: str,
-    stream_namespace: str,
-    stream: str,
-    tag: str,
-    get_stream: StreamGetter,
-    namespace_allowed: NamespacePolicy,
-) -> str | Unresolved:
-    """The pull spec of `<stream_namespace>/<stream>:<tag>` for a workload, or why not.
-
-    The policy is asked before the cache, so a forbidden stream is never read and its
-    existence never shows up in an outcome.
-    """
-    if not namespace_allowed(workload_namespace, stream_namespace):
-        return Unresolved(
-            reason=Reason.NAMESPACE_NOT_ALLOWED,
-            message=f"ImageStreams in namespace {_q(stream_namespace)} may not trigger"
-            f" objects in namespace {_q(workload_namespace)}",
-        )
-    image_stream = get_stream(stream_namespace, stream)
-    if image_stream is None:
-        return Unresolved(
-            reason=Reason.STREAM_NOT_FOUND,
-            message=f"ImageStream {stream_namespace}/{stream} not found",
-        )
-    image = resolve_latest_tagged_image(image_stream, tag)
-    if image is None:
-        return Unresolved(
-            reason=Reason.TAG_NOT_FOUND,
-            message=f"ImageStream {stream_namespace}/{stream} has no image for tag {_q(tag)}",
-        )
-    return image
 
 
 def plan_triggers(
@@ -352,7 +232,7 @@ def build_json_patch(
     patch: JsonPatch = []
     triggers_value = current.get(TRIGGER_ANNOTATION)
     if triggers_value is not None:
-        patch.append(_test(_annotation_pointer(TRIGGER_ANNOTATION), triggers_value))
+        patch.append(test_op(annotation_pointer(TRIGGER_ANNOTATION), triggers_value))
     path = pod_spec_path(_kind(obj))
     for change in changes:
         patch += container_image_patch(
@@ -363,16 +243,16 @@ def build_json_patch(
             new_image=change.new_image,
         )
     if annotations and not isinstance(_metadata(obj).get("annotations"), Mapping):
-        patch.append(_add("/metadata/annotations", dict(annotations)))
+        patch.append(add_op("/metadata/annotations", dict(annotations)))
         return patch
     for key, value in sorted(annotations.items()):
-        pointer = _annotation_pointer(key)
+        pointer = annotation_pointer(key)
         old = current.get(key)
         if old is None:
-            patch.append(_add(pointer, value))
+            patch.append(add_op(pointer, value))
             continue
         if key != TRIGGER_ANNOTATION:  # already tested above
-            patch.append(_test(pointer, old))
+            patch.append(test_op(pointer, old))
         patch.append({"op": "replace", "path": pointer, "value": value})
     return patch
 
@@ -389,94 +269,6 @@ def index_keys(obj: Mapping[str, Any]) -> set[str]:
     except InvalidTriggers:
         return set()
     return {key for trigger in triggers if trigger.active and (key := trigger.stream_key)}
-
-
-def json_pointer(*parts: str | int) -> str:
-    """An RFC 6901 pointer: `json_pointer("a", "b/c", 0)` -> `/a/b~1c/0`."""
-    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
-
-
-def pod_spec_at(obj: Mapping[str, Any], path: Sequence[str]) -> Mapping[str, Any]:
-    """The mapping at `path` in `obj` (the pod spec), or an empty mapping if absent."""
-    node: object = obj
-    for part in path:
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node if isinstance(node, Mapping) else {}
-
-
-def containers_in(pod_spec: Mapping[str, Any], kind: ContainerKind) -> list[Mapping[str, Any]]:
-    """The `containers` or `initContainers` list; malformed entries read as empty mappings
-    so that positions stay the positions of the list on the server."""
-    items = pod_spec.get(kind)
-    if not isinstance(items, list):
-        return []
-    return [item if isinstance(item, Mapping) else {} for item in items]
-
-
-def container_label(container_kind: ContainerKind, name: str) -> str:
-    """`container "web"` or `init container "web"`, for messages."""
-    noun = "init container" if container_kind == "initContainers" else "container"
-    return f"{noun} {_q(name)}"
-
-
-def container_image(container: Mapping[str, Any]) -> str:
-    """The container's image; empty when it has none (the API allows that for templates)."""
-    image = container.get("image")
-    return image if isinstance(image, str) else ""
-
-
-def with_container_images(
-    obj: Mapping[str, Any],
-    *,
-    pod_spec_path: Sequence[str],
-    images: Iterable[tuple[ContainerKind, int, str]],
-) -> dict[str, Any]:
-    """A deep copy of `obj` with `(container_kind, index, image)` set in its pod spec."""
-    result: dict[str, Any] = copy.deepcopy(dict(obj))
-    pod_spec = pod_spec_at(result, pod_spec_path)
-    for container_kind, index, image in images:
-        pod_spec[container_kind][index]["image"] = image
-    return result
-
-
-def container_image_patch(
-    obj: Mapping[str, Any],
-    *,
-    pod_spec_path: Sequence[str],
-    container_kind: ContainerKind,
-    index: int,
-    new_image: str,
-) -> JsonPatch:
-    """`test` name, `test` old image, `replace` image; `add` when there is no image field
-    (a `test` of an absent member would always fail)."""
-    container = containers_in(pod_spec_at(obj, pod_spec_path), container_kind)[index]
-    base = json_pointer(*pod_spec_path, container_kind, index)
-    patch: JsonPatch = []
-    name = container.get("name")
-    if isinstance(name, str):
-        patch.append(_test(f"{base}/name", name))
-    old = container.get("image")
-    if isinstance(old, str):
-        patch.append(_test(f"{base}/image", old))
-        patch.append({"op": "replace", "path": f"{base}/image", "value": new_image})
-    else:
-        patch.append(_add(f"{base}/image", new_image))
-    return patch
-
-
-def find_container(
-    pod_spec: Mapping[str, Any], selector: ContainerSelector
-) -> tuple[int, Mapping[str, Any]] | None:
-    """The position and container a selector names, or None."""
-    containers = containers_in(pod_spec, selector.container_kind)
-    if selector.index is not None:
-        if selector.index < len(containers):
-            return selector.index, containers[selector.index]
-        return None
-    for index, container in enumerate(containers):
-        if container.get("name") == selector.name:
-            return index, container
-    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -555,14 +347,14 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
     if not trigger.follows_image_stream_tag:
         return decision(
             Reason.NOT_IMAGE_STREAM_TAG,
-            f"from.kind {_q(trigger.kind)} with apiVersion {_q(trigger.api_version)} is not an"
-            " ImageStreamTag; only ImageStreamTag triggers are followed",
+            f"from.kind {quoted(trigger.kind)} with apiVersion {quoted(trigger.api_version)}"
+            " is not an ImageStreamTag; only ImageStreamTag triggers are followed",
         )
     stream, tag = trigger.stream, trigger.tag
     if stream is None or tag is None:
         return decision(
             Reason.INVALID_TAG_REFERENCE,
-            f"from.name {_q(trigger.name)} is not of the form <stream>:<tag>; this trigger"
+            f"from.name {quoted(trigger.name)} is not of the form <stream>:<tag>; this trigger"
             " can never resolve",
         )
     path_error: FieldPathError | None = None
@@ -588,14 +380,14 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
     if selector is None:
         return decision(
             Reason.INVALID_FIELD_PATH,
-            f"{path_error}; {source} resolved to {_q(resolved)} but nothing is updated",
+            f"{path_error}; {source} resolved to {quoted(resolved)} but nothing is updated",
             resolved,
         )
     found = find_container(context.pod_spec, selector)
     if found is None:
         return decision(
             Reason.CONTAINER_NOT_FOUND,
-            f"no {selector.describe()} in the pod spec; {source} resolved to {_q(resolved)}"
+            f"no {selector.describe()} in the pod spec; {source} resolved to {quoted(resolved)}"
             " but nothing is updated",
             resolved,
         )
@@ -615,7 +407,7 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
     if current == resolved:
         return decision(
             Reason.UP_TO_DATE,
-            f"{described} already runs {_q(resolved)}, the current image of {source}",
+            f"{described} already runs {quoted(resolved)}, the current image of {source}",
             resolved,
             record=resolved,
         )
@@ -625,9 +417,9 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
         # the tag, rather than seeing the same "manual change" again and pausing at once.
         return decision(
             Reason.PAUSED_AFTER_MANUAL_CHANGE,
-            f"{described} was changed by hand to {_q(current)} (this controller last applied"
-            f" {_q(last_applied)}); the trigger is paused instead of reverting it to"
-            f' {_q(resolved)}. Set "paused": false to follow {source} again',
+            f"{described} was changed by hand to {quoted(current)} (this controller last applied"
+            f" {quoted(last_applied)}); the trigger is paused instead of reverting it to"
+            f' {quoted(resolved)}. Set "paused": false to follow {source} again',
             resolved,
             pause=PauseTrigger(
                 trigger=trigger,
@@ -642,7 +434,7 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
         )
     return decision(
         Reason.APPLIED,
-        f"{described} image set from {_q(current)} to {_q(resolved)}, the current image of"
+        f"{described} image set from {quoted(current)} to {quoted(resolved)}, the current image of"
         f" {source}",
         resolved,
         change=ContainerChange(
@@ -670,18 +462,16 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return metadata if isinstance(metadata, Mapping) else {}
 
 
-def _annotation_pointer(key: str) -> str:
-    return json_pointer("metadata", "annotations", key)
-
-
-def _test(path: str, value: object) -> dict[str, Any]:
-    return {"op": "test", "path": path, "value": value}
-
-
-def _add(path: str, value: object) -> dict[str, Any]:
-    return {"op": "add", "path": path, "value": value}
-
-
-def _q(text: str | None) -> str:
-    # JSON quoting keeps placeholders such as " " visible and escapes odd characters.
-    return json.dumps(text)
+def find_container(
+    pod_spec: Mapping[str, Any], selector: ContainerSelector
+) -> tuple[int, Mapping[str, Any]] | None:
+    """The position and container a selector names, or None."""
+    containers = containers_in(pod_spec, selector.container_kind)
+    if selector.index is not None:
+        if selector.index < len(containers):
+            return selector.index, containers[selector.index]
+        return None
+    for index, container in enumerate(containers):
+        if container.get("name") == selector.name:
+            return index, container
+    return None

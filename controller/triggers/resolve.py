@@ -16,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
+from controller.triggers.outcomes import NamespacePolicy, Reason, StreamGetter, Unresolved
+from controller.triggers.podspec import quoted
+
 DEFAULT_TAG: Final = "latest"
 """The tag meant by an empty tag name, as in OpenShift."""
 
@@ -71,3 +74,38 @@ def _mappings(value: object) -> list[Mapping[str, Any]]:
     if not isinstance(value, list):
         return []
     return [item for item in value if isinstance(item, Mapping)]
+
+
+def resolve_image_stream_tag(
+    *,
+    workload_namespace: str,
+    stream_namespace: str,
+    stream: str,
+    tag: str,
+    get_stream: StreamGetter,
+    namespace_allowed: NamespacePolicy,
+) -> str | Unresolved:
+    """The pull spec of `<stream_namespace>/<stream>:<tag>` for a workload, or why not.
+
+    The policy is asked before the cache, so a forbidden stream is never read and its
+    existence never shows up in an outcome.
+    """
+    if not namespace_allowed(workload_namespace, stream_namespace):
+        return Unresolved(
+            reason=Reason.NAMESPACE_NOT_ALLOWED,
+            message=f"ImageStreams in namespace {quoted(stream_namespace)} may not trigger"
+            f" objects in namespace {quoted(workload_namespace)}",
+        )
+    image_stream = get_stream(stream_namespace, stream)
+    if image_stream is None:
+        return Unresolved(
+            reason=Reason.STREAM_NOT_FOUND,
+            message=f"ImageStream {stream_namespace}/{stream} not found",
+        )
+    image = resolve_latest_tagged_image(image_stream, tag)
+    if image is None:
+        return Unresolved(
+            reason=Reason.TAG_NOT_FOUND,
+            message=f"ImageStream {stream_namespace}/{stream} has no image for tag {quoted(tag)}",
+        )
+    return image

@@ -13,13 +13,13 @@ from typing import Any
 
 from controller.triggers import deploymentconfigs as dc_triggers
 from controller.triggers.annotations import InvalidTriggers, object_triggers
-from controller.triggers.plan import (
+from controller.triggers.outcomes import (
     NamespacePolicy,
     TriggerOutcome,
     allow_any_namespace,
-    plan_triggers,
     same_namespace_only,
 )
+from controller.triggers.plan import plan_triggers
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import (

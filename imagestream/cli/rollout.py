@@ -37,7 +37,6 @@ from controller.rollouts.model import (
     has_blank_image,
     has_image_change_trigger,
     latest_version,
-    mapping,
     owns,
     paused,
     rc_cancelled,
@@ -54,11 +53,13 @@ from controller.rollouts.plan import (
     ROLLOUT_CANCELLED,
 )
 from controller.triggers import deploymentconfigs as dc_triggers
-from controller.triggers.plan import JsonPatch, json_pointer, same_namespace_only
-from imagestream.kube.client import JSON_PATCH, Kube, Obj, connect
+from controller.triggers.outcomes import same_namespace_only
+from controller.triggers.podspec import JsonPatch, json_pointer
+from imagestream.kube.client import JSON_PATCH, Kube, connect
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import KubeError, NotFound, Terminal
 from imagestream.kube.resources import DEPLOYMENTCONFIGS, IMAGESTREAMS, REPLICATIONCONTROLLERS
+from imagestream.objects import Obj, mapping
 
 RESOURCE_NAME = "deploymentconfig.apps.openshift.io"
 TARGET_KINDS = ("dc", "deploymentconfig", "deploymentconfigs", RESOURCE_NAME)

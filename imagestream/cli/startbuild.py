@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from controller.builds.instantiate import InstantiateError, instantiate
-from controller.builds.lifecycle import format_time
 from controller.builds.model import BUILDCONFIG_NAME, image_stream_tag, label_value, strategy_from
 from controller.builds.triggers import MANUAL_MESSAGE, BuildRequest, image_change_triggers
-from imagestream.kube.client import Kube, Obj, connect
+from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import Conflict, KubeError, NotFound
 from imagestream.kube.resources import BUILDCONFIGS, BUILDS, IMAGESTREAMS
+from imagestream.objects import Obj
+from imagestream.timestamps import rfc3339_seconds
 
 CREATE_ATTEMPTS = 5
 
@@ -91,7 +92,7 @@ async def start_build(kube: Kube, namespace: str, name: str) -> str:
                 request,
                 builds,
                 get_stream=get_stream,
-                now=format_time(datetime.now(UTC)),
+                now=rfc3339_seconds(datetime.now(UTC)),
             )
         except InstantiateError as error:
             raise StartBuildError(str(error)) from error

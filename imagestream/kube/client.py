@@ -38,6 +38,7 @@ from yarl import URL
 
 from imagestream.kube.errors import Gone, KubeError, Retryable, translate_status
 from imagestream.kube.resources import Resource
+from imagestream.objects import Obj
 
 FIELD_MANAGER = "imagestream-controller"
 USER_AGENT = "imagestream-controller"
@@ -49,7 +50,6 @@ RETRY_ATTEMPTS = 4
 CONNECTION_POOL_SIZE = 64
 LIST_PAGE_SIZE = 500
 
-Obj = dict[str, Any]
 RequestObserver = Callable[[str, str, int, float], None]
 """Called after each request with (verb, resource, HTTP status or 0, seconds)."""
 

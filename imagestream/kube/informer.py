@@ -29,9 +29,10 @@ from typing import Any
 
 import structlog
 
-from imagestream.kube.client import Kube, Obj
+from imagestream.kube.client import Kube
 from imagestream.kube.errors import Gone, KubeError, NotFound
-from imagestream.kube.resources import Resource, object_key
+from imagestream.kube.resources import Resource
+from imagestream.objects import Obj, object_key
 
 log = structlog.get_logger(__name__)
 

@@ -29,6 +29,7 @@ import structlog
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, KubeError, NotFound
 from imagestream.kube.resources import LEASES
+from imagestream.timestamps import rfc3339_micro
 
 log = structlog.get_logger(__name__)
 
@@ -38,7 +39,7 @@ RETRY_PERIOD_S = 2.0
 
 
 def _now_micro() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339_micro(datetime.now(UTC))
 
 
 @dataclass

@@ -65,14 +65,6 @@ CRDS = Resource(
 )
 
 
-def object_key(obj: dict[str, object]) -> str:
-    """`namespace/name` (or `name` for cluster-scoped objects), as queues and indexes use."""
-    metadata = obj.get("metadata")
-    assert isinstance(metadata, dict)
-    namespace, name = metadata.get("namespace"), metadata["name"]
-    return f"{namespace}/{name}" if namespace else str(name)
-
-
 def split_key(key: str) -> tuple[str, str]:
     namespace, _, name = key.rpartition("/")
     return namespace, name

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from imagestream.kube.client import Kube, Obj, connect
+from imagestream.kube.client import Kube, connect
 from imagestream.kube.errors import Gone
 from imagestream.kube.informer import Informer
 from imagestream.kube.resources import NAMESPACES, Resource
+from imagestream.objects import Obj
 from localdev.controlplane import ControlPlane, binary_dir
 
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")

@@ -115,9 +115,10 @@ async def move_tag(
     """Record a tag event as a push would (a status write), re-reading on conflict."""
     from datetime import UTC, datetime
 
-    from imagestream.imagestreams import TagEvent, copy_for_write, format_time, record
+    from imagestream.imagestreams import TagEvent, copy_for_write, record
     from imagestream.kube.errors import Conflict
     from imagestream.kube.resources import IMAGESTREAMS
+    from imagestream.timestamps import rfc3339_micro
 
     for _ in range(attempts):
         current = await kube.get(IMAGESTREAMS, namespace, stream)
@@ -126,7 +127,7 @@ async def move_tag(
             body,
             tag,
             TagEvent(
-                created=format_time(datetime.now(UTC)),
+                created=rfc3339_micro(datetime.now(UTC)),
                 docker_image_reference=f"{reference}@{digest}",
                 image=digest,
                 generation=current["metadata"]["generation"],

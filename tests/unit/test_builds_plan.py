@@ -29,7 +29,7 @@ from controller.builds.lifecycle import (
     run_policy_verdict,
 )
 from controller.builds.triggers import BuildRequest, index_keys, plan_buildconfig
-from controller.triggers.plan import allow_any_namespace
+from controller.triggers.outcomes import allow_any_namespace
 
 Obj = dict[str, Any]
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from controller.triggers.deploymentconfigs import (
     index_keys,
     plan_deploymentconfig,
 )
-from controller.triggers.plan import Reason, allow_any_namespace
+from controller.triggers.outcomes import Reason, allow_any_namespace
 from tests.unit.test_triggers_plan import (
     Getter,
     Obj,

@@ -20,17 +20,16 @@ from controller.triggers.annotations import (
     UnsupportedKind,
     pod_spec_path,
 )
+from controller.triggers.outcomes import Reason, allow_any_namespace
 from controller.triggers.plan import (
     ContainerChange,
-    Reason,
     TriggerPlan,
-    allow_any_namespace,
     apply_changes,
     build_json_patch,
     index_keys,
-    json_pointer,
     plan_triggers,
 )
+from controller.triggers.podspec import json_pointer
 
 Obj = dict[str, Any]
 Getter = Callable[[str, str], Mapping[str, Any] | None]

@@ -23,15 +23,16 @@ from typing import Any
 
 import structlog
 
+from controller.imagestreams.plan import ImportRequest, plan_spec_sync
 from controller.loop.workers import Requeue
-from controller.specsync import ImportRequest, plan_spec_sync
-from imagestream.imagestreams import TagCondition, TagEvent, format_time
+from imagestream.imagestreams import TagCondition, TagEvent
 from imagestream.kube.errors import Retryable
 from imagestream.kube.informer import InformerSet
 from imagestream.recording import RecordError, StreamMissing, StreamRecorder, TagUpdate
 from imagestream.references import name_as_written, parse_image_reference
 from imagestream.registry_access import RegistryAccess
 from imagestream.registry_client import ResolveError, ResolveReason
+from imagestream.timestamps import rfc3339_micro
 
 log = structlog.get_logger(__name__)
 
@@ -65,7 +66,7 @@ class ImageStreamReconciler:
         scheduled_due = scheduled and (
             now_s - self._last_scheduled.get(key, float("-inf")) >= self.import_interval_s
         )
-        now = format_time(self.clock())
+        now = rfc3339_micro(self.clock())
         repository = (
             f"{self.integrated_registry}/{namespace}/{name}" if self.integrated_registry else ""
         )

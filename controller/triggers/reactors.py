@@ -33,8 +33,7 @@ from imagestream.kube.resources import (
     STATEFULSETS,
     Resource,
 )
-
-Obj = dict[str, Any]
+from imagestream.objects import Obj
 
 _KEPT_ANNOTATIONS = (
     TRIGGER_ANNOTATION,

@@ -27,20 +27,16 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from controller.events import EventRecorder
 from controller.loop.workers import Requeue
-from controller.sources import TriggerIndex, TriggerSource
 from controller.triggers import deploymentconfigs as dc_triggers
 from controller.triggers.annotations import UnsupportedKind
-from controller.triggers.plan import (
-    NamespacePolicy,
-    Reason,
-    TriggerOutcome,
-    build_json_patch,
-    plan_triggers,
-)
-from imagestream.imagestreams import head, parse_time
+from controller.triggers.outcomes import NamespacePolicy, Reason, TriggerOutcome
+from controller.triggers.plan import build_json_patch, plan_triggers
+from controller.triggers.reactors import TriggerIndex, TriggerSource
+from imagestream.imagestreams import head
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import NotFound, Terminal
 from imagestream.kube.informer import InformerSet
+from imagestream.timestamps import parse_rfc3339
 
 log = structlog.get_logger(__name__)
 
@@ -215,7 +211,7 @@ class WorkloadReconciler:
     def _observe_latency(self, namespace: str, stream_name: str, tag: str) -> None:
         stream = self.get_stream(namespace, stream_name)
         current = head(stream, tag) if stream else None
-        created = parse_time(current.created) if current else None
+        created = parse_rfc3339(current.created) if current else None
         if created is not None:
             self.metrics.tag_to_patch.observe(max((self.clock() - created).total_seconds(), 0.0))
 
