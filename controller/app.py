@@ -1,13 +1,17 @@
 """Composition root of the controller process.
 
-The only module of the controller that constructs collaborators. It wires:
+The only module of the controller that constructs collaborators: it builds
+each loop's pieces (caches, queue, index, reconciler), connects the caches'
+change handlers that each loop defines, and starts the workers. No handler
+logic lives here; a newcomer looking for "what wakes the trigger loop" finds
+it in `controller/triggers/reconciler.py`. It wires:
 
     informers (ImageStreams; Deployments, StatefulSets, DaemonSets,
                CronJobs; DeploymentConfigs when their API is served)
         |  handlers turn changes into keys
         v
     two work queues:  imagestreams  ->  ImageStreamReconciler (spec tags, imports)
-                      workloads     ->  WorkloadReconciler    (triggers)
+                      workloads     ->  TriggerReconciler     (one reactor per kind)
     and, where our CRDs serve apps.openshift.io / build.openshift.io:
                       rollouts      ->  RolloutReconciler     (DCs -> ReplicationControllers)
                       buildconfigs  ->  BuildConfigReconciler (triggers -> Builds)
@@ -26,7 +30,7 @@ import asyncio
 import functools
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,32 +39,24 @@ import aiohttp
 import structlog
 from prometheus_client import Counter, Gauge
 
+from controller.builds.index import BuildIndex
 from controller.builds.reconciler import (
     BuildConfigReconciler,
-    BuildIndex,
     BuildReconciler,
-    build_of_job,
     load_job_template,
     trim_job,
 )
 from controller.events import EventRecorder
 from controller.imagestreams.reconciler import ImageStreamReconciler
 from controller.loop.queue import WorkQueue
-from controller.loop.workers import OutcomeObserver, Reconcile, run_workers
-from controller.rollouts.reconciler import (
-    ReplicationControllerIndex,
-    RolloutReconciler,
-    trim_replicationcontroller,
-)
+from controller.loop.workers import Loop, run_workers
+from controller.rollouts.index import ReplicationControllerIndex
+from controller.rollouts.reconciler import RolloutReconciler, trim_replicationcontroller
+from controller.triggers.index import TriggerIndex
 from controller.triggers.outcomes import allow_any_namespace, same_namespace_only
-from controller.triggers.reactors import (
-    ANNOTATION_SOURCES,
-    DEPLOYMENTCONFIG_SOURCE,
-    TriggerIndex,
-    TriggerSource,
-)
-from controller.triggers.reconciler import WorkloadMetrics, WorkloadReconciler
-from imagestream.health import ReadinessCheck
+from controller.triggers.reactors import REACTORS
+from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
+from imagestream.health import ReadinessCheck, StopSignal
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import KubeError
@@ -75,7 +71,6 @@ from imagestream.kube.resources import (
     REPLICATIONCONTROLLERS,
     Resource,
 )
-from imagestream.objects import Obj
 from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
@@ -135,55 +130,26 @@ async def start(collaborators: Collaborators) -> Controller:
     settings, kube, metrics = collaborators.settings, collaborators.kube, collaborators.metrics
     namespaces = list(settings.watch_namespaces)
 
-    streams = InformerSet.create(
-        kube,
-        IMAGESTREAMS,
-        namespaces,
-        resync_period_s=settings.resync_period_s,
-        watch_timeout_s=settings.watch_timeout_s,
-    )
-    sources: list[TriggerSource] = list(ANNOTATION_SOURCES)
-    served = await kube.served_groups()
-    if DEPLOYMENTCONFIG_SOURCE.resource.group in served:
-        sources.append(DEPLOYMENTCONFIG_SOURCE)
-    caches = {
-        source.resource.plural: InformerSet.create(
+    def cache(resource: Resource, transform: Transform | None = None) -> InformerSet:
+        return InformerSet.create(
             kube,
-            source.resource,
+            resource,
             namespaces,
-            transform=source.trim,
+            transform=transform,
             resync_period_s=settings.resync_period_s,
             watch_timeout_s=settings.watch_timeout_s,
         )
-        for source in sources
-    }
-    index = TriggerIndex()
-    stream_queue, workload_queue = WorkQueue(), WorkQueue()
 
-    def on_stream(key: str, _old: Obj | None, _new: Obj | None) -> None:
-        stream_queue.add(key)
-        for workload in index.objects_following(key):
-            workload_queue.add(workload)
-
-    streams.add_handler(on_stream)
-    for source in sources:
-
-        def on_workload(
-            key: str, old: Obj | None, new: Obj | None, source: TriggerSource = source
-        ) -> None:
-            namespace, name = key.split("/", 1)
-            queue_key = source.key(namespace, name)
-            if new is None:
-                index.remove(queue_key)
-                return
-            index.update(queue_key, source.index_keys(new))
-            if source.needs_reconcile(old, new):
-                workload_queue.add(queue_key)
-
-        caches[source.resource.plural].add_handler(on_workload)
-
+    identity = f"{socket.gethostname()}_{os.getpid()}"
+    namespace_allowed = (
+        allow_any_namespace if settings.allow_cross_namespace_triggers else same_namespace_only
+    )
+    served = await kube.served_groups()
+    # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
+    # OpenShift the platform runs them).
+    ours = served - await _native_groups(kube, served)
+    streams = cache(IMAGESTREAMS)
     session = aiohttp.ClientSession()
-    registry_access = RegistryAccess.from_settings(settings, session=session, kube=kube)
     writes = Counter(
         "imagestream_controller_status_writes",
         "ImageStream status writes by the controller.",
@@ -195,28 +161,96 @@ async def start(collaborators: Collaborators) -> Controller:
         history_limit=settings.history_limit,
         on_write=lambda _key, _n: writes.inc(),
     )
-    identity = f"{socket.gethostname()}_{os.getpid()}"
-    stream_reconciler = ImageStreamReconciler(
+    # One recorder for every loop: one memory of what was already said, one queue.
+    events = EventRecorder(kube=kube, instance=identity)
+
+    # The ImageStream loop: spec tags and imports.
+    stream_loop = ImageStreamReconciler(
+        queue=WorkQueue(),
         streams=streams,
         recorder=recorder,
-        registry_access=registry_access,
+        registry_access=RegistryAccess.from_settings(settings, session=session, kube=kube),
         import_interval_s=settings.import_interval_s,
         integrated_registry=settings.integrated_registry,
     )
-    # One recorder for every loop: one memory of what was already said, one queue.
-    events = EventRecorder(kube=kube, instance=identity)
-    workload_reconciler = WorkloadReconciler(
+    streams.add_handler(stream_loop.on_imagestream)
+
+    # The trigger loop: one reactor and one cache per kind whose API is served.
+    reactors = [r for r in REACTORS if r.resource.group in served or not r.resource.group]
+    workloads = {r.resource.plural: cache(r.resource, r.trim) for r in reactors}
+    trigger_loop = TriggerReconciler(
         kube=kube,
-        sources={source.resource.plural: source for source in sources},
-        caches=caches,
+        queue=WorkQueue(),
+        reactors={r.resource.plural: r for r in reactors},
+        caches=workloads,
         streams=streams,
-        index=index,
+        index=TriggerIndex(),
         events=events,
-        metrics=WorkloadMetrics.create(metrics),
-        namespace_allowed=(
-            allow_any_namespace if settings.allow_cross_namespace_triggers else same_namespace_only
-        ),
+        metrics=TriggerMetrics.create(metrics),
+        namespace_allowed=namespace_allowed,
     )
+    streams.add_handler(trigger_loop.on_imagestream)
+    for reactor in reactors:
+        workloads[reactor.resource.plural].add_handler(trigger_loop.on_object_of(reactor))
+    loops = [
+        Loop("imagestreams", stream_loop.queue, stream_loop.reconcile),
+        Loop("workloads", trigger_loop.queue, trigger_loop.reconcile),
+    ]
+    informer_sets = [streams, *workloads.values()]
+
+    if DEPLOYMENTCONFIGS.group in ours:
+        # The rollout loop: DeploymentConfigs -> ReplicationControllers.
+        dcs, rcs = (
+            cache(DEPLOYMENTCONFIGS),
+            cache(REPLICATIONCONTROLLERS, trim_replicationcontroller),
+        )
+        rollout_loop = RolloutReconciler(
+            kube=kube,
+            queue=WorkQueue(),
+            deploymentconfigs=dcs,
+            replicationcontrollers=rcs,
+            index=ReplicationControllerIndex(),
+            events=events,
+        )
+        dcs.add_handler(rollout_loop.on_deploymentconfig)
+        rcs.add_handler(rollout_loop.on_replicationcontroller)
+        loops.append(Loop("rollouts", rollout_loop.queue, rollout_loop.reconcile))
+        informer_sets += [dcs, rcs]
+    if BUILDCONFIGS.group in ours:
+        # The build loop: BuildConfig triggers -> Builds -> Jobs -> the output tag.
+        bcs, builds, jobs = cache(BUILDCONFIGS), cache(BUILDS), cache(JOBS, trim_job)
+        build_index = BuildIndex()
+        buildconfig_loop = BuildConfigReconciler(
+            kube=kube,
+            queue=WorkQueue(),
+            buildconfigs=bcs,
+            builds=builds,
+            streams=streams,
+            stream_index=TriggerIndex(),
+            build_index=build_index,
+            events=events,
+            namespace_allowed=namespace_allowed,
+        )
+        build_loop = BuildReconciler(
+            kube=kube,
+            queue=WorkQueue(),
+            buildconfig_queue=buildconfig_loop.queue,
+            builds=builds,
+            jobs=jobs,
+            streams=streams,
+            build_index=build_index,
+            recorder=recorder,
+            events=events,
+            job_template=load_job_template(settings.build_job_template),
+        )
+        bcs.add_handler(buildconfig_loop.on_buildconfig)
+        streams.add_handler(buildconfig_loop.on_imagestream)
+        builds.add_handler(build_loop.on_build)
+        jobs.add_handler(build_loop.on_job)
+        loops.append(Loop("buildconfigs", buildconfig_loop.queue, buildconfig_loop.reconcile))
+        loops.append(Loop("builds", build_loop.queue, build_loop.reconcile))
+        informer_sets += [bcs, builds, jobs]
+
     outcomes = Counter(
         "imagestream_reconcile",
         "Reconciles by queue and outcome.",
@@ -226,110 +260,8 @@ async def start(collaborators: Collaborators) -> Controller:
     depth = Gauge(
         "imagestream_queue_depth", "Keys waiting in each work queue.", ["queue"], registry=metrics
     )
-
-    # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
-    # OpenShift the platform runs them).
-    ours = served - await _native_groups(kube, served)
-    loops: list[tuple[str, WorkQueue, Reconcile]] = [
-        ("imagestreams", stream_queue, stream_reconciler.reconcile),
-        ("workloads", workload_queue, workload_reconciler.reconcile),
-    ]
-    platform_informers: list[InformerSet] = []
-
-    def cache(resource: Resource, transform: Transform | None = None) -> InformerSet:
-        return InformerSet.create(
-            kube,
-            resource,
-            namespaces,
-            transform=transform,
-            resync_period_s=settings.resync_period_s,
-            watch_timeout_s=settings.watch_timeout_s,
-        )
-
-    if DEPLOYMENTCONFIGS.group in ours:
-        rollout_queue = WorkQueue()
-        dcs, rcs = (
-            cache(DEPLOYMENTCONFIGS),
-            cache(REPLICATIONCONTROLLERS, trim_replicationcontroller),
-        )
-        rollouts = RolloutReconciler(
-            kube=kube,
-            deploymentconfigs=dcs,
-            replicationcontrollers=rcs,
-            index=ReplicationControllerIndex(),
-            events=events,
-        )
-
-        def on_rc(key: str, old: Obj | None, new: Obj | None) -> None:
-            if (dc_key := rollouts.on_replicationcontroller(key, old, new)) is not None:
-                rollout_queue.add(dc_key)
-
-        dcs.add_handler(lambda key, _old, _new: rollout_queue.add(key))
-        rcs.add_handler(on_rc)
-        loops.append(("rollouts", rollout_queue, rollouts.reconcile))
-        platform_informers += [dcs, rcs]
-    if BUILDCONFIGS.group in ours:
-        bc_queue, build_queue = WorkQueue(), WorkQueue()
-        bcs, builds, jobs = cache(BUILDCONFIGS), cache(BUILDS), cache(JOBS, trim_job)
-        build_index = BuildIndex()
-        bc_reconciler = BuildConfigReconciler(
-            kube=kube,
-            buildconfigs=bcs,
-            builds=builds,
-            streams=streams,
-            stream_index=TriggerIndex(),
-            build_index=build_index,
-            events=events,
-            namespace_allowed=(
-                allow_any_namespace
-                if settings.allow_cross_namespace_triggers
-                else same_namespace_only
-            ),
-        )
-        build_reconciler = BuildReconciler(
-            kube=kube,
-            builds=builds,
-            jobs=jobs,
-            streams=streams,
-            build_index=build_index,
-            recorder=recorder,
-            events=events,
-            job_template=load_job_template(settings.build_job_template),
-        )
-
-        def on_buildconfig(key: str, old: Obj | None, new: Obj | None) -> None:
-            bc_reconciler.on_buildconfig(key, old, new)
-            bc_queue.add(key)
-
-        def on_build(key: str, old: Obj | None, new: Obj | None) -> None:
-            wake, bc_key = build_reconciler.on_build(key, old, new)
-            for build_key in wake:
-                build_queue.add(build_key)
-            if bc_key is not None:
-                bc_queue.add(bc_key)
-
-        def on_job(_key: str, old: Obj | None, new: Obj | None) -> None:
-            if (build_key := build_of_job(new or old or {})) is not None:
-                build_queue.add(build_key)
-
-        def on_base_image(key: str, _old: Obj | None, _new: Obj | None) -> None:
-            for bc_key in bc_reconciler.following(key):
-                bc_queue.add(bc_key)
-
-        bcs.add_handler(on_buildconfig)
-        builds.add_handler(on_build)
-        jobs.add_handler(on_job)
-        streams.add_handler(on_base_image)
-        loops.append(("buildconfigs", bc_queue, bc_reconciler.reconcile))
-        loops.append(("builds", build_queue, build_reconciler.reconcile))
-        platform_informers += [bcs, builds, jobs]
-    for loop_name, loop_queue, _ in loops:
-        depth.labels(loop_name).set_function(functools.partial(len, loop_queue))
-
-    def count(loop: str) -> OutcomeObserver:
-        return lambda outcome: outcomes.labels(loop, outcome).inc()
-
-    informer_sets = [streams, *caches.values(), *platform_informers]
+    for loop in loops:
+        depth.labels(loop.name).set_function(functools.partial(len, loop.queue))
     elector = (
         LeaderElector(
             kube=kube,
@@ -340,46 +272,71 @@ async def start(collaborators: Collaborators) -> Controller:
         if settings.leader_elect
         else None
     )
-
-    async def lead() -> None:
-        for informers in informer_sets:
-            await informers.wait_synced()
-        if elector is not None:
-            await elector.elected.wait()
-        log.info("controller_leading", workloads=len(index), identity=identity)
-        async with asyncio.TaskGroup() as group:
-            for loop_name, loop_queue, reconcile in loops:
-                group.create_task(
-                    run_workers(
-                        name=loop_name,
-                        queue=loop_queue,
-                        reconcile=reconcile,
-                        concurrency=settings.workers,
-                        on_outcome=count(loop_name),
-                    )
-                )
-
-    async def watch_leadership() -> None:
-        assert elector is not None
-        await elector.lost.wait()
-        collaborators.stop.set()  # stop writing at once; the process exits
-
     tasks: list[asyncio.Task[Any]] = [
         asyncio.create_task(informers.run(), name=f"informer-{i}")
         for i, informers in enumerate(informer_sets)
     ]
-    tasks.append(asyncio.create_task(lead(), name="controller-workers"))
+    tasks.append(
+        asyncio.create_task(
+            _lead(
+                informer_sets=informer_sets,
+                elector=elector,
+                loops=loops,
+                concurrency=settings.workers,
+                count=lambda loop, outcome: outcomes.labels(loop, outcome).inc(),
+                tracked_workloads=trigger_loop.index,
+                identity=identity,
+            ),
+            name="controller-workers",
+        )
+    )
     if elector is not None:
         tasks.append(asyncio.create_task(elector.run(), name=ELECTION_TASK))
-        tasks.append(asyncio.create_task(watch_leadership(), name="leadership-watch"))
+        tasks.append(
+            asyncio.create_task(
+                _stop_when_lost(elector, collaborators.stop), name="leadership-watch"
+            )
+        )
 
     async def synced() -> bool:
         return all(informers.has_synced() for informers in informer_sets)
 
     return Controller(
         tasks=tasks,
-        queues=[queue for _, queue, _ in loops],
+        queues=[loop.queue for loop in loops],
         session=session,
         readiness_checks={"controller-caches-synced": synced},
         elector=elector,
     )
+
+
+async def _lead(
+    *,
+    informer_sets: list[InformerSet],
+    elector: LeaderElector | None,
+    loops: list[Loop],
+    concurrency: int,
+    count: Callable[[str, str], None],
+    tracked_workloads: TriggerIndex,
+    identity: str,
+) -> None:
+    """Once the caches are warm and we lead, run every loop's workers."""
+    for informers in informer_sets:
+        await informers.wait_synced()
+    if elector is not None:
+        await elector.elected.wait()
+    log.info("controller_leading", workloads=len(tracked_workloads), identity=identity)
+    async with asyncio.TaskGroup() as group:
+        for loop in loops:
+            group.create_task(
+                run_workers(
+                    loop=loop,
+                    concurrency=concurrency,
+                    on_outcome=functools.partial(count, loop.name),
+                )
+            )
+
+
+async def _stop_when_lost(elector: LeaderElector, stop: StopSignal) -> None:
+    await elector.lost.wait()
+    stop.set()  # stop writing at once; the process exits

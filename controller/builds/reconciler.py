@@ -25,7 +25,6 @@ the next pass finds it), and an output image that never reaches its ImageStream.
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ from typing import Any
 import structlog
 import yaml
 
+from controller.builds.index import BuildIndex
 from controller.builds.instantiate import InstantiateError, instantiate
 from controller.builds.jobs import (
     BUILD_NAME_ANNOTATION,
@@ -50,12 +50,13 @@ from controller.builds.lifecycle import BuildStep, plan_build, resolve_output
 from controller.builds.model import BuildPhase, build_phase, buildconfig_of
 from controller.builds.triggers import index_keys, plan_buildconfig
 from controller.events import EventRecorder
-from controller.loop.workers import Requeue
+from controller.loop.outcomes import Requeue, RetryLater
+from controller.loop.queue import WorkQueue
+from controller.triggers.index import TriggerIndex
 from controller.triggers.outcomes import NamespacePolicy, same_namespace_only
-from controller.triggers.reactors import TriggerIndex
 from imagestream import imagestreams
 from imagestream.kube.client import Kube
-from imagestream.kube.errors import Conflict, NotFound, Retryable
+from imagestream.kube.errors import Conflict, NotFound
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import BUILDCONFIGS, BUILDS, JOBS, PODS
 from imagestream.objects import Obj, mapping, name_of, namespace_of, status_of
@@ -66,32 +67,6 @@ from imagestream.timestamps import rfc3339_micro, rfc3339_seconds
 log = structlog.get_logger(__name__)
 
 STALE_RETRY_S = 0.1
-
-
-class BuildIndex:
-    """`namespace/buildconfig` -> keys of its Builds."""
-
-    def __init__(self) -> None:
-        self._builds: dict[str, set[str]] = defaultdict(set)
-        self._config: dict[str, str] = {}
-
-    def update(self, build_key: str, build: Mapping[str, Any] | None) -> str | None:
-        """Index (or, for None, forget) one Build; returns its BuildConfig key."""
-        previous = self._config.pop(build_key, None)
-        if previous is not None:
-            self._builds[previous].discard(build_key)
-            if not self._builds[previous]:
-                del self._builds[previous]
-        config = buildconfig_of(build) if build is not None else None
-        if build is None or config is None:
-            return previous
-        bc_key = f"{namespace_of(build)}/{config}"
-        self._config[build_key] = bc_key
-        self._builds[bc_key].add(build_key)
-        return bc_key
-
-    def of(self, bc_key: str) -> set[str]:
-        return set(self._builds.get(bc_key, ()))
 
 
 def trim_job(job: Obj) -> Obj:
@@ -126,6 +101,7 @@ async def _write_status(kube: Kube, resource: Any, obj: Mapping[str, Any], statu
 @dataclass
 class BuildConfigReconciler:
     kube: Kube
+    queue: WorkQueue
     buildconfigs: InformerSet
     builds: InformerSet
     streams: InformerSet
@@ -138,15 +114,17 @@ class BuildConfigReconciler:
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.streams.get(f"{namespace}/{name}")
 
-    def following(self, stream_key: str) -> set[str]:
-        """The BuildConfigs whose ImageChange triggers follow this stream."""
-        return self.stream_index.objects_following(stream_key)
+    def on_imagestream(self, key: str, _old: Obj | None, _new: Obj | None) -> None:
+        """A base image moved: wake the BuildConfigs whose ImageChange triggers follow it."""
+        for bc_key in self.stream_index.pointing_at(key):
+            self.queue.add(bc_key)
 
     def on_buildconfig(self, key: str, _old: Obj | None, new: Obj | None) -> None:
         if new is None:
             self.stream_index.remove(key)
         else:
             self.stream_index.update(key, index_keys(new))
+        self.queue.add(key)
 
     async def reconcile(self, key: str) -> Requeue | None:
         bc = self.buildconfigs.get(key)
@@ -214,6 +192,9 @@ class BuildConfigReconciler:
 @dataclass
 class BuildReconciler:
     kube: Kube
+    queue: WorkQueue
+    buildconfig_queue: WorkQueue
+    """The build loop wakes a BuildConfig when one of its Builds is created or deleted."""
     builds: InformerSet
     jobs: InformerSet
     streams: InformerSet
@@ -226,17 +207,24 @@ class BuildReconciler:
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.streams.get(f"{namespace}/{name}")
 
-    def on_build(self, key: str, old: Obj | None, new: Obj | None) -> tuple[set[str], str | None]:
-        """Index the Build; (Builds to reconcile, BuildConfig to reconcile or None)."""
+    def on_build(self, key: str, old: Obj | None, new: Obj | None) -> None:
+        """Index the Build; wake it, its unfinished siblings (run policies) and, when it
+        was created or deleted, its BuildConfig."""
         bc_key = self.build_index.update(key, new)
-        wake = {key} if new is not None else set()
-        if bc_key is not None:
-            for sibling in self.build_index.of(bc_key):
-                build = self.builds.get(sibling)
-                if build is not None and not build_phase(build).terminal:
-                    wake.add(sibling)
-        created_or_deleted = old is None or new is None
-        return wake, bc_key if created_or_deleted else None
+        if new is not None:
+            self.queue.add(key)
+        if bc_key is None:
+            return
+        for sibling in self.build_index.of(bc_key):
+            build = self.builds.get(sibling)
+            if build is not None and not build_phase(build).terminal:
+                self.queue.add(sibling)
+        if old is None or new is None:
+            self.buildconfig_queue.add(bc_key)
+
+    def on_job(self, _key: str, old: Obj | None, new: Obj | None) -> None:
+        if (build_key := build_of_job(new or old or {})) is not None:
+            self.queue.add(build_key)
 
     async def reconcile(self, key: str) -> Requeue | None:
         build = self.builds.get(key)
@@ -343,7 +331,7 @@ class BuildReconciler:
             )
             return
         except RecordError as error:
-            raise Retryable(f"recording the output of {name_of(build)}: {error}") from error
+            raise RetryLater(f"recording the output of {name_of(build)}: {error}") from error
         log.info(
             "build_output_recorded",
             build=f"{namespace_of(build)}/{name_of(build)}",

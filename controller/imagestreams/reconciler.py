@@ -24,10 +24,11 @@ from typing import Any
 import structlog
 
 from controller.imagestreams.plan import ImportRequest, plan_spec_sync
-from controller.loop.workers import Requeue
+from controller.loop.outcomes import Requeue, RetryLater
+from controller.loop.queue import WorkQueue
 from imagestream.imagestreams import TagCondition, TagEvent
-from imagestream.kube.errors import Retryable
 from imagestream.kube.informer import InformerSet
+from imagestream.objects import Obj
 from imagestream.recording import RecordError, StreamMissing, StreamRecorder, TagUpdate
 from imagestream.references import name_as_written, parse_image_reference
 from imagestream.registry_access import RegistryAccess
@@ -39,6 +40,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class ImageStreamReconciler:
+    queue: WorkQueue
     streams: InformerSet
     recorder: StreamRecorder
     registry_access: RegistryAccess
@@ -46,6 +48,9 @@ class ImageStreamReconciler:
     integrated_registry: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _last_scheduled: dict[str, float] = field(default_factory=dict)
+
+    def on_imagestream(self, key: str, _old: Obj | None, _new: Obj | None) -> None:
+        self.queue.add(key)
 
     def has_scheduled_tags(self, stream: dict[str, Any]) -> bool:
         return any(
@@ -95,7 +100,7 @@ class ImageStreamReconciler:
             except StreamMissing:
                 return None
             except RecordError as error:
-                raise Retryable(str(error)) from error
+                raise RetryLater(str(error)) from error
             for update in updates:
                 if update.event is not None:
                     log.info(

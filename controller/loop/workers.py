@@ -1,10 +1,9 @@
 """Workers that drain a `WorkQueue` by calling a reconcile function per key.
 
-A reconcile returns normally (done: forget the key's back-off), returns a
-`Requeue` (come back after a delay, e.g. a scheduled import), or raises:
-`Retryable`-like errors and anything unexpected requeue the key with
-exponential back-off; `Terminal` errors are logged and dropped until the
-object changes again (retrying the same request cannot help).
+Invariant: whatever a reconcile returns or raises, the key is marked done
+(so it can be queued again) and its outcome is counted; the outcome alone
+decides what the queue does next (`controller.loop.outcomes`). A reconcile
+never sees queue mechanics, and the queue never sees API errors.
 """
 
 from __future__ import annotations
@@ -15,54 +14,62 @@ from dataclasses import dataclass
 
 import structlog
 
+from controller.loop.outcomes import GiveUp, Requeue, RetryLater
 from controller.loop.queue import WorkQueue
-from imagestream.kube.errors import Retryable, Terminal
+from imagestream.kube.errors import KubeError
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Requeue:
-    after_s: float
-
 
 Reconcile = Callable[[str], Awaitable[Requeue | None]]
 OutcomeObserver = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class Loop:
+    """One controller loop: its name (for logs and metrics), its queue, its reconcile."""
+
+    name: str
+    queue: WorkQueue
+    reconcile: Reconcile
+
+
 async def run_workers(
     *,
-    name: str,
-    queue: WorkQueue,
-    reconcile: Reconcile,
+    loop: Loop,
     concurrency: int,
     on_outcome: OutcomeObserver | None = None,
 ) -> None:
+    queue = loop.queue
+
     async def worker() -> None:
         while (key := await queue.get()) is not None:
             outcome = "success"
             try:
                 with structlog.contextvars.bound_contextvars(key=key):
-                    result = await reconcile(key)
+                    result = await loop.reconcile(key)
                 queue.forget(key)
                 if result is not None:
                     queue.add_after(key, result.after_s)
-            except Terminal as error:
-                outcome = "terminal"
+            except GiveUp as error:
+                outcome = "given_up"
                 queue.forget(key)
-                log.warning("reconcile_failed_terminal", loop=name, key=key, error=str(error))
+                log.warning("reconcile_given_up", loop=loop.name, key=key, error=str(error))
             except Exception as error:
                 outcome = "retry"
-                at_least = getattr(error, "retry_after_s", None) or 0.0
+                at_least = (
+                    error.at_least_s
+                    if isinstance(error, RetryLater)
+                    else getattr(error, "retry_after_s", None) or 0.0
+                )
                 delay = queue.add_rate_limited(key, at_least_s=at_least)
-                level = log.info if isinstance(error, Retryable) else log.error
-                level(
+                expected = isinstance(error, RetryLater | KubeError)
+                (log.info if expected else log.error)(
                     "reconcile_retry",
-                    loop=name,
+                    loop=loop.name,
                     key=key,
                     error=str(error)[:300],
                     delay_s=round(delay, 3),
-                    exc_info=not isinstance(error, Retryable),
+                    exc_info=not expected,
                 )
             finally:
                 queue.done(key)
@@ -71,4 +78,4 @@ async def run_workers(
 
     async with asyncio.TaskGroup() as group:
         for number in range(concurrency):
-            group.create_task(worker(), name=f"{name}-worker-{number}")
+            group.create_task(worker(), name=f"{loop.name}-worker-{number}")

@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 
 from controller.events import EventRecorder
-from controller.loop.workers import Requeue
+from controller.loop.outcomes import Requeue
+from controller.loop.queue import WorkQueue
+from controller.rollouts.index import ReplicationControllerIndex
 from controller.rollouts.model import deploymentconfig_of
 from controller.rollouts.plan import RolloutPlan, plan_rollout
 from imagestream.kube.client import Kube
@@ -50,32 +50,6 @@ log = structlog.get_logger(__name__)
 
 STALE_RETRY_S = 0.1
 STATUS_SETTLE_S = 1.0
-
-
-class ReplicationControllerIndex:
-    """`namespace/dc-name` -> keys of the RCs labelled as that DeploymentConfig's versions."""
-
-    def __init__(self) -> None:
-        self._rcs: dict[str, set[str]] = defaultdict(set)
-        self._owner: dict[str, str] = {}
-
-    def update(self, rc_key: str, rc: Mapping[str, Any] | None) -> str | None:
-        """Index (or, for None, forget) one RC; returns the DeploymentConfig key it names."""
-        previous = self._owner.pop(rc_key, None)
-        if previous is not None:
-            self._rcs[previous].discard(rc_key)
-            if not self._rcs[previous]:
-                del self._rcs[previous]
-        dc_name = deploymentconfig_of(rc) if rc is not None else None
-        if rc is None or dc_name is None:
-            return previous
-        dc_key = f"{namespace_of(rc)}/{dc_name}"
-        self._owner[rc_key] = dc_key
-        self._rcs[dc_key].add(rc_key)
-        return dc_key
-
-    def of(self, dc_key: str) -> set[str]:
-        return set(self._rcs.get(dc_key, ()))
 
 
 def trim_replicationcontroller(rc: Obj) -> Obj:
@@ -95,6 +69,7 @@ def trim_replicationcontroller(rc: Obj) -> Obj:
 @dataclass
 class RolloutReconciler:
     kube: Kube
+    queue: WorkQueue
     deploymentconfigs: InformerSet
     replicationcontrollers: InformerSet
     index: ReplicationControllerIndex
@@ -104,9 +79,13 @@ class RolloutReconciler:
     status_settle_s: float = STATUS_SETTLE_S
     _status_due: dict[str, float] = field(default_factory=dict)
 
-    def on_replicationcontroller(self, key: str, _old: Obj | None, new: Obj | None) -> str | None:
-        """Informer handler: index the RC; the DeploymentConfig key to enqueue, if any."""
-        return self.index.update(key, new)
+    def on_deploymentconfig(self, key: str, _old: Obj | None, _new: Obj | None) -> None:
+        self.queue.add(key)
+
+    def on_replicationcontroller(self, key: str, _old: Obj | None, new: Obj | None) -> None:
+        """Index the RC, and wake the DeploymentConfig it is (or was) a version of."""
+        if (dc_key := self.index.update(key, new)) is not None:
+            self.queue.add(dc_key)
 
     async def reconcile(self, key: str) -> Requeue | None:
         dc = self.deploymentconfigs.get(key)

@@ -1,22 +1,23 @@
-"""The kinds of object that follow ImageStream tags, and the index from streams to them.
+"""One reactor per kind of object that follows ImageStream tags.
 
-A `TriggerSource` bundles what differs per kind (as OpenShift's trigger
-controller does): the API resource, what to keep of each object in the
-cache, which streams an object follows, whether a change to it needs a
-reconcile, and how to plan for it. Adding a kind means adding a source, not
-editing the loop.
+A reactor carries everything that differs between kinds, as OpenShift's
+trigger controller has one per resource: which API resource it is, what of
+each object the cache keeps, which streams an object follows (for the
+index), whether a change to the object needs a reconcile, and how to react
+to the current state (plan, and the JSON Patch that carries the plan out).
+The trigger reconciler and `imagestream explain` only talk to reactors, so
+adding a kind means adding one reactor to `REACTORS`, not editing a loop.
 
-`TriggerIndex` maps `namespace/stream` to the keys of the objects whose
-active triggers name it, so an ImageStream change wakes exactly those
-objects and no list of all workloads is ever taken.
+    AnnotationReactor          Deployments, StatefulSets, DaemonSets, CronJobs:
+                               the `image.openshift.io/triggers` annotation
+    DeploymentConfigReactor    DeploymentConfigs: `spec.triggers[].imageChangeParams`
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 from controller.triggers import deploymentconfigs as dc_triggers
 from controller.triggers import plan as annotation_triggers
@@ -24,7 +25,12 @@ from controller.triggers.annotations import (
     LAST_APPLIED_IMAGES_ANNOTATION,
     ON_MANUAL_CHANGE_ANNOTATION,
     TRIGGER_ANNOTATION,
+    InvalidTriggers,
+    object_triggers,
 )
+from controller.triggers.outcomes import NamespacePolicy, StreamGetter, TriggerOutcome
+from controller.triggers.plan import PauseTrigger
+from controller.triggers.podspec import POD_SPEC_PATHS, JsonPatch, pod_spec_at
 from imagestream.kube.resources import (
     CRONJOBS,
     DAEMONSETS,
@@ -33,7 +39,7 @@ from imagestream.kube.resources import (
     STATEFULSETS,
     Resource,
 )
-from imagestream.objects import Obj
+from imagestream.objects import Obj, annotations_of, mapping, namespace_of
 
 _KEPT_ANNOTATIONS = (
     TRIGGER_ANNOTATION,
@@ -42,40 +48,70 @@ _KEPT_ANNOTATIONS = (
 )
 
 
-def _pod_spec_path(resource: Resource) -> tuple[str, ...]:
-    if resource is CRONJOBS:
-        return ("spec", "jobTemplate", "spec", "template", "spec")
-    return ("spec", "template", "spec")
+@dataclass(frozen=True, kw_only=True)
+class AppliedImage:
+    """One image a reaction's patch sets: what its Event, log line and latency sample say."""
+
+    container: str
+    """`containers[web]`-style label of the container written."""
+    image: str
+    note: str
+    """The Event message."""
+    stream_tag: tuple[str, str, str] | None = None
+    """`(namespace, stream, tag)` the image came from, when the plan knows it."""
 
 
-def _get_path(obj: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, Any]:
-    node: Any = obj
-    for part in path:
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node if isinstance(node, Mapping) else {}
+@dataclass(frozen=True, kw_only=True)
+class Reaction:
+    """What one object's triggers ask for now. An empty patch means no API call."""
+
+    outcomes: tuple[TriggerOutcome, ...] = ()
+    patch: JsonPatch = field(default_factory=list)
+    applied: tuple[AppliedImage, ...] = ()
+    pauses: tuple[PauseTrigger, ...] = ()
 
 
-def _set_path(obj: Obj, path: tuple[str, ...], value: Obj) -> None:
-    node = obj
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-    node[path[-1]] = value
+class Reactor(Protocol):
+    @property
+    def resource(self) -> Resource: ...
+
+    def key(self, namespace: str, name: str) -> str: ...
+    def trim(self, obj: Obj) -> Obj: ...
+    def follows(self, obj: Mapping[str, Any]) -> set[str]: ...
+    def named_streams(self, obj: Mapping[str, Any]) -> set[str]: ...
+    def needs_reconcile(self, old: Obj | None, new: Obj) -> bool: ...
+    def react(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        get_stream: StreamGetter,
+        namespace_allowed: NamespacePolicy,
+    ) -> Reaction: ...
 
 
 @dataclass(frozen=True)
-class TriggerSource:
+class _ReactorBase:
+    """What every kind shares: queue keys, cache trimming of the pod spec, waking rules."""
+
     resource: Resource
-    index_keys: Callable[[Mapping[str, Any]], set[str]]
-    is_deploymentconfig: bool = False
+    keeps_all_annotations: ClassVar[bool] = False
+    kept_spec_fields: ClassVar[tuple[str, ...]] = ()
 
     def key(self, namespace: str, name: str) -> str:
         """The work-queue key: `<plural>/<namespace>/<name>`."""
         return f"{self.resource.plural}/{namespace}/{name}"
 
+    def follows(self, obj: Mapping[str, Any]) -> set[str]:
+        """The `namespace/stream` keys of the streams the object's active triggers follow."""
+        raise NotImplementedError
+
+    def has_triggers(self, obj: Mapping[str, Any]) -> bool:
+        raise NotImplementedError
+
     def trim(self, obj: Obj) -> Obj:
         """Keep what planning and patching read; the cache holds thousands of these."""
-        metadata = obj.get("metadata") or {}
-        annotations = metadata.get("annotations") or {}
+        metadata = mapping(obj.get("metadata"))
+        annotations = annotations_of(obj)
         kept: Obj = {
             "apiVersion": obj.get("apiVersion", self.resource.api_version),
             "kind": obj.get("kind", self.resource.kind),
@@ -85,10 +121,8 @@ class TriggerSource:
                 if key in metadata
             },
         }
-        if self.is_deploymentconfig:
+        if self.keeps_all_annotations:
             kept["metadata"]["annotations"] = dict(annotations)
-            spec = obj.get("spec") or {}
-            kept["spec"] = {k: spec[k] for k in ("triggers", "paused") if k in spec}
         elif TRIGGER_ANNOTATION in annotations:
             kept["metadata"]["annotations"] = {
                 k: annotations[k] for k in _KEPT_ANNOTATIONS if k in annotations
@@ -96,8 +130,12 @@ class TriggerSource:
         elif annotations:
             # Keep an empty map, so a patch adding annotations knows the map exists.
             kept["metadata"]["annotations"] = {}
-        path = _pod_spec_path(self.resource)
-        pod_spec = _get_path(obj, path)
+        spec = mapping(obj.get("spec"))
+        kept_spec = {k: spec[k] for k in self.kept_spec_fields if k in spec}
+        if kept_spec:
+            kept["spec"] = kept_spec
+        path = POD_SPEC_PATHS[self.resource.kind]
+        pod_spec = pod_spec_at(obj, path)
         trimmed_pod_spec: Obj = {}
         for container_kind in ("containers", "initContainers"):
             containers = pod_spec.get(container_kind)
@@ -107,58 +145,131 @@ class TriggerSource:
                     for c in containers
                     if isinstance(c, Mapping)
                 ]
-        _set_path(kept, path, trimmed_pod_spec)
+        node = kept
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = trimmed_pod_spec
         return kept
 
     def needs_reconcile(self, old: Obj | None, new: Obj) -> bool:
         """Wake the object only when its triggers or targeted images may have changed."""
         if old is None or old is new:
-            return bool(self.index_keys(new)) or self._has_triggers(new)
+            return bool(self.follows(new)) or self.has_triggers(new)
         return (
-            (old.get("metadata") or {}).get("annotations")
-            != (new.get("metadata") or {}).get("annotations")
-            or old.get("spec") != new.get("spec")
-        ) and (self._has_triggers(new) or self._has_triggers(old))
-
-    def _has_triggers(self, obj: Mapping[str, Any]) -> bool:
-        if self.is_deploymentconfig:
-            return bool(dc_triggers.image_change_triggers(obj))
-        return TRIGGER_ANNOTATION in ((obj.get("metadata") or {}).get("annotations") or {})
+            annotations_of(old) != annotations_of(new) or old.get("spec") != new.get("spec")
+        ) and (self.has_triggers(new) or self.has_triggers(old))
 
 
-ANNOTATION_SOURCES = tuple(
-    TriggerSource(resource=resource, index_keys=annotation_triggers.index_keys)
-    for resource in (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, CRONJOBS)
+@dataclass(frozen=True)
+class AnnotationReactor(_ReactorBase):
+    """Deployments, StatefulSets, DaemonSets and CronJobs, through the triggers annotation."""
+
+    def follows(self, obj: Mapping[str, Any]) -> set[str]:
+        return annotation_triggers.index_keys(obj)
+
+    def has_triggers(self, obj: Mapping[str, Any]) -> bool:
+        return TRIGGER_ANNOTATION in annotations_of(obj)
+
+    def named_streams(self, obj: Mapping[str, Any]) -> set[str]:
+        """Every stream any trigger names, paused ones included (explain shows them all)."""
+        try:
+            triggers = object_triggers(obj)
+        except InvalidTriggers:
+            return set()
+        namespace = namespace_of(obj)
+        return {
+            f"{trigger.namespace or namespace}/{trigger.stream}"
+            for trigger in triggers
+            if trigger.stream
+        }
+
+    def react(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        get_stream: StreamGetter,
+        namespace_allowed: NamespacePolicy,
+    ) -> Reaction:
+        """Raises `UnsupportedKind` for an object of a kind the annotation does not apply to."""
+        plan = annotation_triggers.plan_triggers(
+            obj, get_stream=get_stream, namespace_allowed=namespace_allowed
+        )
+        if not plan.needs_write:
+            return Reaction(outcomes=plan.outcomes)
+        return Reaction(
+            outcomes=plan.outcomes,
+            patch=annotation_triggers.build_json_patch(
+                obj, plan.changes, annotations=plan.annotation_updates
+            ),
+            applied=tuple(
+                AppliedImage(
+                    container=f"{change.container_kind}[{change.container_name}]",
+                    image=change.new_image,
+                    note=(
+                        f"set {change.container_kind}[{change.container_name}] to "
+                        f"{change.new_image} from ImageStreamTag "
+                        f"{change.stream_namespace}/{change.stream}:{change.tag}"
+                    ),
+                    stream_tag=(change.stream_namespace, change.stream, change.tag),
+                )
+                for change in plan.changes
+            ),
+            pauses=plan.pauses,
+        )
+
+
+@dataclass(frozen=True)
+class DeploymentConfigReactor(_ReactorBase):
+    """DeploymentConfigs, through `spec.triggers` (OpenShift's all-or-nothing rule applies)."""
+
+    keeps_all_annotations: ClassVar[bool] = True
+    kept_spec_fields: ClassVar[tuple[str, ...]] = ("triggers", "paused")
+
+    def follows(self, obj: Mapping[str, Any]) -> set[str]:
+        return dc_triggers.index_keys(obj)
+
+    def has_triggers(self, obj: Mapping[str, Any]) -> bool:
+        return bool(dc_triggers.image_change_triggers(obj))
+
+    def named_streams(self, obj: Mapping[str, Any]) -> set[str]:
+        keys = set()
+        for trigger in dc_triggers.image_change_triggers(obj):
+            stream = trigger.name.rpartition(":")[0]
+            if stream:
+                keys.add(f"{trigger.namespace or namespace_of(obj)}/{stream}")
+        return keys
+
+    def react(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        get_stream: StreamGetter,
+        namespace_allowed: NamespacePolicy,
+    ) -> Reaction:
+        plan = dc_triggers.plan_deploymentconfig(
+            obj, get_stream=get_stream, namespace_allowed=namespace_allowed
+        )
+        if not plan.needs_write:
+            return Reaction(outcomes=plan.outcomes)
+        return Reaction(
+            outcomes=plan.outcomes,
+            patch=dc_triggers.build_deploymentconfig_json_patch(obj, plan),
+            applied=tuple(
+                AppliedImage(
+                    container=f"{update.container_kind}[{update.container_name}]",
+                    image=update.new_image,
+                    note=f"set container {update.container_name} to {update.new_image}",
+                )
+                for update in plan.container_images
+            ),
+        )
+
+
+REACTORS: tuple[Reactor, ...] = (
+    *(
+        AnnotationReactor(resource)
+        for resource in (DEPLOYMENTS, STATEFULSETS, DAEMONSETS, CRONJOBS)
+    ),
+    DeploymentConfigReactor(DEPLOYMENTCONFIGS),
 )
-DEPLOYMENTCONFIG_SOURCE = TriggerSource(
-    resource=DEPLOYMENTCONFIGS, index_keys=dc_triggers.index_keys, is_deploymentconfig=True
-)
-
-
-class TriggerIndex:
-    """`namespace/stream` -> keys of the objects whose active triggers follow it."""
-
-    def __init__(self) -> None:
-        self._objects: dict[str, set[str]] = defaultdict(set)
-        self._streams_of: dict[str, set[str]] = {}
-
-    def update(self, object_key: str, stream_keys: set[str]) -> None:
-        for stream in self._streams_of.pop(object_key, set()) - stream_keys:
-            objects = self._objects.get(stream)
-            if objects is not None:
-                objects.discard(object_key)
-                if not objects:
-                    del self._objects[stream]
-        if stream_keys:
-            self._streams_of[object_key] = set(stream_keys)
-            for stream in stream_keys:
-                self._objects[stream].add(object_key)
-
-    def remove(self, object_key: str) -> None:
-        self.update(object_key, set())
-
-    def objects_following(self, stream_key: str) -> set[str]:
-        return set(self._objects.get(stream_key, ()))
-
-    def __len__(self) -> int:
-        return len(self._streams_of)
+"""Every kind that follows tags; the controller watches those whose API is served."""

@@ -1,18 +1,28 @@
-"""The trigger reconciler: make each workload's triggered images equal what its tags resolve to.
+"""The trigger loop: make each workload's triggered images equal what its tags resolve to.
 
 This is OpenShift's image trigger controller, in our own words: triggers
 are level driven. The queue holds object keys; for one key we read the
-object and its ImageStreams from the caches, plan with the pure planners
-in `controller.triggers`, and write only when the plan says so. Our own
-write comes back as a watch event, is planned again, and stops there
-(behaviour 19), so there is no write loop and, converged, no API call.
+object and its ImageStreams from the caches, ask the object's reactor
+(`controller.triggers.reactors`) what its triggers want now, and write only
+when that says so. Our own write comes back as a watch event, is planned
+again, and stops there (behaviour 19 in docs/openshift-behaviours.md), so
+there is no write loop and, converged, no API call.
 
-The write is a JSON Patch that tests every value it was decided from; if
-the object changed meanwhile the API server refuses it (422), and we plan
-again from the newer object instead of overwriting someone's edit.
+The write is a JSON Patch that tests every value it was decided from. What
+the API server answers decides what happens next, and the two 422s are
+never confused (docs/architecture.md, "API errors"):
 
-Every patch is explained by a Normal Event on the object, and every
-trigger that cannot act by a Warning Event (deduplicated).
+* the patch no longer applies (`PatchTestFailed`: someone edited the object
+  after our read): plan again from the newer object, soon, instead of
+  overwriting their edit;
+* the server refused the new image (`Invalid`: validation or an admission
+  policy): a Warning Event on the workload with the server's message, then
+  retry with the queue's capped exponential back-off, never a tight loop;
+* the object is gone (`NotFound`): nothing was written, so nothing is said:
+  no `ImageTriggered` Event, no latency sample, no log line.
+
+Every patch is explained by a Normal Event on the object, and every trigger
+that cannot act by a Warning Event (deduplicated).
 """
 
 from __future__ import annotations
@@ -26,30 +36,32 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from controller.events import EventRecorder
-from controller.loop.workers import Requeue
-from controller.triggers import deploymentconfigs as dc_triggers
+from controller.loop.outcomes import GiveUp, Requeue, RetryLater
+from controller.loop.queue import WorkQueue
 from controller.triggers.annotations import UnsupportedKind
-from controller.triggers.outcomes import NamespacePolicy, Reason, TriggerOutcome
-from controller.triggers.plan import build_json_patch, plan_triggers
-from controller.triggers.reactors import TriggerIndex, TriggerSource
+from controller.triggers.index import TriggerIndex
+from controller.triggers.outcomes import NamespacePolicy, TriggerOutcome
+from controller.triggers.reactors import Reaction, Reactor
 from imagestream.imagestreams import head
 from imagestream.kube.client import JSON_PATCH, Kube
-from imagestream.kube.errors import NotFound, Terminal
+from imagestream.kube.errors import Invalid, NotFound, PatchTestFailed
 from imagestream.kube.informer import InformerSet
+from imagestream.objects import Obj
 from imagestream.timestamps import parse_rfc3339
 
 log = structlog.get_logger(__name__)
 
 STALE_RETRY_S = 0.2
+"""After a stale read: long enough for the watch to bring the newer object."""
 
 
 @dataclass
-class WorkloadMetrics:
+class TriggerMetrics:
     patches: Counter
     tag_to_patch: Histogram
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> WorkloadMetrics:
+    def create(cls, registry: CollectorRegistry) -> TriggerMetrics:
         return cls(
             patches=Counter(
                 "imagestream_trigger_patches",
@@ -67,71 +79,110 @@ class WorkloadMetrics:
 
 
 @dataclass
-class WorkloadReconciler:
+class TriggerReconciler:
     kube: Kube
-    sources: Mapping[str, TriggerSource]
+    queue: WorkQueue
+    reactors: Mapping[str, Reactor]
     """By resource plural, the first part of a queue key."""
     caches: Mapping[str, InformerSet]
+    """By resource plural: the trimmed objects of each kind."""
     streams: InformerSet
     index: TriggerIndex
     events: EventRecorder
-    metrics: WorkloadMetrics
+    metrics: TriggerMetrics
     namespace_allowed: NamespacePolicy
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    # --- what wakes a key ---------------------------------------------------------------
+
+    def on_imagestream(self, key: str, _old: Obj | None, _new: Obj | None) -> None:
+        """A stream changed: wake every object whose active triggers follow it."""
+        for workload in self.index.pointing_at(key):
+            self.queue.add(workload)
+
+    def on_object_of(self, reactor: Reactor) -> Callable[[str, Obj | None, Obj | None], None]:
+        """The cache handler for one kind: keep the index current, wake what may act."""
+
+        def on_object(key: str, old: Obj | None, new: Obj | None) -> None:
+            namespace, name = key.split("/", 1)
+            queue_key = reactor.key(namespace, name)
+            if new is None:
+                self.index.remove(queue_key)
+                return
+            self.index.update(queue_key, reactor.follows(new))
+            if reactor.needs_reconcile(old, new):
+                self.queue.add(queue_key)
+
+        return on_object
+
+    # --- reconcile ----------------------------------------------------------------------
 
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
         return self.streams.get(f"{namespace}/{name}")
 
     async def reconcile(self, key: str) -> Requeue | None:
         plural, namespace, name = key.split("/", 2)
-        source = self.sources[plural]
+        reactor = self.reactors[plural]
         obj = self.caches[plural].get(f"{namespace}/{name}")
         if obj is None:
             self.index.remove(key)
             return None
-        self.index.update(key, source.index_keys(obj))
-        if source.is_deploymentconfig:
-            return await self._reconcile_deploymentconfig(source, obj)
-        return await self._reconcile_annotated(source, obj)
-
-    async def _reconcile_annotated(
-        self, source: TriggerSource, obj: dict[str, Any]
-    ) -> Requeue | None:
+        self.index.update(key, reactor.follows(obj))
         try:
-            plan = plan_triggers(
+            reaction = reactor.react(
                 obj, get_stream=self.get_stream, namespace_allowed=self.namespace_allowed
             )
         except UnsupportedKind as error:
-            raise Terminal(str(error)) from error
-        await self._explain_failures(obj, plan.outcomes)
-        if not plan.needs_write:
+            raise GiveUp(str(error)) from error
+        await self._explain_failures(obj, reaction.outcomes)
+        if not reaction.patch:
             return None
-        patch = build_json_patch(obj, plan.changes, annotations=plan.annotation_updates)
-        written = await self._patch(source, obj, patch)
-        if written is None:
+        try:
+            await self.kube.patch(
+                reactor.resource, namespace, name, reaction.patch, patch_type=JSON_PATCH
+            )
+        except NotFound:
+            log.debug("patch_target_gone", key=key)
+            return None
+        except PatchTestFailed:
+            log.debug("patch_stale", key=key)
             return Requeue(after_s=STALE_RETRY_S)
-        for change in plan.changes:
+        except Invalid as error:
+            await self.events.post(
+                obj,
+                type_="Warning",
+                reason="TriggerPatchRefused",
+                action="UpdateImage",
+                note=f"the API server refused the triggered image update: {error}",
+            )
+            raise RetryLater(f"image update refused: {error}") from error
+        self.metrics.patches.labels(reactor.resource.plural).inc()
+        await self._announce(key, obj, reaction)
+        return None
+
+    async def _announce(self, key: str, obj: Obj, reaction: Reaction) -> None:
+        """After a write that happened: one Event, one log line and one latency sample each."""
+        for applied in reaction.applied:
             await self.events.post(
                 obj,
                 type_="Normal",
                 reason="ImageTriggered",
                 action="UpdateImage",
-                note=(
-                    f"set {change.container_kind}[{change.container_name}] to "
-                    f"{change.new_image} from ImageStreamTag "
-                    f"{change.stream_namespace}/{change.stream}:{change.tag}"
-                ),
+                note=applied.note,
             )
-            self._observe_latency(change.stream_namespace, change.stream, change.tag)
+            fields: dict[str, str] = {}
+            if applied.stream_tag is not None:
+                stream_namespace, stream, tag = applied.stream_tag
+                self._observe_latency(stream_namespace, stream, tag)
+                fields = {"imagestream": f"{stream_namespace}/{stream}", "tag": tag}
             log.info(
                 "workload_patched",
-                key=source.key(*_name(obj)),
-                imagestream=(f"{change.stream_namespace}/{change.stream}"),
-                tag=change.tag,
-                digest=change.new_image.rpartition("@")[2],
-                container=change.container_name,
+                key=key,
+                container=applied.container,
+                digest=applied.image.rpartition("@")[2],
+                **fields,
             )
-        for pause in plan.pauses:
+        for pause in reaction.pauses:
             await self.events.post(
                 obj,
                 type_="Warning",
@@ -143,61 +194,8 @@ class WorkloadReconciler:
                     f"{pause.resolved_image}. Set paused: false to follow the tag again."
                 ),
             )
-        return None
 
-    async def _reconcile_deploymentconfig(
-        self, source: TriggerSource, dc: dict[str, Any]
-    ) -> Requeue | None:
-        plan = dc_triggers.plan_deploymentconfig(
-            dc, get_stream=self.get_stream, namespace_allowed=self.namespace_allowed
-        )
-        await self._explain_failures(dc, plan.outcomes)
-        if not plan.needs_write:
-            return None
-        patch = dc_triggers.build_deploymentconfig_json_patch(dc, plan)
-        written = await self._patch(source, dc, patch)
-        if written is None:
-            return Requeue(after_s=STALE_RETRY_S)
-        for update in plan.container_images:
-            await self.events.post(
-                dc,
-                type_="Normal",
-                reason="ImageTriggered",
-                action="UpdateImage",
-                note=f"set container {update.container_name} to {update.new_image}",
-            )
-        for outcome in plan.outcomes:
-            if outcome.reason == Reason.APPLIED and outcome.resolved_image:
-                log.info(
-                    "deploymentconfig_patched",
-                    key=source.key(*_name(dc)),
-                    source=outcome.source,
-                    digest=outcome.resolved_image.rpartition("@")[2],
-                )
-        return None
-
-    async def _patch(
-        self, source: TriggerSource, obj: dict[str, Any], patch: list[dict[str, Any]]
-    ) -> dict[str, Any] | None:
-        """Apply the patch; None when the object moved since we read it (plan again)."""
-        namespace, name = _name(obj)
-        try:
-            written = await self.kube.patch(
-                source.resource, namespace, name, patch, patch_type=JSON_PATCH
-            )
-        except NotFound:
-            return {}
-        except Terminal as error:
-            if error.status == 422:  # a `test` op failed: our read was stale
-                log.debug("patch_stale", key=source.key(namespace, name))
-                return None
-            raise
-        self.metrics.patches.labels(source.resource.plural).inc()
-        return written
-
-    async def _explain_failures(
-        self, obj: dict[str, Any], outcomes: tuple[TriggerOutcome, ...]
-    ) -> None:
+    async def _explain_failures(self, obj: Obj, outcomes: tuple[TriggerOutcome, ...]) -> None:
         for outcome in outcomes:
             if outcome.reason.is_warning:
                 await self.events.post(
@@ -214,8 +212,3 @@ class WorkloadReconciler:
         created = parse_rfc3339(current.created) if current else None
         if created is not None:
             self.metrics.tag_to_patch.observe(max((self.clock() - created).total_seconds(), 0.0))
-
-
-def _name(obj: Mapping[str, Any]) -> tuple[str, str]:
-    metadata = obj.get("metadata") or {}
-    return str(metadata.get("namespace", "")), str(metadata.get("name", ""))

@@ -11,15 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from controller.triggers import deploymentconfigs as dc_triggers
-from controller.triggers.annotations import InvalidTriggers, object_triggers
 from controller.triggers.outcomes import (
     NamespacePolicy,
     TriggerOutcome,
     allow_any_namespace,
     same_namespace_only,
 )
-from controller.triggers.plan import plan_triggers
+from controller.triggers.reactors import REACTORS
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import (
@@ -31,6 +29,8 @@ from imagestream.kube.resources import (
     STATEFULSETS,
     Resource,
 )
+
+REACTORS_BY_PLURAL = {reactor.resource.plural: reactor for reactor in REACTORS}
 
 KINDS: dict[str, Resource] = {
     "deployment": DEPLOYMENTS,
@@ -66,25 +66,6 @@ async def _streams(kube: Kube, obj: Mapping[str, Any], keys: set[str]) -> dict[s
     return found
 
 
-def _stream_keys(obj: Mapping[str, Any], *, deploymentconfig: bool) -> set[str]:
-    """Every stream any trigger names, paused ones included: the planner explains them all."""
-    namespace = (obj.get("metadata") or {}).get("namespace", "")
-    keys: set[str] = set()
-    if deploymentconfig:
-        for dc_trigger in dc_triggers.image_change_triggers(obj):
-            stream = dc_trigger.name.rpartition(":")[0]
-            if stream:
-                keys.add(f"{dc_trigger.namespace or namespace}/{stream}")
-        return keys
-    try:
-        for trigger in object_triggers(obj):
-            if trigger.stream:
-                keys.add(f"{trigger.namespace or namespace}/{trigger.stream}")
-    except InvalidTriggers:
-        pass
-    return keys
-
-
 async def explain(
     kube: Kube, *, namespace: str, target: str, namespace_allowed: NamespacePolicy
 ) -> list[TriggerOutcome]:
@@ -99,20 +80,15 @@ async def explain(
         obj = await kube.get(resource, namespace, name)
     except NotFound as error:
         raise ExplainError(f"{resource.kind} {namespace}/{name} not found") from error
-    deploymentconfig = resource is DEPLOYMENTCONFIGS
-    streams = await _streams(kube, obj, _stream_keys(obj, deploymentconfig=deploymentconfig))
+    reactor = REACTORS_BY_PLURAL[resource.plural]
+    streams = await _streams(kube, obj, reactor.named_streams(obj))
 
     def get_stream(stream_namespace: str, stream_name: str) -> Mapping[str, Any] | None:
         return streams.get(f"{stream_namespace}/{stream_name}")
 
-    if deploymentconfig:
-        plan = dc_triggers.plan_deploymentconfig(
-            obj, get_stream=get_stream, namespace_allowed=namespace_allowed
-        )
-        return list(plan.outcomes)
-    return list(
-        plan_triggers(obj, get_stream=get_stream, namespace_allowed=namespace_allowed).outcomes
-    )
+    # The controller's own reactor decides, so explain says what the controller does.
+    reaction = reactor.react(obj, get_stream=get_stream, namespace_allowed=namespace_allowed)
+    return list(reaction.outcomes)
 
 
 def render(outcomes: list[TriggerOutcome]) -> str:

@@ -115,7 +115,9 @@ class Kube:
                 status = response.status
                 payload = await response.read()
                 if status >= 400:
-                    raise translate_status(status, payload, response.headers)
+                    raise translate_status(
+                        status, payload, response.headers, json_patch=content_type == JSON_PATCH
+                    )
         except KubeError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as error:

@@ -1,11 +1,16 @@
 """Our own small vocabulary of API errors.
 
-The client library raises `ApiException` with an HTTP status, and aiohttp
-raises its own connection errors. Callers should not have to know either:
-they decide between "re-read and re-apply" (Conflict), "relist" (Gone),
-"the object is not there" (NotFound), "slow down" (TooManyRequests), "try
-again later" (Retryable) and "do not retry until something changes"
-(Terminal). Only `imagestream.kube` raises these.
+The API server answers with HTTP statuses and aiohttp raises its own
+connection errors. Callers should not have to know either: they decide
+between "re-read and re-apply" (Conflict), "our JSON Patch no longer
+applies, plan again" (PatchTestFailed), "relist" (Gone), "the object is not
+there" (NotFound), "slow down" (TooManyRequests), "try again later"
+(Retryable), "the server refused what we sent" (Invalid) and "do not retry
+until something changes" (Terminal). Only `imagestream.kube` raises these.
+
+These are API errors, not reconcile outcomes: a reconciler turns them into
+requeue, retry later or give up (`controller.loop.outcomes`) as its own
+situation demands.
 
 NB: response bodies can echo request content; we keep only the Status
 message, truncated, so a secret in a request never reaches a log line.
@@ -13,10 +18,7 @@ message, truncated, so a secret in a request never reaches a log line.
 
 from __future__ import annotations
 
-import asyncio
 import json
-
-import aiohttp
 
 _MAX_MESSAGE = 256
 
@@ -56,22 +58,39 @@ class TooManyRequests(Retryable):
 
 
 class Terminal(KubeError):
-    """400, 401, 403, 422 and the like: retrying the same request cannot help."""
+    """400, 401, 403 and the like: retrying the same request cannot help."""
 
 
-def _status_message(body: object) -> str:
+class Invalid(Terminal):
+    """422 for what we sent: field validation, or an admission policy refused it.
+
+    `str(error)` carries the server's own message (which names the policy), so
+    a caller can show a user why, e.g. in a Warning Event.
+    """
+
+
+class PatchTestFailed(KubeError):
+    """422 for a JSON Patch that no longer applies: a `test` op failed or a path is gone.
+
+    The object changed since we read it: plan again from a fresh read. Not a
+    `Terminal` error, so that nobody mistakes a stale read for a refusal (and
+    not a refusal for a stale read: that mistake once made a 5 Hz patch loop
+    against an admission policy).
+    """
+
+
+def _status(body: object) -> dict[str, object]:
     if isinstance(body, bytes):
         body = body.decode(errors="replace")
     if isinstance(body, str):
         try:
             parsed = json.loads(body)
         except ValueError:
-            return body[:_MAX_MESSAGE]
-        message = parsed.get("message") if isinstance(parsed, dict) else None
-        if isinstance(message, str):
-            return message[:_MAX_MESSAGE]
-        return body[:_MAX_MESSAGE]
-    return ""
+            return {"message": body}
+        if isinstance(parsed, dict):
+            return parsed
+        return {"message": body}
+    return {}
 
 
 def _retry_after(headers: object) -> float | None:
@@ -84,9 +103,20 @@ def _retry_after(headers: object) -> float | None:
         return None
 
 
-def translate_status(status: int, body: bytes | str | None, headers: object) -> KubeError:
-    """The error for an HTTP error answer of the API server."""
-    message = f"{status}: {_status_message(body)}"
+def translate_status(
+    status: int, body: bytes | str | None, headers: object, *, json_patch: bool = False
+) -> KubeError:
+    """The error for an HTTP error answer of the API server.
+
+    `json_patch`: the request was a JSON Patch. The API server answers a patch
+    that does not apply (a failed `test`, a missing path) with a 422 whose
+    Status names no object (`details` is empty), and a refusal of the patched
+    object (validation, admission) with a 422 whose `details` name it; that
+    is how the two are told apart (docs/architecture.md, "API errors").
+    """
+    parsed = _status(body)
+    text = parsed.get("message")
+    message = f"{status}: {(text if isinstance(text, str) else '')[:_MAX_MESSAGE]}"
     if status == 409:
         return Conflict(message, status=status)
     if status == 410:
@@ -97,20 +127,12 @@ def translate_status(status: int, body: bytes | str | None, headers: object) -> 
         return TooManyRequests(message, status=status, retry_after_s=_retry_after(headers))
     if status >= 500:
         return Retryable(message, status=status, retry_after_s=_retry_after(headers))
+    if status == 422:
+        details = parsed.get("details")
+        names_object = isinstance(details, dict) and bool(
+            details.get("name") or details.get("kind")
+        )
+        if json_patch and not names_object:
+            return PatchTestFailed(message, status=status)
+        return Invalid(message, status=status)
     return Terminal(message, status=status)
-
-
-def translate(error: BaseException) -> KubeError:
-    """Map a client-library or transport exception to one of ours."""
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    if isinstance(error, KubeError):
-        return error
-    if isinstance(error, ApiException):
-        status = int(error.status or 0)
-        if status == 0:
-            return Retryable(f"{error.reason}"[:_MAX_MESSAGE])
-        return translate_status(status, error.body, error.headers)
-    if isinstance(error, aiohttp.ClientError | asyncio.TimeoutError | ConnectionError | OSError):
-        return Retryable(f"{type(error).__name__}: {error}"[:_MAX_MESSAGE])
-    return Terminal(f"{type(error).__name__}: {error}"[:_MAX_MESSAGE])
