@@ -199,7 +199,7 @@ class ControlPlane:
         self.processes.append(apiserver.start())
         wait_until(
             "kube-apiserver ready",
-            lambda: self._get("/readyz") == "ok",
+            lambda: self.get_raw("/readyz") == "ok",
             timeout_s=STARTUP_TIMEOUT_S,
             interval_s=0.25,
             processes=[etcd, apiserver],
@@ -207,7 +207,7 @@ class ControlPlane:
         self._write_kubeconfig()
         wait_until(
             "namespace default exists",
-            lambda: bool(self._get("/api/v1/namespaces/default")),
+            lambda: bool(self.get_raw("/api/v1/namespaces/default")),
             timeout_s=STARTUP_TIMEOUT_S,
             processes=[etcd, apiserver],
         )
@@ -251,7 +251,8 @@ class ControlPlane:
     def _ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_path))
 
-    def _get(self, path: str) -> str:
+    def get_raw(self, path: str) -> str:
+        """GET `path` from the API server as the admin (e.g. `/metrics`), as text."""
         # The URL is always our own https://127.0.0.1 API server.
         request = urllib.request.Request(  # noqa: S310
             self.server + path, headers={"Authorization": f"Bearer {self.token}"}
@@ -292,7 +293,7 @@ class ControlPlane:
         self.kubeconfig_path.chmod(0o600)
 
     def version(self) -> dict[str, str]:
-        return dict(json.loads(self._get("/version")))
+        return dict(json.loads(self.get_raw("/version")))
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -193,7 +193,7 @@ async def test_apiserver_restarted_watches_recover_nothing_lost(
         await asyncio.to_thread(
             wait_until,
             "kube-apiserver ready again",
-            lambda: plane._get("/readyz") == "ok",
+            lambda: plane.get_raw("/readyz") == "ok",
             timeout_s=120,
             interval_s=0.25,
         )
