@@ -1,5 +1,6 @@
-"""The annotation trigger planner (semantics 2.4-2.6, 7.1; behaviours 15-21), the JSON Patch
-it writes, rollback awareness, and the idempotence property that breaks write loops."""
+"""The annotation trigger planner (docs/openshift-behaviours.md, behaviours 15-21; cases 7.1.N
+are those of OpenShift's TestAnnotationsReactor), the JSON Patch it writes, rollback
+awareness, and the idempotence property that breaks write loops."""
 
 from __future__ import annotations
 
