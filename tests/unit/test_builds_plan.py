@@ -1,4 +1,5 @@
-"""BuildConfig triggers, instantiation, Build lifecycle and Jobs (semantics 4; behaviour 25)."""
+"""BuildConfig triggers, instantiation, Build lifecycle and Jobs (behaviour 25 and the build
+rules of docs/openshift-behaviours.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tag history and tracking rules (openshift-semantics.md 1.4, 1.5; behaviours 1-3, 9, 13)."""
+"""Tag history and tracking rules (docs/openshift-behaviours.md, behaviours 1-3, 9, 13)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""DeploymentConfig rollout planning (semantics 3.3; behaviours 23 and 24), without a cluster."""
+"""DeploymentConfig rollout planning (docs/openshift-behaviours.md, behaviours 23 and 24),
+without a cluster."""
 
 from __future__ import annotations
 

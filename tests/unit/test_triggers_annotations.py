@@ -1,4 +1,5 @@
-"""The triggers annotation and its fieldPath grammar (semantics 2.1-2.3, behaviours 15-17, 21)."""
+"""The triggers annotation and its fieldPath grammar (docs/openshift-behaviours.md,
+behaviours 15-17 and 21)."""
 
 from __future__ import annotations
 

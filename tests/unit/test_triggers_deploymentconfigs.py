@@ -1,4 +1,5 @@
-"""DeploymentConfig ImageChange triggers (semantics 3.2-3.4, 7.3; behaviours 22 and 24)."""
+"""DeploymentConfig ImageChange triggers (docs/openshift-behaviours.md, behaviours 22 and 24;
+cases 7.3.N are those of OpenShift's TestDeploymentConfigReactor)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The annotation trigger planner (semantics 2.4-2.6, 7.1; behaviours 15-21), the JSON Patch
-it writes, rollback awareness, and the idempotence property that breaks write loops."""
+"""The annotation trigger planner (docs/openshift-behaviours.md, behaviours 15-21; cases 7.1.N
+are those of OpenShift's TestAnnotationsReactor), the JSON Patch it writes, rollback
+awareness, and the idempotence property that breaks write loops."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jsonpatch
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -118,6 +120,35 @@ class PatchTestFailed(Exception):
 
 
 def apply_json_patch(document: Mapping[str, Any], patch: Sequence[Mapping[str, Any]]) -> Obj:
+    """`patch` applied to `document`, or PatchTestFailed, as two RFC 6902 implementations agree.
+
+    The hand-written one below knows only what our planners write (test, add, replace) and,
+    like the API server, refuses a failed `test` and a `replace` of a missing member;
+    `jsonpatch` is independent of it, so a bug in either (or a patch only one of them
+    accepts) fails the test instead of passing silently."""
+    try:
+        independent: Obj | None = jsonpatch.apply_patch(
+            copy.deepcopy(dict(document)), [dict(operation) for operation in patch]
+        )
+    except (jsonpatch.JsonPatchTestFailed, jsonpatch.JsonPatchConflict):
+        independent = None
+    try:
+        by_hand = _apply_json_patch_by_hand(document, patch)
+    except PatchTestFailed:
+        assert independent is None, (
+            f"jsonpatch applied what the hand-written applier refused: {patch}"
+        )
+        raise
+    assert independent is not None, (
+        f"jsonpatch refused what the hand-written applier applied: {patch}"
+    )
+    assert by_hand == independent, "the two JSON Patch appliers disagree"
+    return by_hand
+
+
+def _apply_json_patch_by_hand(
+    document: Mapping[str, Any], patch: Sequence[Mapping[str, Any]]
+) -> Obj:
     """A small RFC 6902 implementation (test, add, replace) for checking built patches."""
     result: Obj = copy.deepcopy(dict(document))
     for operation in patch:
