@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
+from imagestream.caches import BoundedCache
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import KubeError
 from imagestream.kube.resources import EVENTS
@@ -55,7 +55,9 @@ class Note:
 class EventRecorder:
     kube: Kube
     instance: str
-    _posted: OrderedDict[tuple[str, str, str], float] = field(default_factory=OrderedDict)
+    _posted: BoundedCache[tuple[str, str, str], float] = field(
+        default_factory=lambda: BoundedCache(REMEMBERED_MAX)
+    )
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
     _gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
 
@@ -84,10 +86,7 @@ class EventRecorder:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
 
     def _remember(self, identity: tuple[str, str, str], now: float) -> None:
-        self._posted[identity] = now
-        self._posted.move_to_end(identity)
-        while len(self._posted) > REMEMBERED_MAX:
-            self._posted.popitem(last=False)
+        self._posted.put(identity, now)
 
     async def _create(
         self,
@@ -129,4 +128,4 @@ class EventRecorder:
                 await self.kube.create(EVENTS, namespace, body)
         except KubeError as error:
             log.warning("event_not_posted", reason=reason, error=str(error))
-            self._posted.pop(identity, None)  # a later reconcile may try again
+            self._posted.pop(identity)  # a later reconcile may try again

@@ -48,9 +48,6 @@ class ReverseIndex(Generic[K, T]):
         """The keys that point at `target` (a copy: safe to iterate while the index changes)."""
         return set(self._keys_of.get(target, ()))
 
-    def targets_of(self, key: K) -> frozenset[T]:
-        return self._targets_of.get(key, frozenset())
-
     def __len__(self) -> int:
         """How many keys point at something."""
         return len(self._targets_of)

@@ -22,13 +22,13 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
+from imagestream.caches import BoundedCache
 from imagestream.imagestreams import (
     DEFAULT_HISTORY_LIMIT,
     TagCondition,
@@ -109,7 +109,9 @@ class StreamRecorder:
     """Called after each successful status write with (stream key, updates in it)."""
     _pending: dict[str, list[_Pending]] = field(default_factory=dict)
     _writers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    _written: OrderedDict[str, tuple[str, Obj]] = field(default_factory=OrderedDict)
+    _written: BoundedCache[str, tuple[str, Obj]] = field(
+        default_factory=lambda: BoundedCache(WRITTEN_MAX)
+    )
     """Our last write per stream: (the resourceVersion it replaced, the object written).
 
     The watch that updates the cache lags our own writes by a few ms; a stream
@@ -178,7 +180,7 @@ class StreamRecorder:
             replaced, ours = written
             if cached is None or _resource_version(cached) == replaced:
                 return ours
-            del self._written[key]  # the cache has caught up (or moved on)
+            self._written.pop(key)  # the cache has caught up (or moved on)
         if cached is not None:
             return cached
         try:
@@ -230,10 +232,7 @@ class StreamRecorder:
         )
 
     def _remember(self, key: str, replaced: str, written: Obj) -> None:
-        self._written[key] = (replaced, written)
-        self._written.move_to_end(key)
-        while len(self._written) > WRITTEN_MAX:
-            self._written.popitem(last=False)
+        self._written.put(key, (replaced, written))
 
     async def _fresh(self, namespace: str, name: str) -> Obj | None:
         try:

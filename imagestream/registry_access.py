@@ -13,7 +13,6 @@ by the controller's imports. Three things are added around
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import fnmatch
 import json
@@ -29,6 +28,7 @@ import structlog
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import KubeError
 from imagestream.kube.resources import SECRETS
+from imagestream.ratelimit import TokenBucket
 from imagestream.registry_client import (
     RegistryCredentials,
     ResolvedManifest,
@@ -44,30 +44,6 @@ log = structlog.get_logger(__name__)
 
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
 SECRET_CACHE_TTL_S = 30.0
-
-
-@dataclass
-class TokenBucket:
-    """At most `rate` acquisitions per second on average, bursts up to `burst`."""
-
-    rate: float
-    burst: float
-    _tokens: float = -1.0
-    _updated: float = 0.0
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            now = time.monotonic()
-            if self._tokens < 0:
-                self._tokens, self._updated = self.burst, now
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            if self._tokens < 1:
-                wait = (1 - self._tokens) / self.rate
-                await asyncio.sleep(wait)
-                self._tokens, self._updated = 1.0, time.monotonic()
-            self._tokens -= 1
 
 
 @dataclass

@@ -51,6 +51,7 @@ import aiohttp
 import structlog
 from multidict import CIMultiDictProxy
 
+from imagestream.caches import BoundedCache
 from imagestream.references import (
     api_host,
     is_valid_digest,
@@ -134,8 +135,9 @@ class TokenCache:
         max_entries: int = TOKEN_CACHE_MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: dict[tuple[str, str, str], tuple[str, float]] = {}
-        self._max_entries = max_entries
+        self._entries: BoundedCache[tuple[str, str, str], tuple[str, float]] = BoundedCache(
+            max_entries
+        )
         self._clock = clock
 
     def __repr__(self) -> str:  # the default would print tokens
@@ -147,24 +149,16 @@ class TokenCache:
             return None
         token, expires_at = entry
         if self._clock() >= expires_at:
-            del self._entries[key]
+            self._entries.pop(key)
             return None
         return token
 
     def put(self, key: tuple[str, str, str], token: str, *, lifetime_s: float) -> None:
         margin = min(TOKEN_EXPIRY_MARGIN_S, lifetime_s / 2)
-        if len(self._entries) >= self._max_entries:
-            now = self._clock()
-            self._entries = {k: v for k, v in self._entries.items() if v[1] > now}
-            if len(self._entries) >= self._max_entries:
-                del self._entries[next(iter(self._entries))]  # the oldest insertion
-        self._entries[key] = (token, self._clock() + lifetime_s - margin)
+        self._entries.put(key, (token, self._clock() + lifetime_s - margin))
 
     def drop(self, key: tuple[str, str, str]) -> None:
-        self._entries.pop(key, None)
-
-
-_default_token_cache = TokenCache()
+        self._entries.pop(key)
 
 
 @dataclass(frozen=True)
@@ -215,7 +209,7 @@ async def resolve_digest(
         credentials=credentials,
         insecure=insecure,
         ssl_setting=False if insecure else _ssl_context(ca_bundle),
-        cache=_default_token_cache if token_cache is None else token_cache,
+        cache=TokenCache() if token_cache is None else token_cache,
     )
     reference = f"{registry}/{repository}:{tag}"
     try:

@@ -92,7 +92,7 @@ import yaml
 
 from imagestream.references import is_valid_registry_host
 from webhook.limits import RateLimit
-from webhook.parsing import RECEIVER_TYPES
+from webhook.parsers import RECEIVER_TYPES
 
 AUTH_TYPES = ("bearer", "harbor", "hmac-sha256", "basic", "path-secret", "none")
 VERIFY_MODES = ("payload", "registry")

@@ -37,7 +37,7 @@ from webhook.config import Receiver
 from webhook.events import BadPayload, Ignored, UnsupportedMediaType
 from webhook.intake import Applied, Intake, IntakeUnavailable
 from webhook.limits import SenderLimits
-from webhook.parsing import parse_notification
+from webhook.parsers import parse_notification
 
 log = structlog.get_logger(__name__)
 

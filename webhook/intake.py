@@ -17,13 +17,14 @@ records a failed import.
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import structlog
 
+from imagestream.caches import BoundedCache
 from imagestream.imagestreams import TagCondition, TagEvent
 from imagestream.recording import (
     CreateSpec,
@@ -93,7 +94,7 @@ class Intake:
     """Empty: every namespace. Otherwise pushes for others are acknowledged and ignored:
     in namespaced mode we may not write there, and refusing would block the sender."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _seen: BoundedCache[str, None] = field(default_factory=lambda: BoundedCache(SEEN_EVENTS_MAX))
 
     async def apply(self, receiver: Receiver, parsed: ParsedNotification) -> IntakeResult:
         result = IntakeResult(ignored=list(parsed.ignored))
@@ -272,10 +273,7 @@ class Intake:
     def _remember(self, event_ids: list[str]) -> None:
         for event_id in event_ids:
             if event_id:
-                self._seen[event_id] = None
-                self._seen.move_to_end(event_id)
-        while len(self._seen) > SEEN_EVENTS_MAX:
-            self._seen.popitem(last=False)
+                self._seen.put(event_id, None)
 
 
 def _rfc3339(moment: datetime) -> str:

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from imagestream.ratelimit import TokenBucket
+
 
 @dataclass(frozen=True)
 class RateLimit:
@@ -27,29 +29,6 @@ class RateLimit:
 
     requests_per_second: float
     burst: int
-
-
-@dataclass
-class TokenBucket:
-    limit: RateLimit
-    clock: Callable[[], float] = time.monotonic
-    _tokens: float = field(default=-1.0)
-    _updated: float = 0.0
-
-    def take(self) -> float:
-        """0 if a request may go now (and take a token); else seconds until one may."""
-        now = self.clock()
-        if self._tokens < 0:
-            self._tokens, self._updated = float(self.limit.burst), now
-        elapsed = max(now - self._updated, 0.0)
-        self._tokens = min(
-            float(self.limit.burst), self._tokens + elapsed * self.limit.requests_per_second
-        )
-        self._updated = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return 0.0
-        return (1.0 - self._tokens) / self.limit.requests_per_second
 
 
 @dataclass
@@ -67,7 +46,9 @@ class SenderLimits:
             return None
         bucket = self._buckets.get(receiver)
         if bucket is None:
-            bucket = self._buckets[receiver] = TokenBucket(limit, clock=self.clock)
+            bucket = self._buckets[receiver] = TokenBucket(
+                rate=limit.requests_per_second, burst=limit.burst, clock=self.clock
+            )
         wait = bucket.take()
         if wait <= 0:
             return None
