@@ -5,19 +5,22 @@ server, on every write. A CRD has no server-side logic, so the webhook and
 the controller apply the same rules here, on a copy of the object, before
 they write it back. Nothing in this module does I/O.
 
-The rules (openshift-semantics.md 1.3-1.6):
+The rules (behaviours 1, 2, 3, 9 and 10 of docs/openshift-behaviours.md):
 - History is newest first; a new event is prepended unless the head already
   has the same reference or the same image (then the head is updated in
-  place); anything that changes the head clears that tag's conditions.
+  place); anything that changes the head clears that tag's conditions
+  (docs/openshift-behaviours.md#behaviour-1, docs/openshift-behaviours.md#behaviour-2).
 - Unlike OpenShift, an event older than the head (by `created`) never moves
   the head back: it is inserted into the history in time order, or dropped
   if the history already holds it. Registries deliver at least once and in
-  no guaranteed order, and a late event must not roll workloads back.
+  no guaranteed order, and a late event must not roll workloads back
+  (docs/openshift-behaviours.md#behaviour-1).
 - Unlike OpenShift, history is capped (default 50 items), so an object never
-  approaches etcd's size limit.
+  approaches etcd's size limit (docs/openshift-behaviours.md#behaviour-3).
 - After a tag's head changes, the spec tags of the same stream that follow
   it (`from.kind: ImageStreamTag`, same namespace) get the same event.
-  Followers in other streams are copied once, at spec-change time only.
+  Followers in other streams are copied once, at spec-change time only
+  (docs/openshift-behaviours.md#behaviour-9, docs/openshift-behaviours.md#behaviour-10).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`POST /v1/events/<receiver>`: one route per configured receiver.
 
-Each failure has one answer (reliability.md 9.3):
+Each failure has one answer (docs/delivery-semantics.md#one-request-step-by-step):
 
 | situation                                         | answer |
 |---------------------------------------------------|--------|
@@ -18,7 +18,8 @@ Each failure has one answer (reliability.md 9.3):
 NB: distribution retries every answer that is not 2xx/3xx forever, one
 event at a time, so one event we refuse would block every later push from
 that registry. Its receivers therefore answer 200 (with the reason in the
-body) for input they can authenticate but not use.
+body) for input they can authenticate but not use
+(docs/delivery-semantics.md#leniency-for-distributions-unusable-input).
 """
 
 from __future__ import annotations

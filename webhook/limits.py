@@ -1,4 +1,4 @@
-"""Per-sender rate limits: a token bucket per receiver (reliability.md 9.3).
+"""Per-sender rate limits: a token bucket per receiver.
 
 A receiver is one sender (one registry, one CI system) with its own
 credentials, so its bucket is what "per authenticated sender" means here:
@@ -6,9 +6,10 @@ the check runs after authentication, so nobody can spend another sender's
 budget with requests that fail to authenticate.
 
 A request over the limit is answered 429 with `Retry-After` (whole seconds,
-at least 1) and nothing is parsed or written. Distribution ignores the
-header but retries every non-2xx answer, so nothing it sends is lost; the
-limit protects the API server and the other senders.
+at least 1; docs/delivery-semantics.md#401-413-415-400-408-429) and nothing is
+parsed or written. Distribution ignores the header but retries every non-2xx
+answer, so nothing it sends is lost; the limit protects the API server and the
+other senders.
 
 A receiver without `rateLimit` in its config is not limited.
 """

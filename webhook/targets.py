@@ -1,14 +1,15 @@
 """Which ImageStream tags a push moves.
 
-Two ways a push reaches a tag (openshift-semantics.md 1.6, 5.5):
+Two ways a push reaches a tag:
 - On an `integrated` receiver, `<registry>/<namespace>/<name>:<tag>` is the
   ImageStream `<name>` in `<namespace>`, created on first push, and records
   `<registry>/<namespace>/<name>@<digest>`, as OpenShift's integrated
-  registry does.
+  registry does (docs/openshift-behaviours.md#behaviour-12).
 - On every receiver, each `DockerImage` spec tag (not `reference: true`)
   whose `from.name` names the same registry, repository and tag gets the new
   digest at once, as an import would, recording `from.name` with the tag
-  replaced by the digest (short names stay short, as OpenShift imports them).
+  replaced by the digest (short names stay short, as OpenShift imports them;
+  docs/openshift-behaviours.md#behaviour-6).
 
 The second needs a reverse index from `registry/repository:tag` to spec
 tags. It is kept current from the ImageStream watch, so a push costs a dict
@@ -32,7 +33,7 @@ from imagestream.references import (
 from webhook.events import PushRecord
 
 # Kubernetes names: a namespace is a DNS label; a stream name also has to be
-# a registry path component (openshift-semantics.md 1.2).
+# a registry path component (docs/openshift-behaviours.md#names).
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _STREAM = re.compile(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$")
 

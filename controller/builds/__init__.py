@@ -1,4 +1,4 @@
-"""BuildConfigs and Builds on plain Kubernetes (semantics section 4; behaviour 25).
+"""BuildConfigs and Builds on plain Kubernetes (behaviour 25).
 
 On OpenShift, the image trigger controller, the build generator and the build controller
 turn a new base image into a Build, run it in a build pod, and the integrated registry
@@ -16,4 +16,7 @@ records the pushed image. Here, where our CRDs serve `build.openshift.io`:
 A completed Build records its output through `imagestream.recording.StreamRecorder`, the
 same path a registry push takes, so downstream triggers fire and the registry's own
 notification of the same digest, when it arrives, writes nothing.
+
+Behaviour 25 is docs/openshift-behaviours.md#behaviour-25. The OpenShift rules it relies on
+are docs/openshift-behaviours.md#build-output and docs/openshift-behaviours.md#build-instantiation.
 """

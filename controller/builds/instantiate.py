@@ -1,4 +1,6 @@
-"""A BuildConfig's next Build, as OpenShift's build generator makes it (semantics 4.4). Pure.
+"""A BuildConfig's next Build, as OpenShift's build generator makes it. Pure.
+
+See docs/openshift-behaviours.md#build-instantiation.
 
 `instantiate()` returns the Build to create and the BuildConfig status to record. The
 caller creates the Build first and records the status second: the Build's fixed name

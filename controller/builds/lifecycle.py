@@ -1,4 +1,6 @@
-"""A Build's next phase, from its Job and its sibling Builds (semantics 4.1). Pure, no I/O.
+"""A Build's next phase, from its Job and its sibling Builds. Pure, no I/O.
+
+See docs/openshift-behaviours.md#build-output for where a Build pushes.
 
     New ──(run policy lets it start, output resolves)──> Pending ──(pod ready)──> Running
      │                                                      │                       │
@@ -60,7 +62,7 @@ class OutputProblem:
 def resolve_output(
     build: Mapping[str, Any], *, get_stream: StreamGetter
 ) -> OutputTarget | OutputProblem:
-    """Where the Build pushes (semantics 4.1)."""
+    """Where the Build pushes (docs/openshift-behaviours.md#build-output)."""
     to = output_to(build)
     kind = string(to.get("kind"))
     if kind == "DockerImage" and string(to.get("name")):

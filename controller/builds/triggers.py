@@ -1,4 +1,4 @@
-"""Which BuildConfig trigger fires now (semantics 4.2-4.3; behaviour 25). Pure, no I/O.
+"""Which BuildConfig trigger fires now (docs/openshift-behaviours.md#behaviour-25). Pure, no I/O.
 
 Invariants:
 - An ImageChange trigger (explicit `from`, else the strategy's `from` when that is an
@@ -173,7 +173,9 @@ def trigger_status(
     fired_image: str = "",
     now: str = "",
 ) -> list[Obj]:
-    """`status.imageChangeTriggers` after an instantiation (semantics 4.4).
+    """`status.imageChangeTriggers` after an instantiation.
+
+    See docs/openshift-behaviours.md#build-instantiation.
 
     The trigger that fired records its image and `now`; every other one records what it
     resolves to at this moment (its time untouched), so several tags moving together

@@ -1,9 +1,9 @@
 """What the API server would do to an ImageStream on a spec change, decided in pure code.
 
-OpenShift's API server reacts to a changed spec tag in the same write
-(openshift-semantics.md 1.3, 1.5): a `reference: true` tag records
-`from.name` as it is; a tag following another tag copies that tag's head;
-a `DockerImage` tag becomes due for import. A CRD has no such server-side
+OpenShift's API server reacts to a changed spec tag in the same write: a `reference: true`
+tag records `from.name` as it is (docs/openshift-behaviours.md#behaviour-8); a tag following
+another tag copies that tag's head (docs/openshift-behaviours.md#behaviour-9 to
+#behaviour-11); a `DockerImage` tag becomes due for import. A CRD has no such server-side
 logic, so the controller does it, and records in status which spec it
 processed (`status.observedGeneration`, `status.observedTags`), so nothing
 is redone: a copy or an import happens once per change of the tag's
@@ -11,9 +11,11 @@ source, not once per reconcile.
 
 A tag's generation is the stream's `metadata.generation` at which its
 source last changed (OpenShift keeps it in `spec.tags[].generation`; a
-client setting that field to 0 asks for the tag to be processed again).
+client setting that field to 0 asks for the tag to be processed again; see
+docs/openshift-behaviours.md#behaviour-4 and docs/openshift-behaviours.md#behaviour-5).
 An importable tag is due while its generation is newer than both its head's
-generation and its last failed import's generation (behaviours 6 and 7).
+generation and its last failed import's generation (behaviours 6 and 7,
+docs/openshift-behaviours.md#behaviour-6 and docs/openshift-behaviours.md#behaviour-7).
 """
 
 from __future__ import annotations
@@ -101,7 +103,10 @@ def tag_generations(stream: Mapping[str, Any]) -> dict[str, tuple[int, bool]]:
 
 
 def import_due(stream: Mapping[str, Any], tag: str, tag_generation: int) -> bool:
-    """Behaviour 6: due while the tag is newer than what was imported or failed."""
+    """Behaviour 6: due while the tag is newer than what was imported or failed.
+
+    See docs/openshift-behaviours.md#behaviour-6.
+    """
     current = head(stream, tag)
     seen = current.generation if current else 0
     for condition in (status_tag(stream, tag) or {}).get("conditions") or []:
@@ -203,7 +208,7 @@ def _resolve_spec_tag(
             ),
         )
 
-    if kind == "DockerImage":  # reference: true (behaviour 8)
+    if kind == "DockerImage":  # reference: true (docs/openshift-behaviours.md#behaviour-8)
         return event(from_name, "")
     if kind == "ImageStreamTag":
         source_stream, source_tag = split_from_name(from_name, default_stream=name)
@@ -251,7 +256,10 @@ def _digest_matches(image: str, wanted: str) -> bool:
 def _rewrite_integrated(
     reference: str, origin: Mapping[str, Any], target_repository: str, image: str
 ) -> str:
-    """Behaviour 11: a copy of an integrated-registry image points at this stream's repository."""
+    """Behaviour 11: a copy of an integrated-registry image points at this stream's repository.
+
+    See docs/openshift-behaviours.md#behaviour-11.
+    """
     source_repository = (origin.get("status") or {}).get("dockerImageRepository") or ""
     if (
         source_repository

@@ -1,4 +1,4 @@
-"""DeploymentConfig rollouts on plain Kubernetes (semantics section 3.3; behaviours 23 and 24).
+"""DeploymentConfig rollouts on plain Kubernetes (behaviours 23 and 24).
 
 On OpenShift the DeploymentConfig controller and a deployer pod roll out each new
 version; here, where our CRD serves `apps.openshift.io`, this package does both:
@@ -12,4 +12,7 @@ version; here, where our CRD serves `apps.openshift.io`, this package does both:
 The controller steps replicas itself, from the ReplicationControllers' observed
 `availableReplicas`, instead of running a deployer pod: on a cluster without
 OpenShift there is no deployer image to run.
+
+Behaviours 23 and 24 are docs/openshift-behaviours.md#behaviour-23 and
+docs/openshift-behaviours.md#behaviour-24.
 """

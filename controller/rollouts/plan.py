@@ -2,7 +2,8 @@
 
 `plan_rollout(dc, rcs, now=...)` looks at one DeploymentConfig and its ReplicationControllers
 as the caches hold them and returns the writes that move it one step on: a new version
-(semantics 3.3), the RC of that version, one strategy step, the replica counts once a
+(docs/openshift-behaviours.md#behaviour-23, and docs/openshift-behaviours.md#behaviour-24
+for a requested one), the RC of that version, one strategy step, the replica counts once a
 rollout has ended, the RCs to prune, and the status. The reconciler performs them in that
 order, each write conditional on the resourceVersion it was planned from.
 

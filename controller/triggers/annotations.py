@@ -1,5 +1,6 @@
 """The `image.openshift.io/triggers` annotation, its fieldPath grammar, and our bookkeeping
-annotations (semantics sections 2.1-2.3, behaviours 15-17 and 21).
+annotations (behaviours 15-17 and 21, docs/openshift-behaviours.md#behaviour-15 to
+#behaviour-17 and #behaviour-21).
 
 Invariant: an annotation either parses completely into `ObjectFieldTrigger`s or raises
 `InvalidTriggers`, which disables every trigger of the object. Nothing else escapes
@@ -57,7 +58,10 @@ class InvalidTriggers(ValueError):
 
 
 class UnsupportedKind(ValueError):
-    """The object's kind does not honour the triggers annotation (behaviour 15)."""
+    """The object's kind does not honour the triggers annotation.
+
+    See docs/openshift-behaviours.md#behaviour-15.
+    """
 
 
 class FieldPathError(ValueError):
@@ -103,7 +107,10 @@ class ObjectFieldTrigger:
 
     @property
     def active(self) -> bool:
-        """Watched and applied: an ImageStreamTag `<stream>:<tag>`, not paused (behaviour 16)."""
+        """Watched and applied: an ImageStreamTag `<stream>:<tag>`, not paused.
+
+        See docs/openshift-behaviours.md#behaviour-16.
+        """
         return self.follows_image_stream_tag and self.stream is not None and not self.paused
 
     @property
@@ -165,7 +172,8 @@ def parse_triggers(value: str, *, namespace: str) -> tuple[ObjectFieldTrigger, .
 
     Mirrors Go's `encoding/json` into OpenShift's struct: `null` anywhere means the zero
     value, unknown fields are ignored, a wrong JSON type is an error. On top, duplicate
-    fieldPaths are an error (behaviour 21). Only `InvalidTriggers` is ever raised.
+    fieldPaths are an error (behaviour 21, docs/openshift-behaviours.md#behaviour-21). Only
+    `InvalidTriggers` is ever raised.
     """
     try:
         document = json.loads(value, parse_constant=_reject_constant)
@@ -209,7 +217,8 @@ def parse_field_path(field_path: str, *, kind: str) -> ContainerSelector:
 
     Raises `PathOutsidePodSpec` when the path does not start with the kind's pod spec (the
     trigger is to be ignored) and `InvalidFieldPath` for anything else that is not the
-    grammar. `SEL` is a decimal index or exactly `?(@.name=="NAME")`.
+    grammar. `SEL` is a decimal index or exactly `?(@.name=="NAME")`. See
+    docs/openshift-behaviours.md#behaviour-17.
     """
     prefix = ".".join(pod_spec_path(kind)) + "."
     if not field_path.startswith(prefix):

@@ -1,4 +1,4 @@
-"""DeploymentConfig `ImageChange` triggers (semantics sections 3.2-3.4, behaviours 22 and 24).
+"""DeploymentConfig `ImageChange` triggers (behaviours 22 and 24).
 
 Invariant: a plan writes either nothing, or an image for every automatic trigger: each one
 has resolved now or still has its `lastTriggeredImage`. While any automatic trigger has
@@ -13,6 +13,9 @@ and so do we.
 `lastTriggeredImage` lives in `spec`, so the written values are also what makes the next
 plan a no-op: a trigger whose tag still points at its `lastTriggeredImage`, with containers
 already running it, has nothing to write.
+
+Behaviours 22 and 24 are docs/openshift-behaviours.md#behaviour-22 and
+docs/openshift-behaviours.md#behaviour-24.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The planner for annotation-triggered workloads (semantics sections 2.4-2.6, behaviours
-16-21), the outcome vocabulary shared with DeploymentConfigs, and the write helpers.
+"""The planner for annotation-triggered workloads (behaviours 16-21,
+docs/openshift-behaviours.md#behaviour-16 to #behaviour-21), the outcome vocabulary shared
+with DeploymentConfigs, and the write helpers.
 
 Invariant: a plan changes a container only when the resolved pull spec differs from the
 image the container has now, so planning the object that results from applying a plan
@@ -9,11 +10,12 @@ comes back as a watch event, is planned again, and stops there.
 Failures it prevents:
 
 * Write loops and wasted rollouts: a "changed" verdict on equal values would re-write the
-  workload on every event it causes (behaviour 19).
+  workload on every event it causes (behaviour 19, docs/openshift-behaviours.md#behaviour-19).
 * One bad trigger holding the others hostage: every trigger is decided on its own
-  (behaviour 18), and a broken fieldPath is a per-trigger Warning, not an error that stops
-  the whole object. (OpenShift fails the whole reconcile instead and retries it forever;
-  retrying cannot fix a spec, and the valid triggers should keep working.)
+  (behaviour 18, docs/openshift-behaviours.md#behaviour-18), and a broken fieldPath is a
+  per-trigger Warning, not an error that stops the whole object. (OpenShift fails the whole
+  reconcile instead and retries it forever; retrying cannot fix a spec, and the valid
+  triggers should keep working.)
 * Clobbering a concurrent edit: the JSON Patch built here tests every value it was decided
   from, so a write based on a stale read fails instead of overwriting someone else's change.
 * Fighting a human, when asked not to: with the `imagestream.dev/on-manual-change: pause`

@@ -5,12 +5,12 @@ are level driven. The queue holds object keys; for one key we read the
 object and its ImageStreams from the caches, ask the object's reactor
 (`controller.triggers.reactors`) what its triggers want now, and write only
 when that says so. Our own write comes back as a watch event, is planned
-again, and stops there (behaviour 19 in docs/openshift-behaviours.md), so
-there is no write loop and, converged, no API call.
+again, and stops there (behaviour 19, docs/openshift-behaviours.md#behaviour-19),
+so there is no write loop and, converged, no API call.
 
 The write is a JSON Patch that tests every value it was decided from. What
 the API server answers decides what happens next, and the two 422s are
-never confused (docs/architecture.md, "API errors"):
+never confused (docs/architecture.md#api-errors):
 
 * the patch no longer applies (`PatchTestFailed`: someone edited the object
   after our read): plan again from the newer object, soon, instead of

@@ -1,5 +1,5 @@
 """Turn an ImageStream tag into the pull spec that triggers write (OpenShift's
-`ResolveLatestTaggedImage`, semantics section 1.6).
+`ResolveLatestTaggedImage`; behaviour 14, docs/openshift-behaviours.md#behaviour-14).
 
 Invariant: the answer depends only on the head of the tag's history (`items[0]`), the tag's
 `referencePolicy` and `status.dockerImageRepository`. Pending or failed imports are ignored,

@@ -112,7 +112,7 @@ def translate_status(
     that does not apply (a failed `test`, a missing path) with a 422 whose
     Status names no object (`details` is empty), and a refusal of the patched
     object (validation, admission) with a 422 whose `details` name it; that
-    is how the two are told apart (docs/architecture.md, "API errors").
+    is how the two are told apart (docs/architecture.md#api-errors).
     """
     parsed = _status(body)
     text = parsed.get("message")

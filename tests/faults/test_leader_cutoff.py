@@ -1,4 +1,4 @@
-"""The leader is cut off from the API server (reliability.md 11, scenario 16).
+"""The leader is cut off from the API server (docs/delivery-semantics.md#leader-election).
 
 Two controllers elect a leader through a Lease, each reaching the API
 server through its own FaultProxy. The leader's proxy turns into a

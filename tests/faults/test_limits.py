@@ -1,4 +1,4 @@
-"""Limits hold under abuse, and a well-behaved sender is still served (scenarios 8-10).
+"""Limits hold under abuse, and a well-behaved sender is still served.
 
 One webhook process with two receivers, `flood` and `quiet` (each its own
 sender, its own token, each limited to RATE requests/s):
@@ -8,6 +8,9 @@ sender, its own token, each limited to RATE requests/s):
   while valid requests go on being served quickly;
 - `flood` sends 1,000 requests/s while `quiet` sends 10/s: `flood` gets
   429 + Retry-After past its limit, `quiet` never does and stays fast.
+
+The 413 and 429 are those of docs/delivery-semantics.md#401-413-415-400-408-429; the header
+timeout is step 3 of docs/delivery-semantics.md#one-request-step-by-step.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ RSS_GROWTH_MAX_KIB = 5 * 1024
 SLOW_CONNECTIONS = 50
 FLOOD_PER_S, QUIET_PER_S, FLOOD_SECONDS = 1000, 10, 5.0
 P99_MAX_S = 0.25
-"""reliability.md's target for valid requests beside slow-header connections."""
+"""Our target p99 for valid requests served beside slow-header connections."""
 QUIET_P99_MAX_S = 1.0
 """Beside a 1,000 req/s flood the target is also 250 ms, but here the flood's own
 generator, the webhook and the API server share two cores: asserted is that the

@@ -1,4 +1,4 @@
-"""Duplicates and reordering over 1,000 seeded permutations (reliability.md 11, scenario 2).
+"""Duplicates and reordering over 1,000 seeded permutations.
 
 100 tags (20 ImageStreams x 5), each followed by one Deployment, 10 rounds.
 Each round every tag gets three new pushes (t1 < t2 < t3), delivered to
@@ -10,6 +10,10 @@ No regression: a tag's head is always the newest push (its history holds
 every push once, newest first), and no Deployment ever goes to an older
 image than one it had. No duplicate rollout: no Deployment takes the same
 image twice, and its generation counts exactly the images it took.
+
+The promises under test: docs/delivery-semantics.md#de-duplication,
+docs/delivery-semantics.md#late-and-reordered-events and
+docs/delivery-semantics.md#no-duplicate-rollout.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The real registry's notifications across outages (reliability.md 11, scenario 3).
+"""The real registry's notifications across outages of the webhook and of the registry.
 
 - The webhook is down while pushes happen: distribution keeps retrying,
   and once the webhook is back every push lands, each exactly once.

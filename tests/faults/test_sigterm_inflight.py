@@ -1,4 +1,4 @@
-"""SIGTERM while requests are in flight (reliability.md 11, scenario 17).
+"""SIGTERM while requests are in flight (docs/delivery-semantics.md#shutdown).
 
 The webhook's API traffic is slowed at its proxy, so 100 notifications are
 all inside the webhook, waiting on their status writes, when SIGTERM

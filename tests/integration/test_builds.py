@@ -1,5 +1,8 @@
 """BuildConfigs and Builds on the real control plane (issue 6; behaviours 24 and 25).
 
+The behaviours are docs/openshift-behaviours.md#behaviour-24 and
+docs/openshift-behaviours.md#behaviour-25.
+
 No kubelet runs build pods: the test plays the builder, ending the Job's pod with the pushed
 digest as its termination message (`tests.integration.kubelet.finish_build_pod`); the real
 Job controller then marks the Job Complete and the Build follows it.

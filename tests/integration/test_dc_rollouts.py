@@ -1,5 +1,8 @@
 """DeploymentConfig rollouts on the real control plane (issue 6; behaviours 23 and 24).
 
+The behaviours are docs/openshift-behaviours.md#behaviour-23 and
+docs/openshift-behaviours.md#behaviour-24.
+
 Behaviour 22 (automatic triggers write images and lastTriggeredImage only together) is
 `test_deploymentconfigs.py::test_behaviour_22_no_write_until_every_automatic_trigger_resolves`.
 

@@ -1,4 +1,7 @@
-"""DeploymentConfig image triggers (behaviour 22), and rollback awareness on annotation triggers."""
+"""DeploymentConfig image triggers (behaviour 22), and rollback awareness on annotation triggers.
+
+See docs/openshift-behaviours.md#behaviour-22 and docs/openshift-behaviours.md#behaviour-19.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Pushes to the real integrated registry become ImageStream tags (behaviours 12, 13; issue 3)."""
+"""Pushes to the real integrated registry become ImageStream tags (behaviours 12, 13; issue 3).
+
+See docs/openshift-behaviours.md#behaviour-12 and docs/openshift-behaviours.md#behaviour-13.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""What the controller does on spec changes, as OpenShift's API server would (behaviours 4-11)."""
+"""What the controller does on spec changes, as OpenShift's API server would (behaviours 4-11).
+
+See docs/openshift-behaviours.md#behaviour-4 to #behaviour-11.
+"""
 
 from __future__ import annotations
 

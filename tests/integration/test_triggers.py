@@ -1,4 +1,7 @@
-"""Image change triggers against the real control plane and registry (issue 4, behaviours 14-22)."""
+"""Image change triggers against the real control plane and registry (issue 4, behaviours 14-22).
+
+See docs/openshift-behaviours.md#behaviour-14 to #behaviour-22.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """BuildConfig triggers, instantiation, Build lifecycle and Jobs (behaviour 25 and the build
-rules of docs/openshift-behaviours.md)."""
+rules: docs/openshift-behaviours.md#behaviour-25, docs/openshift-behaviours.md#build-output,
+docs/openshift-behaviours.md#build-instantiation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Tag history and tracking rules (docs/openshift-behaviours.md, behaviours 1-3, 9, 13)."""
+"""Tag history and tracking rules (behaviours 1-3, 9, 13).
+
+See docs/openshift-behaviours.md#behaviour-1 to #behaviour-3,
+docs/openshift-behaviours.md#behaviour-9 and docs/openshift-behaviours.md#behaviour-13.
+"""
 
 from __future__ import annotations
 

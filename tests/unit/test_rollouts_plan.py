@@ -1,5 +1,5 @@
-"""DeploymentConfig rollout planning (docs/openshift-behaviours.md, behaviours 23 and 24),
-without a cluster."""
+"""DeploymentConfig rollout planning (docs/openshift-behaviours.md#behaviour-23 and
+docs/openshift-behaviours.md#behaviour-24), without a cluster."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The triggers annotation and its fieldPath grammar (docs/openshift-behaviours.md,
-behaviours 15-17 and 21)."""
+"""The triggers annotation and its fieldPath grammar (behaviours 15-17 and 21,
+docs/openshift-behaviours.md#behaviour-15 to #behaviour-17 and #behaviour-21)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""DeploymentConfig ImageChange triggers (docs/openshift-behaviours.md, behaviours 22 and 24;
-cases 7.3.N are those of OpenShift's TestDeploymentConfigReactor)."""
+"""DeploymentConfig ImageChange triggers (docs/openshift-behaviours.md#behaviour-22 and
+docs/openshift-behaviours.md#behaviour-24; cases 7.3.N are those of OpenShift's
+TestDeploymentConfigReactor)."""
 
 from __future__ import annotations
 

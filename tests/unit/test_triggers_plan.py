@@ -1,6 +1,6 @@
-"""The annotation trigger planner (docs/openshift-behaviours.md, behaviours 15-21; cases 7.1.N
-are those of OpenShift's TestAnnotationsReactor), the JSON Patch it writes, rollback
-awareness, and the idempotence property that breaks write loops."""
+"""The annotation trigger planner (behaviours 15-21, docs/openshift-behaviours.md#behaviour-15
+to #behaviour-21; cases 7.1.N are those of OpenShift's TestAnnotationsReactor), the JSON
+Patch it writes, rollback awareness, and the idempotence property that breaks write loops."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tag -> pull spec (docs/openshift-behaviours.md, behaviour 14), mirroring OpenShift's
+"""Tag -> pull spec (docs/openshift-behaviours.md#behaviour-14), mirroring OpenShift's
 `TestResolveLatestTaggedImage` table plus the edges of our dict-shaped input."""
 
 from __future__ import annotations
