@@ -64,7 +64,13 @@ async def test_duplicates_and_reordering_never_regress_a_tag_or_repeat_a_rollout
 
     order: dict[str, int] = {}  # digest -> its push time (as a rank)
     taken: dict[str, list[str]] = {f"{s}-{t}": [] for s, t in pairs}
-    watching = asyncio.create_task(_watch(kube, namespace, taken))
+    # The watch's starting point is taken here, before the first delivery: a watch
+    # from this resourceVersion sees every later write, however late its connection
+    # is made. (Taking it inside the watcher task raced the first round: on a loaded
+    # machine the controller had patched s0-t0 before the watcher listed, so its
+    # first image was never seen, and one generation looked like an extra rollout.)
+    since = await _resource_version_now(kube, namespace)
+    watching = asyncio.create_task(_watch(kube, namespace, taken, since))
     deliveries = 0
     started = time.monotonic()
     try:
@@ -183,10 +189,13 @@ async def _post(
     raise AssertionError(f"{stream}:{tag} push {rank} never accepted")
 
 
-async def _watch(kube: Kube, namespace: str, taken: dict[str, list[str]]) -> None:
-    """Append each new image a Deployment takes, in the order the API server reports it."""
+async def _resource_version_now(kube: Kube, namespace: str) -> str:
     page = await kube.request("GET", DEPLOYMENTS.path(namespace=namespace), params={"limit": "1"})
-    version = str(page["metadata"]["resourceVersion"])
+    return str(page["metadata"]["resourceVersion"])
+
+
+async def _watch(kube: Kube, namespace: str, taken: dict[str, list[str]], version: str) -> None:
+    """Append each new image a Deployment takes after `version`, in the API server's order."""
     while True:
         try:
             async for event in kube.watch(
