@@ -518,7 +518,12 @@ class _Teardown:
             self.errors.append(f"{name}: {error}")
         self.log(f"node teardown: {name} ({time.monotonic() - started:.1f}s)")
 
-    def run(self, api: Callable[[], None] | None = None) -> list[str]:
+    def run(
+        self,
+        api: Callable[[], None] | None = None,
+        listeners: Callable[[], None] | None = None,
+    ) -> list[str]:
+        """`api` deletes workloads first; `listeners` stops what listens on HOST_ADDRESS."""
         if api is not None:
             self.step("delete workloads through the API", api)
         for name in ("kube-proxy", "kube-scheduler", "kubelet"):
@@ -528,6 +533,11 @@ class _Teardown:
         self.step("stop containerd", lambda: self.stop_process("containerd"))
         self.step("kill leftover shims and containers", self.kill_leftovers)
         self.step("unmount", self.unmount)
+        if listeners is not None:
+            # Before the address goes: an API server whose bind address
+            # vanished talks to itself through it while shutting down, and
+            # hangs until it is killed.
+            self.step("stop the registry and control plane", listeners)
         self.step("network links", self.remove_links)
         self.step("iptables", self.restore_iptables)
         self.step("sysctls", self.restore_sysctls)
@@ -728,7 +738,8 @@ class Node:
         registry = Registry(workdir=..., address=node.registry_address).start()
         node.start(plane, registry)
         ...
-        node.stop(); registry.stop(); plane.stop()
+        node.stop()  # also stops plane and registry, before their address goes
+        registry.stop(); plane.stop()  # no-ops then; needed if start() was never called
     """
 
     workdir: Path
@@ -743,6 +754,7 @@ class Node:
     timings: dict[str, float] = field(default_factory=dict)
     _lock: _MachineLock = field(default_factory=_MachineLock)
     _plane: ControlPlane | None = None
+    _registry: Registry | None = None
     _reaper: subprocess.Popen[bytes] | None = None
 
     # -- what callers need ------------------------------------------------------------------
@@ -925,7 +937,7 @@ class Node:
         """Join `plane` (started with `controlplane_options()`), with images from `registry`."""
         if self.state is None:
             self.prepare()
-        self._plane = plane
+        self._plane, self._registry = plane, registry
         try:
             self._start(plane, registry)
         except BaseException:
@@ -1283,22 +1295,36 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     # -- stop -----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Undo everything; raises NodeCleanupError (after trying every step) if something stays."""
+        """Undo everything; raises NodeCleanupError (after trying every step) if something stays.
+
+        It also stops the control plane and registry given to `start()`: they
+        listen on the host address, which goes with the node, so they must
+        stop first (their own `stop()` afterwards is a no-op).
+        """
         errors: list[str] = []
         if self.state is not None:
             api = None
             if self._plane is not None and self.processes.get("kubelet") is not None:
                 plane = self._plane
                 api = lambda: self._delete_workloads(plane)  # noqa: E731
-            errors = _Teardown(self.state, processes=self.processes, log=self.progress).run(api)
+            errors = _Teardown(self.state, processes=self.processes, log=self.progress).run(
+                api, self._stop_listeners
+            )
             if not errors:
                 STATE_PATH.unlink(missing_ok=True)
         self._stop_reaper()
         self._lock.release()
         self.state = None
         self._plane = None
+        self._registry = None
         if errors:
             raise NodeCleanupError("; ".join(errors))
+
+    def _stop_listeners(self) -> None:
+        if self._registry is not None:
+            self._registry.stop()
+        if self._plane is not None:
+            self._plane.stop()
 
     def _delete_workloads(self, plane: ControlPlane) -> None:
         # Through the API first, so the kubelet stops containers and CNI DEL
