@@ -14,6 +14,7 @@ domain. And stopping leaves the host as it was (checked at module end).
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +24,12 @@ import pytest
 from localdev.images import APP_PORT
 from localdev.node import (
     DNS_SERVICE_IP,
+    GUARD_COMMENT,
     HOST_ADDRESS,
     KUBERNETES_SERVICE_IP,
     NODE_NAME,
     STATE_PATH,
+    read_sysctls,
 )
 from tests.integration.nodecluster import (
     HostSnapshot,
@@ -173,3 +176,21 @@ def test_cluster_dns_answers_for_services_and_only_the_cluster_domain(
         lambda: http_get(f"http://{cluster_ip}:80/"), timeout_s=30, what="the ClusterIP answers"
     )
     assert f"marker={marker}" in page
+
+
+def test_pod_and_service_addresses_never_route_to_an_uplink(cluster: NodeCluster) -> None:
+    state = cluster.node.state
+    assert state is not None and state.uplinks
+    for address in (KUBERNETES_SERVICE_IP, "10.0.0.250", "10.244.0.250", "10.244.9.9"):
+        route = subprocess.run(
+            ["ip", "route", "get", address], capture_output=True, text=True, check=True
+        ).stdout
+        assert not any(f"dev {uplink} " in route for uplink in state.uplinks), route
+    # The bridge plugin turned forwarding on; the guard is what keeps Pods in.
+    assert read_sysctls()["net.ipv4.ip_forward"] == "1"
+    mangle = subprocess.run(
+        ["iptables", "-t", "mangle", "-S"], capture_output=True, text=True, check=True
+    ).stdout
+    for uplink in state.uplinks:
+        for match in (f"-A FORWARD -o {uplink}", f"-A FORWARD -i {uplink}"):
+            assert f"{match} -m comment --comment {GUARD_COMMENT} -j DROP" in mangle
