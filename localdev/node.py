@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import fcntl
 import functools
 import json
@@ -214,8 +213,8 @@ def preflight() -> list[str]:
         problems.append("the kernel has no overlay filesystem (containerd's snapshotter)")
     if not Path("/proc/sys/net/bridge").is_dir():
         problems.append("br_netfilter is not loaded (modprobe br_netfilter)")
-    if _default_route_only_on_loopback():
-        problems.append("no network interface besides lo")
+    if not [name for name in _links() if name != "lo"]:
+        problems.append("no network interface besides lo (the kubelet needs one)")
     return problems
 
 
@@ -224,10 +223,6 @@ def _effective_capabilities() -> int:
         if line.startswith("CapEff:"):
             return int(line.split()[1], 16)
     return 0
-
-
-def _default_route_only_on_loopback() -> bool:
-    return not [name for name in _links() if name != "lo"]
 
 
 def _cgroup_v1() -> bool:
@@ -448,11 +443,18 @@ class NodeState:
     @classmethod
     def load(cls) -> NodeState | None:
         try:
-            raw = json.loads(STATE_PATH.read_text())
-        except (FileNotFoundError, ValueError):
+            text = STATE_PATH.read_text()
+        except FileNotFoundError:
             return None
-        raw["baseline"] = Baseline(**raw["baseline"])
-        return cls(**raw)
+        try:
+            raw = json.loads(text)
+            raw["baseline"] = Baseline(**raw["baseline"])
+            return cls(**raw)
+        except (TypeError, KeyError, ValueError) as error:
+            # Never guess what a run we cannot read made; say where it is.
+            raise NodeUnavailableError(
+                f"{STATE_PATH} is unreadable ({error!r}): undo that run by hand, then delete it"
+            ) from error
 
 
 class _MachineLock:
@@ -1546,17 +1548,9 @@ def _reap(parent_pid: int) -> int:
         lock.release()
 
 
-def _ignore_pdeathsig() -> None:
-    # A reaper must not inherit a parent-death signal; Popen does not set one,
-    # but be explicit: 0 clears it.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, 0)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 2 and args[0] == "reap":
-        _ignore_pdeathsig()
         return _reap(int(args[1]))
     if args == ["teardown-stale"]:
         lock = _MachineLock()
