@@ -10,11 +10,11 @@ STAMP := $(VENV)/.installed
 ##@ Start here
 
 .PHONY: run
-run: install controlplane ## Run the whole system here: control plane, registry, controller, webhook
+run: install controlplane node ## Run the whole system here: control plane, registry, controller, webhook
 	$(BIN)/imagestream dev --log-format console
 
 .PHONY: test
-test: install controlplane helm tilt ## Install everything, then run the whole test suite
+test: install controlplane node helm tilt ## Install everything, then run the whole test suite
 	$(BIN)/pytest -ra
 
 ##@ Development
@@ -39,6 +39,10 @@ $(STAMP): pyproject.toml localdev/pyproject.toml constraints.txt
 .PHONY: controlplane
 controlplane: ## Build etcd, kube-apiserver and kube-controller-manager (cached outside the repo)
 	localkube/build.sh >/dev/null
+
+.PHONY: node
+node: ## Build kubelet, kube-scheduler, kube-proxy, kubectl, crictl and CoreDNS (cached outside the repo)
+	localkube/build.sh node >/dev/null
 
 .PHONY: helm
 helm: ## Build helm (cached outside the repo; the chart tests use it)

@@ -3,6 +3,11 @@
 The API server's serving certificate must carry IP SANs: Go clients (the API
 server talking to itself, kube-controller-manager) do no CN fallback, so a
 CN-only certificate fails with "certificate is not valid for any names".
+
+`CertificateAuthority.issue()` signs the node's certificates: client
+certificates whose CN/O are the Kubernetes user and groups (the kubelet is
+`system:node:<name>` in `system:nodes`, or the Node authorizer refuses it),
+and the kubelet's own serving certificate.
 """
 
 from __future__ import annotations
@@ -36,8 +41,14 @@ def _write_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, path: Path) 
     path.chmod(0o600)
 
 
-def make_serving_certificate(directory: Path) -> ServingCertificate:
-    """Write a CA and a serving certificate for 127.0.0.1, ::1 and localhost."""
+def make_serving_certificate(
+    directory: Path, *, extra_ips: tuple[str, ...] = (), extra_dns: tuple[str, ...] = ()
+) -> ServingCertificate:
+    """Write a CA and a serving certificate for 127.0.0.1, ::1 and localhost.
+
+    `extra_ips`/`extra_dns` add SANs: an API server that Pods reach through
+    the `kubernetes` Service must also be valid for the Service's ClusterIP.
+    """
     now = datetime.datetime.now(datetime.UTC)
     valid_from, valid_to = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=7)
 
@@ -84,6 +95,8 @@ def make_serving_certificate(directory: Path) -> ServingCertificate:
                     x509.DNSName("localhost"),
                     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                     x509.IPAddress(ipaddress.ip_address("::1")),
+                    *(x509.DNSName(name) for name in extra_dns),
+                    *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
                 ]
             ),
             critical=False,
@@ -112,3 +125,109 @@ def make_service_account_key(path: Path) -> Path:
     """The key that signs and verifies ServiceAccount tokens."""
     _write_key(rsa.generate_private_key(public_exponent=65537, key_size=2048), path)
     return path
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    cert_path: Path
+    key_path: Path
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A CA whose key is on disk (ours, or the control plane's `ca.crt`/`ca.key`)."""
+
+    cert_path: Path
+    key_path: Path
+
+    def issue(
+        self,
+        directory: Path,
+        name: str,
+        *,
+        common_name: str,
+        organizations: tuple[str, ...] = (),
+        client: bool = False,
+        server: bool = False,
+        dns: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
+    ) -> KeyPair:
+        """Write `<name>.crt`/`<name>.key` in `directory`, signed by this CA."""
+        ca_cert = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+        ca_key = serialization.load_pem_private_key(self.key_path.read_bytes(), password=None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+        now = datetime.datetime.now(datetime.UTC)
+        key = ec.generate_private_key(ec.SECP256R1())
+        attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
+        attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+        usages = [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+        if server:
+            usages.append(x509.oid.ExtendedKeyUsageOID.SERVER_AUTH)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attributes))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=7))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        )
+        if dns or ips:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        *(x509.DNSName(d) for d in dns),
+                        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips),
+                    ]
+                ),
+                critical=False,
+            )
+        cert = builder.sign(ca_key, hashes.SHA256())
+        directory.mkdir(parents=True, exist_ok=True)
+        pair = KeyPair(cert_path=directory / f"{name}.crt", key_path=directory / f"{name}.key")
+        pair.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, pair.key_path)
+        return pair
+
+
+def make_certificate_authority(
+    directory: Path, name: str, common_name: str
+) -> CertificateAuthority:
+    """Write a fresh CA as `<name>.crt`/`<name>.key` (valid for a week)."""
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = CertificateAuthority(
+        cert_path=directory / f"{name}.crt", key_path=directory / f"{name}.key"
+    )
+    ca.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    _write_key(key, ca.key_path)
+    return ca

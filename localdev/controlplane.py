@@ -5,6 +5,12 @@ API server). Everything listens on free loopback ports with a temporary data
 dir, so two runs on one machine never share state, and nothing is reachable
 from outside the machine.
 
+With a node (`localdev.node`), Pods must reach the API server through the
+`kubernetes` Service, whose endpoints may not be loopback: the node then
+passes `bind_address` (a host-only address on its dummy interface, guarded
+against the uplink), which is also advertised, so the API server keeps that
+Service's endpoints itself.
+
 Invariant: `ControlPlane.stop()` stops every process `start()` started, in
 reverse order, also when `start()` itself fails half way.
 """
@@ -92,6 +98,11 @@ class ControlPlane:
     log_dir: Path | None = None
     apiserver_args: tuple[str, ...] = ()
     """Extra kube-apiserver flags (e.g. a short `--etcd-compaction-interval` for 410 tests)."""
+    bind_address: str = "127.0.0.1"
+    """Where kube-apiserver listens (and what it advertises); loopback unless a node needs more."""
+    serving_ips: tuple[str, ...] = ()
+    """More IP SANs for the serving certificate (e.g. the `kubernetes` Service's ClusterIP)."""
+    serving_dns: tuple[str, ...] = ()
     etcd_port: int = 0
     apiserver_port: int = 0
     token: str = field(default_factory=lambda: secrets.token_hex(24))
@@ -99,7 +110,7 @@ class ControlPlane:
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.apiserver_port}"
+        return f"https://{self.bind_address}:{self.apiserver_port}"
 
     @property
     def kubeconfig_path(self) -> Path:
@@ -134,7 +145,13 @@ class ControlPlane:
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         pki = self.workdir / "pki"
-        serving = make_serving_certificate(pki)
+        serving = make_serving_certificate(
+            pki,
+            extra_ips=tuple(
+                ip for ip in (self.bind_address, *self.serving_ips) if ip != "127.0.0.1"
+            ),
+            extra_dns=self.serving_dns,
+        )
         sa_key = make_service_account_key(pki / "service-account.key")
         token_file = pki / "tokens.csv"
         token_file.write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
@@ -173,8 +190,8 @@ class ControlPlane:
             argv=[
                 str(self.bin_dir / "kube-apiserver"),
                 f"--etcd-servers=http://127.0.0.1:{self.etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
+                f"--advertise-address={self.bind_address}",
                 f"--secure-port={self.apiserver_port}",
                 f"--tls-cert-file={serving.cert_path}",
                 f"--tls-private-key-file={serving.key_path}",
@@ -189,8 +206,10 @@ class ControlPlane:
                 # ServiceAccount admission adds; envtest disables it too.
                 "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
-                # The "kubernetes" Service endpoints may not be loopback.
-                "--endpoint-reconciler-type=none",
+                # The "kubernetes" Service endpoints may not be loopback; on
+                # any other address the API server keeps them (a lease).
+                "--endpoint-reconciler-type="
+                + ("none" if self.bind_address == "127.0.0.1" else "lease"),
                 f"--cert-dir={pki}",
                 *self.apiserver_args,
             ],

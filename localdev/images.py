@@ -1,25 +1,69 @@
 """Test images made on the spot, and real pushes of them with skopeo.
 
-An image here is an OCI image layout on disk with one tiny layer; the layer
-holds a caller-chosen text, so each distinct text is a distinct manifest
-digest. No network and no base image are involved.
+An image here is an OCI image layout on disk, written byte for byte the same
+way every time (tar entries with uid 0 and mtime 0, gzip with mtime 0, JSON
+with sorted keys), so the same inputs always give the same manifest digest.
+No network and no base image are involved.
+
+* `make_oci_image()`: one tiny layer holding a caller-chosen text, so each
+  distinct text is a distinct digest. It does not run (`/bin/true`); it is
+  what the registry and trigger tests push.
+* `make_app_image()`: runs. A busybox layer (Debian's static `/bin/busybox`)
+  under a layer with `www/index.html` holding a marker; it serves that page on
+  port 8080 and logs the marker at start, so a test can prove which image a
+  Pod runs, not only what its template says.
+* `make_pause_image()`: the sandbox image containerd needs, busybox `sleep`.
+* `make_binary_image()`: one static binary (e.g. CoreDNS) as the image.
+
+Invariant: the same inputs give the same digest, on any machine with the same
+`/bin/busybox`, which makes "which digest is running" a meaningful assertion.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
 import json
+import re
 import subprocess
 import tarfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_UNCOMPRESSED = "application/vnd.oci.image.layer.v1.tar"
 PUSH_TIMEOUT_S = 60.0
+
+BUSYBOX = Path("/bin/busybox")
+# The applets the test images use; each is a symlink to /bin/busybox.
+# NB: busybox `wget` segfaults in these containers (static glibc resolving
+# names); use `nc` or probe from the host.
+BUSYBOX_APPLETS = (
+    "cat",
+    "date",
+    "echo",
+    "env",
+    "hostname",
+    "httpd",
+    "ip",
+    "ls",
+    "mkdir",
+    "nc",
+    "nslookup",
+    "printf",
+    "ps",
+    "sh",
+    "sleep",
+    "true",
+    "wget",
+)
+APP_PORT = 8080
+_MARKER = re.compile(r"[A-Za-z0-9._:@/+=-]{1,200}")
 
 
 @dataclass(frozen=True)
@@ -28,10 +72,28 @@ class OciImage:
     manifest_digest: str
 
 
+@dataclass(frozen=True)
+class Layer:
+    """One layer blob as it goes into the layout."""
+
+    blob: bytes
+    media_type: str
+    diff_id: str  # sha256 of the uncompressed tar, as the config lists it
+
+
+def _sha256(content: bytes) -> str:
+    return "sha256:" + hashlib.sha256(content).hexdigest()
+
+
 def _write_blob(blobs: Path, content: bytes) -> tuple[str, int]:
-    digest = "sha256:" + hashlib.sha256(content).hexdigest()
+    digest = _sha256(content)
     (blobs / digest.removeprefix("sha256:")).write_bytes(content)
     return digest, len(content)
+
+
+def _gzip_layer(tar_bytes: bytes) -> Layer:
+    # mtime=0 keeps the gzip header, and so the digest, reproducible.
+    return Layer(gzip.compress(tar_bytes, mtime=0), OCI_LAYER, _sha256(tar_bytes))
 
 
 def _layer(content: str) -> bytes:
@@ -41,35 +103,79 @@ def _layer(content: str) -> bytes:
         info = tarfile.TarInfo("content.txt")
         info.size, info.mtime, info.mode = len(data), 0, 0o644
         tar.addfile(info, io.BytesIO(data))
-    # mtime=0 keeps the gzip header, and so the digest, reproducible.
     return gzip.compress(tar_bytes.getvalue(), mtime=0)
 
 
-def make_oci_image(directory: Path, content: str) -> OciImage:
-    """Write an OCI layout whose one layer holds `content`; same content, same digest."""
+def _tar(
+    *,
+    dirs: Sequence[tuple[str, int]] = (),
+    files: Mapping[str, tuple[bytes, int]] | None = None,
+    symlinks: Mapping[str, str] | None = None,
+) -> bytes:
+    """A tar with entries in a fixed order, owned by root, mtime 0 (PAX format)."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
+        def entry(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode, info.mtime = kind, mode, 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            return info
+
+        for name, mode in dirs:
+            tar.addfile(entry(name, tarfile.DIRTYPE, mode))
+        for name, (data, mode) in sorted((files or {}).items()):
+            info = entry(name, tarfile.REGTYPE, mode)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name, target in sorted((symlinks or {}).items()):
+            info = entry(name, tarfile.SYMTYPE, 0o777)
+            info.linkname = target
+            tar.addfile(info)
+    return out.getvalue()
+
+
+@functools.cache
+def busybox_layer() -> Layer:
+    """`/bin/busybox` plus applet symlinks and the dirs the images use.
+
+    Its digest depends only on the busybox binary, so it is computed once per
+    process and shared by every runnable image (the registry stores it once).
+    """
+    if not BUSYBOX.is_file():
+        raise FileNotFoundError(f"{BUSYBOX} is missing (Debian package busybox-static)")
+    tar_bytes = _tar(
+        dirs=[("bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("www", 0o755)],
+        files={"bin/busybox": (BUSYBOX.read_bytes(), 0o755)},
+        symlinks={f"bin/{applet}": "busybox" for applet in BUSYBOX_APPLETS},
+    )
+    return _gzip_layer(tar_bytes)
+
+
+def _write_layout(directory: Path, layers: Sequence[Layer], config: dict[str, object]) -> OciImage:
     blobs = directory / "blobs" / "sha256"
     blobs.mkdir(parents=True, exist_ok=True)
-    layer = _layer(content)
-    layer_digest, layer_size = _write_blob(blobs, layer)
-    config = json.dumps(
+    descriptors = []
+    for layer in layers:
+        digest, size = _write_blob(blobs, layer.blob)
+        descriptors.append({"mediaType": layer.media_type, "digest": digest, "size": size})
+    config_bytes = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
-            "config": {"Cmd": ["/bin/true"]},
-            "rootfs": {
-                "type": "layers",
-                "diff_ids": ["sha256:" + hashlib.sha256(gzip.decompress(layer)).hexdigest()],
-            },
+            "config": config,
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
         },
         sort_keys=True,
     ).encode()
-    config_digest, config_size = _write_blob(blobs, config)
+    config_digest, config_size = _write_blob(blobs, config_bytes)
     manifest = json.dumps(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": config_size},
-            "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": layer_size}],
+            "layers": descriptors,
         },
         sort_keys=True,
     ).encode()
@@ -86,6 +192,71 @@ def make_oci_image(directory: Path, content: str) -> OciImage:
         )
     )
     return OciImage(layout_dir=directory, manifest_digest=manifest_digest)
+
+
+def make_oci_image(directory: Path, content: str) -> OciImage:
+    """Write an OCI layout whose one layer holds `content`; same content, same digest."""
+    layer = _layer(content)
+    diff_id = _sha256(gzip.decompress(layer))
+    return _write_layout(directory, [Layer(layer, OCI_LAYER, diff_id)], {"Cmd": ["/bin/true"]})
+
+
+def make_app_image(directory: Path, marker: str) -> OciImage:
+    """A runnable image serving `/www/index.html` (which holds `marker`) on port 8080.
+
+    It prints `app <marker> starting` first, so `kubectl logs` shows it too.
+    The marker goes in through the environment, never into the shell text.
+    """
+    if not _MARKER.fullmatch(marker):
+        raise ValueError(f"marker {marker!r} must match {_MARKER.pattern}")
+    page = f"<html><body>marker={marker}</body></html>\n".encode()
+    content = _gzip_layer(_tar(files={"www/index.html": (page, 0o644)}))
+    return _write_layout(
+        directory,
+        [busybox_layer(), content],
+        {
+            "Entrypoint": [
+                "/bin/sh",
+                "-c",
+                f'echo "app $MARKER starting"; exec httpd -f -v -p {APP_PORT} -h /www',
+            ],
+            "Env": ["PATH=/bin", f"MARKER={marker}"],
+            "ExposedPorts": {f"{APP_PORT}/tcp": {}},
+            "WorkingDir": "/",
+        },
+    )
+
+
+def make_pause_image(directory: Path) -> OciImage:
+    """The Pod sandbox image: busybox `sleep` as PID 1.
+
+    It ignores SIGTERM as PID 1 does; containerd stops sandboxes with SIGKILL.
+    """
+    return _write_layout(
+        directory,
+        [busybox_layer()],
+        {"Entrypoint": ["/bin/sleep", "2147483647"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
+    )
+
+
+def make_binary_image(
+    directory: Path, binary: Path, *, entrypoint: Sequence[str] = (), name: str | None = None
+) -> OciImage:
+    """An image of one static binary at `/<name>`, run as `/<name> <entrypoint...>`.
+
+    The layer is left uncompressed: gzip of a 60 MB Go binary costs seconds on
+    every start and saves nothing on loopback.
+    """
+    name = name or binary.name
+    tar_bytes = _tar(
+        dirs=[("etc", 0o755), ("tmp", 0o1777)], files={name: (binary.read_bytes(), 0o755)}
+    )
+    layer = Layer(tar_bytes, OCI_LAYER_UNCOMPRESSED, _sha256(tar_bytes))
+    return _write_layout(
+        directory,
+        [layer],
+        {"Entrypoint": [f"/{name}", *entrypoint], "WorkingDir": "/"},
+    )
 
 
 def skopeo_push(image: OciImage, destination: str) -> None:

@@ -78,6 +78,8 @@ class Registry:
     notify: NotificationEndpoint | None = None
     port: int = 0
     log_dir: Path | None = None
+    address: str = "127.0.0.1"
+    """Where it listens; a node passes its host-only address so Pods can pull and push too."""
     auth: HtpasswdAuth | TokenAuth | None = None
     tls: ServingCertificate | None = None
     process: ManagedProcess | None = field(default=None, init=False)
@@ -85,7 +87,7 @@ class Registry:
     @property
     def host(self) -> str:
         """`host:port`, as it appears in image references and notifications."""
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the local control plane (etcd, kube-apiserver, kube-controller-manager)
-# and the chart tools (helm, tilt) from Go modules into a cache outside the
+# Build the local control plane (etcd, kube-apiserver, kube-controller-manager),
+# the node (kubelet, kube-scheduler, kube-proxy, kubectl, crictl, CoreDNS) and
+# the chart tools (helm, tilt) from Go modules into a cache outside the
 # repository, keyed by version.
 #
 # Invariant: a binary in the cache is only ever the finished output of a build
@@ -10,6 +11,8 @@
 # Usage: localkube/build.sh [TARGET] [--print-dir]
 #   TARGET is one of
 #     controlplane  etcd, kube-apiserver, kube-controller-manager (the default)
+#     node          kubelet, kube-scheduler, kube-proxy, kubectl (same k8s.io/kubernetes
+#                   version as the control plane), crictl, coredns
 #     helm          helm, told the Kubernetes version we run (not its 1.20 default)
 #     tilt          tilt (needs cgo: a C compiler)
 #   Builds what is missing, then prints the target's bin dir; with
@@ -22,8 +25,8 @@ print_dir=false
 for arg in "$@"; do
   case "$arg" in
     --print-dir) print_dir=true ;;
-    controlplane | helm | tilt) target="$arg" ;;
-    *) echo "usage: $0 [controlplane|helm|tilt] [--print-dir]" >&2; exit 2 ;;
+    controlplane | node | helm | tilt) target="$arg" ;;
+    *) echo "usage: $0 [controlplane|node|helm|tilt] [--print-dir]" >&2; exit 2 ;;
   esac
 done
 
@@ -37,6 +40,11 @@ case "$target" in
   controlplane)
     etcd_version="$(module_version etcd go.etcd.io/etcd/server/v3)"
     out="$cache_root/k8s-bins/kube-$kube_version-etcd-$etcd_version"
+    ;;
+  node)
+    crictl_version="$(module_version cri-tools sigs.k8s.io/cri-tools)"
+    coredns_version="$(module_version coredns github.com/coredns/coredns)"
+    out="$cache_root/k8s-bins/node-kube-$kube_version-crictl-$crictl_version-coredns-$coredns_version"
     ;;
   helm)
     helm_version="$(module_version helm helm.sh/helm/v3)"
@@ -90,6 +98,20 @@ case "$target" in
     build etcd go.etcd.io/etcd/server/v3 etcd
     build kubernetes k8s.io/kubernetes/cmd/kube-apiserver kube-apiserver "${version_ldflags[*]}"
     build kubernetes k8s.io/kubernetes/cmd/kube-controller-manager kube-controller-manager "${version_ldflags[*]}"
+    ;;
+  node)
+    # The same wrapper module (and so the same k8s.io/kubernetes version and
+    # go.sum) as the control plane: a kubelet of another version than the
+    # API server it registers with is a skew we never want to debug.
+    build kubernetes k8s.io/kubernetes/cmd/kubelet kubelet "${version_ldflags[*]}"
+    build kubernetes k8s.io/kubernetes/cmd/kube-scheduler kube-scheduler "${version_ldflags[*]}"
+    build kubernetes k8s.io/kubernetes/cmd/kube-proxy kube-proxy "${version_ldflags[*]}"
+    build kubernetes k8s.io/kubernetes/cmd/kubectl kubectl "${version_ldflags[*]}"
+    # crictl only cleans up: the CRI sweep after a crash (localdev/node.py).
+    build cri-tools sigs.k8s.io/cri-tools/cmd/crictl crictl \
+      "-X sigs.k8s.io/cri-tools/pkg/version.Version=$crictl_version"
+    # Cluster DNS, run as a Pod from an image localdev makes of this binary.
+    build coredns github.com/coredns/coredns coredns
     ;;
   helm)
     # Without these, `helm template` and `helm lint` assume Kubernetes v1.20

@@ -2,12 +2,27 @@
 # Install the system packages the tests and `imagestream dev` use:
 #   docker-registry  CNCF distribution 2.8.2, the real registry that sends push notifications
 #   skopeo           the real client that pushes test images to it
+# and those of the local node (localdev/node.py), all from Debian 12:
+#   containerd                   1.6.20, the CRI runtime the kubelet talks to
+#   runc                         1.1.5, the OCI runtime containerd starts containers with
+#   containernetworking-plugins  1.1.1, bridge/host-local/loopback/portmap in /usr/lib/cni
+#   busybox-static               /bin/busybox, the one binary our test images are made of
+#   iptables, iproute2           the egress guard, kube-proxy, and cleanup (ip link, ip netns)
 # Go (for localkube/) and Python come with the machine; this script checks them.
 set -euo pipefail
 
 missing=()
 command -v docker-registry >/dev/null || missing+=(docker-registry)
 command -v skopeo >/dev/null || missing+=(skopeo)
+# Probed by path, not PATH: a non-root user's PATH often lacks /usr/sbin.
+[[ -x /usr/bin/containerd ]] || missing+=(containerd)
+[[ -x /usr/sbin/runc ]] || missing+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || missing+=(containernetworking-plugins)
+# The images need a static busybox (no libc in them); Debian's busybox
+# package is dynamic, so check the file, not the command.
+[[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
+[[ -x /usr/sbin/iptables ]] || missing+=(iptables)
+[[ -x /usr/sbin/ip || -x /usr/bin/ip ]] || missing+=(iproute2)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
