@@ -43,7 +43,7 @@ from localdev.node import (
     preflight,
     read_sysctls,
 )
-from localdev.registry import Registry
+from localdev.registry import NotificationEndpoint, Registry
 
 ROLLOUT_TIMEOUT_S = 90
 
@@ -131,7 +131,9 @@ class NodeCluster:
 
 
 @contextlib.contextmanager
-def node_cluster(workdir: Path, *, with_dns: bool = True) -> Iterator[NodeCluster]:
+def node_cluster(
+    workdir: Path, *, with_dns: bool = True, notify: NotificationEndpoint | None = None
+) -> Iterator[NodeCluster]:
     skip_unless_node_can_run()
     node = Node(workdir=workdir / "node", bin_dir=node_binary_dir(build=True), with_dns=with_dns)
     plane: ControlPlane | None = None
@@ -146,7 +148,9 @@ def node_cluster(workdir: Path, *, with_dns: bool = True) -> Iterator[NodeCluste
             bin_dir=binary_dir(build=True),
             **node.controlplane_options(),
         ).start()
-        registry = Registry(workdir=workdir / "registry", address=node.registry_address).start()
+        registry = Registry(
+            workdir=workdir / "registry", address=node.registry_address, notify=notify
+        ).start()
         node.start(plane, registry)
         yield NodeCluster(node=node, plane=plane, registry=registry)
     finally:
