@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Counter
 from imagestream.health import ReadinessCheck, StopSignal, health_routes, metrics_routes, serve
 from imagestream.kube.client import Kube, connect
 from imagestream.settings import Settings
+from imagestream.written import WrittenObjects
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +68,8 @@ class Collaborators:
     kube: Kube
     metrics: CollectorRegistry
     stop: StopSignal
+    written_imagestreams: WrittenObjects = field(default_factory=WrittenObjects)
+    """ImageStreams this process wrote; a component's cache may take them early."""
 
 
 ComponentStarter = Callable[[Collaborators], Awaitable[Component]]

@@ -107,6 +107,8 @@ class StreamRecorder:
     conflict_budget: int = CONFLICT_BUDGET
     on_write: Callable[[str, int], None] | None = None
     """Called after each successful status write with (stream key, updates in it)."""
+    on_written: Callable[[Obj], object] | None = None
+    """Called after each successful status write with the object the API server answered."""
     _pending: dict[str, list[_Pending]] = field(default_factory=dict)
     _writers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _written: BoundedCache[str, tuple[str, Obj]] = field(
@@ -226,6 +228,8 @@ class StreamRecorder:
             self._remember(f"{namespace}/{name}", _resource_version(current), written)
             if self.on_write is not None:
                 self.on_write(f"{namespace}/{name}", len(batch))
+            if self.on_written is not None:
+                self.on_written(written)
             return written, results
         raise RecordError(
             f"imagestream {namespace}/{name}: still conflicting after {self.conflict_budget} writes"

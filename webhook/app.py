@@ -97,7 +97,9 @@ async def start(collaborators: Collaborators) -> Webhook:
         get_cached=streams.get,
         history_limit=settings.history_limit,
         on_write=lambda _key, _updates: writes.inc(),
+        on_written=collaborators.written_imagestreams.publish,
     )
+    collaborators.written_imagestreams.subscribe(streams.observe)
     session = aiohttp.ClientSession()
     registry_access = RegistryAccess.from_settings(settings, session=session, kube=kube)
     intake = Intake(
