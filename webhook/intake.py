@@ -7,6 +7,12 @@ write budget, so the handler answers 503 and the sender retries. Recording
 the same push again changes nothing, which is what makes those retries, and
 every at-least-once sender, safe.
 
+An `integrated` receiver speaks for the integrated registry alone: the host
+it records is always `--integrated-registry`, and a payload naming any other
+host is acknowledged and ignored (`not_integrated_registry`). Otherwise one
+authenticated request could point a stream, and every workload following
+it, at a host of the sender's choosing.
+
 A forged or mistaken event cannot move a tag to an image the registry does
 not have when the receiver says `verify: registry`: the digest recorded is
 then the one the registry serves for that tag right now, and a failure to
@@ -34,6 +40,7 @@ from imagestream.recording import (
     StreamRecorder,
     TagUpdate,
 )
+from imagestream.references import normalize_registry
 from imagestream.registry_access import RegistryAccess
 from imagestream.registry_client import ResolveError
 from imagestream.timestamps import rfc3339_micro
@@ -89,6 +96,9 @@ class Intake:
     recorder: StreamRecorder
     index: DockerImageTagIndex
     registry_access: RegistryAccess | None = None
+    integrated_registry: str = ""
+    """`host[:port]` of the integrated registry (`--integrated-registry`): the only host an
+    `integrated` receiver records. Empty: integrated receivers record nothing."""
     write_budget_s: float = WRITE_BUDGET_S
     watched_namespaces: frozenset[str] = frozenset()
     """Empty: every namespace. Otherwise pushes for others are acknowledged and ignored:
@@ -139,6 +149,8 @@ class Intake:
         self, receiver: Receiver, record: PushRecord, ignored: list[Ignored]
     ) -> list[Target]:
         """The tags `record` moves (pure: the index lookup); why none, appended to `ignored`."""
+        if receiver.integrated:
+            return self._integrated_targets(receiver, record, ignored)
         registry = record.registry or receiver.registry
         if not registry:
             ignored.append(
@@ -150,25 +162,7 @@ class Intake:
             )
             return []
         targets = self.index.followers(registry, record.repository, record.tag)
-        if receiver.integrated:
-            # An integrated registry is reached under several names (the
-            # Service inside, a route outside); the receiver's `registry`
-            # names the one recorded, as OpenShift records its internal name.
-            canonical = receiver.registry or registry
-            if canonical != registry:
-                targets += self.index.followers(canonical, record.repository, record.tag)
-            integrated = integrated_target(record, registry=canonical)
-            if (
-                isinstance(integrated, Target)
-                and self.watched_namespaces
-                and integrated.namespace not in self.watched_namespaces
-            ):
-                integrated = "namespace_not_watched"
-            if isinstance(integrated, Target):
-                targets.append(integrated)
-            elif not targets:
-                ignored.append(Ignored(integrated, record.event_id, record.repository))
-        elif not targets:
+        if not targets:
             ignored.append(
                 Ignored(
                     "no_matching_imagestream_tag",
@@ -178,13 +172,63 @@ class Intake:
             )
         return targets
 
+    def integrated_names(self, receiver: Receiver) -> frozenset[str]:
+        """The hosts a payload on `receiver` may name: the integrated registry, and the
+        receiver's `registry` (another name it is reached under, such as its route)."""
+        names = {self.integrated_registry, receiver.registry} - {""}
+        return frozenset(normalize_registry(name) for name in names)
+
+    def _integrated_targets(
+        self, receiver: Receiver, record: PushRecord, ignored: list[Ignored]
+    ) -> list[Target]:
+        if not self.integrated_registry:
+            # The process refuses to start like this (webhook/app.py); a
+            # collaborator built by hand must not record a payload's host either.
+            ignored.append(
+                Ignored("not_integrated_registry", record.event_id, "no --integrated-registry")
+            )
+            return []
+        names = self.integrated_names(receiver)
+        # No host in the payload: the integrated registry's own notification
+        # (its receiver is authenticated), so the integrated registry.
+        if record.registry and normalize_registry(record.registry) not in names:
+            ignored.append(
+                Ignored(
+                    "not_integrated_registry",
+                    record.event_id,
+                    f"{record.registry}/{record.repository}:{record.tag}: this receiver "
+                    f"records pushes to {self.integrated_registry} only",
+                )
+            )
+            return []
+        # Spec tags may name the integrated registry under any of its names.
+        targets: list[Target] = []
+        for name in sorted(names):
+            targets += self.index.followers(name, record.repository, record.tag)
+        integrated = integrated_target(record, registry=self.integrated_registry)
+        if (
+            isinstance(integrated, Target)
+            and self.watched_namespaces
+            and integrated.namespace not in self.watched_namespaces
+        ):
+            integrated = "namespace_not_watched"
+        if isinstance(integrated, Target):
+            targets.append(integrated)
+        elif not targets:
+            ignored.append(Ignored(integrated, record.event_id, record.repository))
+        return targets
+
     async def _digest(
         self, receiver: Receiver, record: PushRecord, targets: list[Target]
     ) -> tuple[str, TagCondition | None]:
         """The digest to record, or the import failure to record instead."""
         if record.digest and receiver.verify != "registry":
             return record.digest, None
-        registry = record.registry or receiver.registry
+        registry = (
+            self.integrated_registry
+            if receiver.integrated
+            else record.registry or receiver.registry
+        )
         if self.registry_access is None:
             return record.digest, self._failure("InternalError", "no registry client configured")
         try:

@@ -90,49 +90,125 @@ async def test_behaviour_13_pushing_the_same_digest_again_writes_nothing(
     assert len(tag_items(after, "v1")) == 1
 
 
+def distribution_event(
+    event_id: str,
+    *,
+    host: str,
+    repository: str,
+    tag: str,
+    digest: str,
+    timestamp: str = "",
+) -> dict[str, Any]:
+    """One push event as CNCF distribution sends it (envelope v2)."""
+    event: dict[str, Any] = {
+        "id": event_id,
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "repository": repository,
+            "tag": tag,
+        },
+        "request": {"host": host},
+    }
+    if timestamp:
+        event["timestamp"] = timestamp
+    return event
+
+
+async def post_events(
+    system: System, session: aiohttp.ClientSession, *events: dict[str, Any]
+) -> tuple[int, Any]:
+    """POST one notification to the integrated receiver, as the registry would."""
+    async with session.post(
+        f"{system.webhook_url}/v1/events/distribution",
+        data=json.dumps({"events": list(events)}),
+        headers={
+            "Authorization": f"Bearer {system.token}",
+            "Content-Type": "application/vnd.docker.distribution.events.v2+json",
+        },
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as response:
+        return response.status, await response.json()
+
+
 async def test_a_late_notification_never_moves_the_tag_back(system: System, tmp_path: Path) -> None:
     """Two pushes delivered newest first: the tag ends on the newest, history holds both."""
     namespace = await new_namespace(system.kube, "order")
     repository = f"{namespace}/app"
     older = "sha256:" + "1" * 64
     newer = "sha256:" + "2" * 64
-
-    def envelope(event_id: str, digest: str, timestamp: str) -> dict[str, Any]:
-        return {
-            "events": [
-                {
-                    "id": event_id,
-                    "timestamp": timestamp,
-                    "action": "push",
-                    "target": {
-                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": digest,
-                        "repository": repository,
-                        "tag": "v1",
-                    },
-                    "request": {"host": system.registry.host},
-                }
-            ]
-        }
+    host = system.registry.host
 
     async with aiohttp.ClientSession() as session:
-        for body in (
-            envelope("e2", newer, "2026-01-01T00:00:02Z"),
-            envelope("e1", older, "2026-01-01T00:00:01Z"),
+        for event_id, digest, timestamp in (
+            ("e2", newer, "2026-01-01T00:00:02Z"),
+            ("e1", older, "2026-01-01T00:00:01Z"),
         ):
-            async with session.post(
-                f"{system.webhook_url}/v1/events/distribution",
-                data=json.dumps(body),
-                headers={
-                    "Authorization": f"Bearer {system.token}",
-                    "Content-Type": "application/vnd.docker.distribution.events.v2+json",
-                },
-            ) as response:
-                assert response.status == 200, await response.text()
-                answer = await response.json()
-                assert [a["digest"] for a in answer["applied"]] == [
-                    body["events"][0]["target"]["digest"]
-                ]
+            event = distribution_event(
+                event_id,
+                host=host,
+                repository=repository,
+                tag="v1",
+                digest=digest,
+                timestamp=timestamp,
+            )
+            status, answer = await post_events(system, session, event)
+            assert status == 200, answer
+            assert [a["digest"] for a in answer["applied"]] == [digest]
     stream = await get_stream(system, namespace, "app")
     assert stream is not None
     assert [item["image"] for item in tag_items(stream, "v1")] == [newer, older]
+
+
+async def test_the_integrated_receiver_records_only_the_integrated_registry(
+    system: System, tmp_path: Path
+) -> None:
+    """A payload naming another host is acknowledged, counted and ignored (issue 14, point 1).
+
+    One authenticated request must not point a stream, and through it every
+    workload that follows it, at a host of the sender's choosing: the
+    integrated receiver speaks for the integrated registry alone.
+    """
+    namespace = await new_namespace(system.kube, "host")
+    ignored_before = await metric(
+        system, "imagestream_webhook_events_total", outcome="not_integrated_registry"
+    )
+    forged = distribution_event(
+        "forged-host",
+        host="attacker.example.com",
+        repository=f"{namespace}/app",
+        tag="v1",
+        digest="sha256:" + "6" * 64,
+    )
+    async with aiohttp.ClientSession() as session:
+        status, answer = await post_events(system, session, forged)
+        assert status == 200, answer
+        assert answer["applied"] == []
+        assert [(i["reason"], i["eventId"]) for i in answer["ignored"]] == [
+            ("not_integrated_registry", "forged-host")
+        ]
+        assert await get_stream(system, namespace, "app") is None
+        assert (
+            await metric(
+                system, "imagestream_webhook_events_total", outcome="not_integrated_registry"
+            )
+            == ignored_before + 1
+        )
+        # A redelivery is answered the same: nothing was remembered or written.
+        status, answer = await post_events(system, session, forged)
+        assert (status, [i["reason"] for i in answer["ignored"]]) == (
+            200,
+            ["not_integrated_registry"],
+        )
+    assert await get_stream(system, namespace, "app") is None
+
+    # A real push to the integrated registry is recorded under its configured name.
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+
+    async def recorded() -> list[dict[str, Any]]:
+        stream = await get_stream(system, namespace, "app")
+        return tag_items(stream, "v1") if stream else []
+
+    (item,) = await eventually(recorded, what="the real push recorded")
+    assert item["dockerImageReference"] == f"{system.registry.host}/{namespace}/app@{digest}"

@@ -138,9 +138,13 @@ async def ready(webhook: WebhookProcess, session: aiohttp.ClientSession) -> bool
 
 @pytest.fixture
 async def webhooks(
-    controlplane: ControlPlane, kube: Kube, crds: list[str], tmp_path: Path
+    controlplane: ControlPlane, kube: Kube, crds: list[str], system: System, tmp_path: Path
 ) -> AsyncIterator[tuple[str, str, list[WebhookProcess]]]:
-    """(namespace, token, two webhook processes watching it); stopped by PID, then gone."""
+    """(namespace, token, two webhook processes watching it); stopped by PID, then gone.
+
+    Their integrated registry is the session system's, the host the events name.
+    """
+    system_registry_host = system.registry.host
     namespace = await new_namespace(kube, "race")
     token = "race-token-" + tmp_path.name
     token_file = tmp_path / "token"
@@ -166,6 +170,8 @@ async def webhooks(
                     metrics,
                     "--webhook-token-file",
                     str(token_file),
+                    "--integrated-registry",
+                    system_registry_host,
                     "--watch-namespaces",
                     namespace,
                     "--log-format",
