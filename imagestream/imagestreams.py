@@ -14,7 +14,9 @@ The rules (behaviours 1, 2, 3, 9 and 10 of docs/openshift-behaviours.md):
   the head back: it is inserted into the history in time order, or dropped
   if the history already holds it. Registries deliver at least once and in
   no guaranteed order, and a late event must not roll workloads back
-  (docs/openshift-behaviours.md#behaviour-1).
+  (docs/openshift-behaviours.md#behaviour-1). The webhook bounds a payload's
+  push time by its time of receipt before it gets here
+  (docs/delivery-semantics.md#late-and-reordered-events).
 - Unlike OpenShift, history is capped (default 50 items), so an object never
   approaches etcd's size limit (docs/openshift-behaviours.md#behaviour-3).
 - After a tag's head changes, the spec tags of the same stream that follow

@@ -13,6 +13,15 @@ host is acknowledged and ignored (`not_integrated_registry`). Otherwise one
 authenticated request could point a stream, and every workload following
 it, at a host of the sender's choosing.
 
+A payload's push time is evidence, not truth: "a late event never moves a
+tag back" compares push times, so the time recorded is bounded by the time
+of receipt (`bounded_push_time`). A time after receipt counts as receipt
+time, or one event claiming a push in 2099 would pin its tag against every
+real push until then; a time older than any sender redelivers
+(`PUSH_TIME_MAX_AGE`) is a zero or reset clock and counts as receipt time
+too, or a real push from that sender would never move a tag (and a year
+below 1000 is not even an RFC 3339 timestamp the API server takes).
+
 A forged or mistaken event cannot move a tag to an image the registry does
 not have when the receiver says `verify: registry`: the digest recorded is
 then the one the registry serves for that tag right now, and a failure to
@@ -26,7 +35,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 
@@ -52,6 +61,23 @@ log = structlog.get_logger(__name__)
 
 WRITE_BUDGET_S = 5.0
 SEEN_EVENTS_MAX = 4096
+PUSH_TIME_MAX_AGE = timedelta(days=7)
+"""Longer than any sender redelivers: Pub/Sub keeps an unacknowledged message 7 days,
+Event Grid and EventBridge retry for 24 hours, Harbor and GitHub for less; distribution
+retries forever but in order, so receipt times keep its order."""
+
+
+def bounded_push_time(pushed_at: datetime | None, received: datetime) -> datetime:
+    """The push time to record: the payload's, if it lies within what receipt allows.
+
+    A push happens before its notification is received, and no sender delivers
+    later than `PUSH_TIME_MAX_AGE`; outside that window the payload's clock is
+    wrong (or lies), and the event counts as pushed when it was received,
+    like an event that names no time.
+    """
+    if pushed_at is None or pushed_at > received or pushed_at < received - PUSH_TIME_MAX_AGE:
+        return received
+    return pushed_at
 
 
 class IntakeUnavailable(Exception):
@@ -107,6 +133,7 @@ class Intake:
     _seen: BoundedCache[str, None] = field(default_factory=lambda: BoundedCache(SEEN_EVENTS_MAX))
 
     async def apply(self, receiver: Receiver, parsed: ParsedNotification) -> IntakeResult:
+        received = self.clock()
         result = IntakeResult(ignored=list(parsed.ignored))
         updates: dict[tuple[str, str], list[tuple[TagUpdate, Target, str]]] = defaultdict(list)
         creates: dict[tuple[str, str], CreateSpec] = {}
@@ -124,7 +151,8 @@ class Intake:
                 key = (target.namespace, target.stream)
                 if target.create_repository:
                     creates[key] = CreateSpec(docker_image_repository=target.create_repository)
-                updates[key].append((self._update(record, target, digest, failure), target, digest))
+                update = self._update(record, target, digest, failure, received=received)
+                updates[key].append((update, target, digest))
         if not updates:
             return result
         try:
@@ -261,11 +289,17 @@ class Intake:
         )
 
     def _update(
-        self, record: PushRecord, target: Target, digest: str, failure: TagCondition | None
+        self,
+        record: PushRecord,
+        target: Target,
+        digest: str,
+        failure: TagCondition | None,
+        *,
+        received: datetime,
     ) -> TagUpdate:
         if failure is not None or not digest:
             return TagUpdate(tag=target.tag, failure=failure, event_id=record.event_id)
-        created = _rfc3339(record.pushed_at or self.clock())
+        created = _rfc3339(bounded_push_time(record.pushed_at, received))
         event = TagEvent(
             created=created,
             docker_image_reference=f"{target.name}@{digest}",

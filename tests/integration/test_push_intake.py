@@ -6,6 +6,7 @@ See docs/openshift-behaviours.md#behaviour-12 and docs/openshift-behaviours.md#b
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import aiohttp
 
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS
+from imagestream.timestamps import parse_rfc3339, rfc3339_micro
 from tests.integration.conftest import System, eventually, new_namespace, push
 
 
@@ -140,10 +142,12 @@ async def test_a_late_notification_never_moves_the_tag_back(system: System, tmp_
     newer = "sha256:" + "2" * 64
     host = system.registry.host
 
+    # Push times within the bound (docs/delivery-semantics.md#late-and-reordered-events).
+    now = datetime.now(UTC)
     async with aiohttp.ClientSession() as session:
         for event_id, digest, timestamp in (
-            ("e2", newer, "2026-01-01T00:00:02Z"),
-            ("e1", older, "2026-01-01T00:00:01Z"),
+            ("e2", newer, rfc3339_micro(now - timedelta(minutes=1))),
+            ("e1", older, rfc3339_micro(now - timedelta(minutes=2))),
         ):
             event = distribution_event(
                 event_id,
@@ -212,3 +216,82 @@ async def test_the_integrated_receiver_records_only_the_integrated_registry(
 
     (item,) = await eventually(recorded, what="the real push recorded")
     assert item["dockerImageReference"] == f"{system.registry.host}/{namespace}/app@{digest}"
+
+
+def assert_newest_first(items: list[dict[str, Any]]) -> None:
+    times = [parse_rfc3339(item["created"]) for item in items]
+    assert all(t is not None for t in times), items
+    assert times == sorted(times, reverse=True), [item["created"] for item in items]  # type: ignore[type-var]
+
+
+async def test_a_push_time_in_the_future_does_not_pin_the_tag(
+    system: System, tmp_path: Path
+) -> None:
+    """Push time is evidence bounded by receipt (issue 14, point 2).
+
+    An event claiming a push in 2099 would otherwise be "newer" than every
+    real push until then: each one would go into the history as a late event
+    and the tag would stay where the one event put it.
+    """
+    namespace = await new_namespace(system.kube, "future")
+    host = system.registry.host
+    future = distribution_event(
+        "from-the-future",
+        host=host,
+        repository=f"{namespace}/app",
+        tag="v1",
+        digest="sha256:" + "f" * 64,
+        timestamp="2099-01-01T00:00:00Z",
+    )
+    async with aiohttp.ClientSession() as session:
+        received = datetime.now(UTC)
+        status, answer = await post_events(system, session, future)
+        assert status == 200, answer
+        assert [a["digest"] for a in answer["applied"]] == ["sha256:" + "f" * 64]
+    stream = await get_stream(system, namespace, "app")
+    assert stream is not None
+    (item,) = tag_items(stream, "v1")
+    recorded = parse_rfc3339(item["created"])
+    assert recorded is not None and recorded - received < timedelta(seconds=5), item
+
+    # A later real push, notified by the real registry, moves the tag.
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+
+    async def moved() -> list[dict[str, Any]]:
+        stream = await get_stream(system, namespace, "app")
+        items = tag_items(stream, "v1") if stream else []
+        return items if any(i["image"] == digest for i in items) else []
+
+    items = await eventually(moved, what="the real push recorded")
+    assert [i["image"] for i in items] == [digest, "sha256:" + "f" * 64]
+    assert_newest_first(items)
+
+
+async def test_an_absurdly_old_push_time_counts_as_the_time_of_receipt(
+    system: System, tmp_path: Path
+) -> None:
+    """A time older than any sender redelivers (a zero or reset clock) is not believed."""
+    namespace = await new_namespace(system.kube, "epoch")
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+
+    async def recorded() -> list[dict[str, Any]]:
+        stream = await get_stream(system, namespace, "app")
+        return tag_items(stream, "v1") if stream else []
+
+    await eventually(recorded, what="the real push recorded")
+    zero = "sha256:" + "0" * 64
+    async with aiohttp.ClientSession() as session:
+        for event_id, timestamp in (("epoch", "1970-01-01T00:00:00Z"), ("go-zero", "")):
+            event = distribution_event(
+                event_id,
+                host=system.registry.host,
+                repository=f"{namespace}/app",
+                tag="v1",
+                digest=zero if event_id == "epoch" else "sha256:" + "1" * 64,
+                timestamp=timestamp or "0001-01-01T00:00:00Z",
+            )
+            status, answer = await post_events(system, session, event)
+            assert status == 200, answer
+    items = await recorded()
+    assert [i["image"] for i in items] == ["sha256:" + "1" * 64, zero, digest]
+    assert_newest_first(items)
