@@ -22,6 +22,13 @@ real push until then; a time older than any sender redelivers
 too, or a real push from that sender would never move a tag (and a year
 below 1000 is not even an RFC 3339 timestamp the API server takes).
 
+An event the API server refuses as invalid (422: the schema, an admission
+policy) is the sender's error, not an outage: it is reported as ignored with
+`invalid_event` and the server's reason, and the events written with it are
+applied (the recorder isolates it). Raising `IntakeUnavailable` for it
+would answer 503 on every redelivery, forever, and wedge a distribution
+registry's queue behind it.
+
 A forged or mistaken event cannot move a tag to an image the registry does
 not have when the receiver says `verify: registry`: the digest recorded is
 then the one the registry serves for that tag right now, and a failure to
@@ -48,6 +55,7 @@ from imagestream.recording import (
     StreamMissing,
     StreamRecorder,
     TagUpdate,
+    UpdateRefused,
 )
 from imagestream.references import normalize_registry
 from imagestream.registry_access import RegistryAccess
@@ -61,6 +69,8 @@ log = structlog.get_logger(__name__)
 
 WRITE_BUDGET_S = 5.0
 SEEN_EVENTS_MAX = 4096
+INVALID_EVENT = "invalid_event"
+"""The reason for an event that can never be stored: the API server refuses it (422)."""
 PUSH_TIME_MAX_AGE = timedelta(days=7)
 """Longer than any sender redelivers: Pub/Sub keeps an unacknowledged message 7 days,
 Event Grid and EventBridge retry for 24 hours, Harbor and GitHub for less; distribution
@@ -325,10 +335,25 @@ class Intake:
             ]
         except NamespaceMissing:
             return [], [Ignored("namespace_not_found", entries[0][0].event_id, namespace)]
+        except UpdateRefused as error:
+            if not error.results:  # the stream itself was refused, and with it every update
+                return [], [Ignored(INVALID_EVENT, u.event_id, str(error)) for u, _, _ in entries]
+            results = error.results
         except RecordError as error:
             raise IntakeUnavailable(str(error)) from error
-        applied = []
+        applied, ignored = [], []
         for (update, target, digest), outcome in zip(entries, results, strict=True):
+            if outcome.refused:
+                # The sender's error, not an outage: acknowledged with the
+                # reason (or refused, on strict receivers), never 503.
+                ignored.append(
+                    Ignored(
+                        INVALID_EVENT,
+                        update.event_id,
+                        f"{namespace}/{stream}:{target.tag}: {outcome.refused}",
+                    )
+                )
+                continue
             applied.append(
                 Applied(
                     imagestream=f"{namespace}/{stream}",
@@ -346,7 +371,7 @@ class Intake:
                     digest=digest,
                     event_id=update.event_id,
                 )
-        return applied, []
+        return applied, ignored
 
     def _remember(self, event_ids: list[str]) -> None:
         for event_id in event_ids:
