@@ -6,6 +6,8 @@ Modules, in dependency order:
   `ResolveLatestTaggedImage`).
 * `annotations`: the `image.openshift.io/triggers` annotation, its fieldPath grammar and our
   own bookkeeping annotations.
+* `ownership`: which images and annotations the trigger loop set last, from managedFields
+  (what tells `kubectl rollout undo` from no change at all).
 * `plan`: the planner for annotation-triggered workloads (Deployment, StatefulSet, DaemonSet,
   CronJob), the outcome vocabulary shared with DeploymentConfigs, and the write helpers.
 * `deploymentconfigs`: DeploymentConfig `ImageChange` triggers.

@@ -41,6 +41,7 @@ from controller.loop.queue import WorkQueue
 from controller.triggers.annotations import UnsupportedKind
 from controller.triggers.index import TriggerIndex
 from controller.triggers.outcomes import NamespacePolicy, TriggerOutcome
+from controller.triggers.ownership import TRIGGER_FIELD_MANAGER
 from controller.triggers.reactors import Reaction, Reactor
 from imagestream.imagestreams import head
 from imagestream.kube.client import JSON_PATCH, Kube
@@ -139,7 +140,13 @@ class TriggerReconciler:
             return None
         try:
             await self.kube.patch(
-                reactor.resource, namespace, name, reaction.patch, patch_type=JSON_PATCH
+                reactor.resource,
+                namespace,
+                name,
+                reaction.patch,
+                patch_type=JSON_PATCH,
+                # Under our own name: managedFields then say which images we set last.
+                field_manager=TRIGGER_FIELD_MANAGER,
             )
         except NotFound:
             log.debug("patch_target_gone", key=key)
