@@ -21,14 +21,15 @@ never confused (docs/architecture.md#api-errors):
 * the object is gone (`NotFound`): nothing was written, so nothing is said:
   no `ImageTriggered` Event, no latency sample, no log line.
 
-Every patch is explained by a Normal Event on the object, and every trigger
-that cannot act by a Warning Event (deduplicated).
+Every patch is explained by a Normal Event on the object (each one counted:
+repeats join the Event's series), and every trigger that cannot act by a
+Warning Event, once per change of its state (`controller.triggers.warnings`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,18 +42,23 @@ from controller.loop.queue import WorkQueue
 from controller.triggers.annotations import UnsupportedKind
 from controller.triggers.index import TriggerIndex
 from controller.triggers.outcomes import NamespacePolicy, TriggerOutcome
+from controller.triggers.ownership import TRIGGER_FIELD_MANAGER
 from controller.triggers.reactors import Reaction, Reactor
+from controller.triggers.warnings import TriggerStates, news
+from imagestream.caches import BoundedCache
 from imagestream.imagestreams import head
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import Invalid, NotFound, PatchTestFailed
 from imagestream.kube.informer import InformerSet
-from imagestream.objects import Obj
+from imagestream.objects import Obj, uid_of
 from imagestream.timestamps import parse_rfc3339
 
 log = structlog.get_logger(__name__)
 
 STALE_RETRY_S = 0.2
 """After a stale read: long enough for the watch to bring the newer object."""
+STATES_REMEMBERED_MAX = 100_000
+"""Objects whose trigger states are remembered; forgetting one costs one repeated Warning."""
 
 
 @dataclass
@@ -92,6 +98,10 @@ class TriggerReconciler:
     metrics: TriggerMetrics
     namespace_allowed: NamespacePolicy
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _states: BoundedCache[str, tuple[str, TriggerStates]] = field(
+        default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
+    )
+    """By queue key: the object's uid and its triggers' states at the last reconcile."""
 
     # --- what wakes a key ---------------------------------------------------------------
 
@@ -126,6 +136,7 @@ class TriggerReconciler:
         obj = self.caches[plural].get(f"{namespace}/{name}")
         if obj is None:
             self.index.remove(key)
+            self._states.pop(key)
             return None
         self.index.update(key, reactor.follows(obj))
         try:
@@ -134,12 +145,18 @@ class TriggerReconciler:
             )
         except UnsupportedKind as error:
             raise GiveUp(str(error)) from error
-        await self._explain_failures(obj, reaction.outcomes)
+        await self._explain_failures(key, obj, reaction.outcomes)
         if not reaction.patch:
             return None
         try:
             await self.kube.patch(
-                reactor.resource, namespace, name, reaction.patch, patch_type=JSON_PATCH
+                reactor.resource,
+                namespace,
+                name,
+                reaction.patch,
+                patch_type=JSON_PATCH,
+                # Under our own name: managedFields then say which images we set last.
+                field_manager=TRIGGER_FIELD_MANAGER,
             )
         except NotFound:
             log.debug("patch_target_gone", key=key)
@@ -195,16 +212,24 @@ class TriggerReconciler:
                 ),
             )
 
-    async def _explain_failures(self, obj: Obj, outcomes: tuple[TriggerOutcome, ...]) -> None:
-        for outcome in outcomes:
-            if outcome.reason.is_warning:
-                await self.events.post(
-                    obj,
-                    type_="Warning",
-                    reason=f"Trigger{outcome.reason}",
-                    action="Resolve",
-                    note=f"{outcome.target} <- {outcome.source}: {outcome.message}",
-                )
+    async def _explain_failures(
+        self, key: str, obj: Obj, outcomes: tuple[TriggerOutcome, ...]
+    ) -> None:
+        """One Warning per trigger that entered a state in which it cannot act."""
+        uid = uid_of(obj)
+        remembered = self._states.get(key)
+        previous = remembered[1] if remembered is not None and remembered[0] == uid else {}
+        states, fresh = news(previous, outcomes)
+        self._states.put(key, (uid, states))
+        for outcome in fresh:
+            log.info("trigger_cannot_act", key=key, target=outcome.target, reason=outcome.reason)
+            await self.events.post(
+                obj,
+                type_="Warning",
+                reason=f"Trigger{outcome.reason}",
+                action="Resolve",
+                note=f"{outcome.target} <- {outcome.source}: {outcome.message}",
+            )
 
     def _observe_latency(self, namespace: str, stream_name: str, tag: str) -> None:
         stream = self.get_stream(namespace, stream_name)

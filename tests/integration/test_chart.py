@@ -577,7 +577,7 @@ CONTROLLER_ALLOWED = [
     *[(v, "buildconfigs.build.openshift.io") for v in ("get", "list", "create", "patch")],
     ("create", "builds.build.openshift.io"),
     ("update", "builds.build.openshift.io:status"),
-    ("create", "events.events.k8s.io"),
+    *[(v, "events.events.k8s.io") for v in ("create", "patch")],  # patch: an Event's series
     ("create", "events"),
     *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
 ]
