@@ -7,18 +7,20 @@ container, `from` ImageStreamTag with a namespace only when it is another one, `
 only when true), and on Deployments `spec.paused` as the config-change trigger (oc's rule:
 `--manual` alone pauses a Deployment); on DeploymentConfigs `spec.triggers`, with a
 ConfigChange entry first and ImageChange entries (`automatic`, `from`, `containerNames`),
-unchanged entries kept as they were. `set image-lookup` sets `spec.lookupPolicy.local`.
-Each write is conditional on the object as read (a JSON Patch testing the
-resourceVersion), so a concurrent change is never overwritten; nothing is written when
-nothing changes (and, as oc, nothing is printed then).
+unchanged entries kept as they were (with their `lastTriggeredImage`, which oc drops).
+`set image-lookup` sets `spec.lookupPolicy.local`. Each write is conditional on the
+object as read (a JSON Patch testing the resourceVersion), so a concurrent change is
+never overwritten; nothing is written when nothing changes (and, as oc, nothing is
+printed then).
 
 Failure it prevents: triggers that the controller reads differently from how the command
 meant them, or an edit that silently drops another trigger or someone else's change.
 
-One difference, on purpose: a trigger on an init container is written with an
-`initContainers[...]` fieldPath; oc writes `containers[...]` for every container, which
-OpenShift resolves by name across both lists but a strict reader of the fieldPath does not.
-BuildConfig triggers and webhooks are not handled here.
+Differences, on purpose: the kept `lastTriggeredImage` above; and a trigger on an init
+container is written with an `initContainers[...]` fieldPath, where oc writes
+`containers[...]` for every container (OpenShift finds a container by name in both lists;
+our controller reads the list the fieldPath names). BuildConfig triggers and webhooks
+are not handled here.
 
 `definition_of`, `update`, `apply_annotation`, `apply_deploymentconfig` and
 `trigger_table` decide (pure); `run_triggers` and `run_image_lookup` read and write.
@@ -321,7 +323,8 @@ def apply_annotation(obj: Mapping[str, Any], kind: str, definition: TriggerDefin
 
 
 def _canonical_dc_trigger(trigger: Mapping[str, Any]) -> Obj:
-    """A DeploymentConfig trigger as OpenShift's typed struct holds it (for equality)."""
+    """A DeploymentConfig trigger as OpenShift's typed struct holds it, for equality;
+    without `lastTriggeredImage` (see `deploymentconfig_triggers`)."""
     canonical: Obj = {"type": string(trigger.get("type"))}
     params = trigger.get("imageChangeParams")
     if isinstance(params, Mapping):
@@ -330,13 +333,20 @@ def _canonical_dc_trigger(trigger: Mapping[str, Any]) -> Obj:
             "automatic": params.get("automatic") is True,
             "containerNames": [str(n) for n in params.get("containerNames") or []],
             "from": {k: string(v) for k, v in source.items() if string(v)},
-            "lastTriggeredImage": string(params.get("lastTriggeredImage")),
         }
     return canonical
 
 
 def deploymentconfig_triggers(dc: Mapping[str, Any], definition: TriggerDefinition) -> list[Obj]:
-    """`spec.triggers` as oc leaves it for `definition` (pure)."""
+    """`spec.triggers` as oc leaves it for `definition` (pure).
+
+    ConfigChange first when wanted, then the existing entries that are still wanted (as
+    they were), then the new ones. Unlike oc, an existing image trigger that is otherwise
+    unchanged keeps its `lastTriggeredImage`: oc compares whole entries, so it drops the
+    field from every image trigger and OpenShift's trigger controller writes it back;
+    here, an emptied `lastTriggeredImage` could make the next write look like an image
+    change.
+    """
     pod_spec = pod_spec_at(dc, POD_SPEC_PATHS["DeploymentConfig"])
     _check_names(definition, pod_spec)
     existing = [
