@@ -96,6 +96,17 @@ def add_connection_flags(parser: argparse.ArgumentParser, add_flag: Callable[...
     )
 
 
+def add_global_connection_flags(parser: argparse.ArgumentParser) -> None:
+    """The same flags before the command (`imagestream -n NS tag ...`), as kubectl takes them.
+
+    They live under their own names: a subcommand's defaults would otherwise overwrite
+    them. A flag after the command wins.
+    """
+    parser.add_argument("--kubeconfig", dest="global_kubeconfig", default=None, help="as below")
+    parser.add_argument("--context", dest="global_context", default=None, help="as below")
+    parser.add_argument("-n", "--namespace", dest="global_namespace", default=None, help="as below")
+
+
 def add_output_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
@@ -130,10 +141,16 @@ def error_line(error: BaseException) -> str:
 @contextlib.asynccontextmanager
 async def connected(args: argparse.Namespace) -> AsyncIterator[tuple[Kube, str]]:
     """The connection and namespace the command's flags and environment name."""
+
+    def flag(name: str) -> str | None:
+        value = getattr(args, name, None) or getattr(args, f"global_{name}", None)
+        return str(value) if value else None
+
+    kubeconfig = flag("kubeconfig")
     kube, namespace = await connect_as_user(
-        kubeconfig=Path(args.kubeconfig) if getattr(args, "kubeconfig", None) else None,
-        context=getattr(args, "context", None),
-        namespace=getattr(args, "namespace", None),
+        kubeconfig=Path(kubeconfig) if kubeconfig else None,
+        context=flag("context"),
+        namespace=flag("namespace"),
     )
     try:
         yield kube, namespace

@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="imagestream",
         description="OpenShift ImageStreams and image-change triggers on any Kubernetes cluster.",
     )
+    from imagestream.cli.common import add_global_connection_flags
+
+    add_global_connection_flags(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("run", "run the controller and the webhook in one process"),
@@ -262,6 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "handler", None) is not None:  # the commands a person runs
         return int(args.handler(args))
+    if args.global_kubeconfig or args.global_context or args.global_namespace:
+        parser.error(
+            f"--kubeconfig, --context and -n before `{args.command}` are for the commands "
+            "that talk to a cluster (tag, describe, ...); pass --kubeconfig after it"
+        )
     if args.command == "version":
         print(package_version())
         return 0
