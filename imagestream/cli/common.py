@@ -210,6 +210,11 @@ def run_command(
     return result.code
 
 
+def q(value: object) -> str:
+    """`value` double-quoted, as Go's `%q` quotes it in oc's messages."""
+    return json.dumps(str(value))
+
+
 def namespaced_name(namespace: str, name: str, own_namespace: str) -> str:
     """`name` in the command's namespace, `namespace/name` elsewhere (oc's messages)."""
     return name if namespace == own_namespace else f"{namespace}/{name}"

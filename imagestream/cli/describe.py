@@ -29,7 +29,7 @@ from functools import cmp_to_key
 from typing import Any
 
 from imagestream.cli import common
-from imagestream.cli.common import CommandError
+from imagestream.cli.common import CommandError, q
 from imagestream.cli.pullspec import parse
 from imagestream.cli.tabwriter import tabwrite
 from imagestream.kube.client import Kube
@@ -405,12 +405,12 @@ def parse_targets(words: Sequence[str]) -> tuple[list[str], bool]:
             kind, _, name = word.partition("/")
             if kind.lower() not in KINDS or not name:
                 raise CommandError(
-                    f"only image streams can be described here (is/NAME), not {word!r}"
+                    f"only image streams can be described here (is/NAME), not {q(word)}"
                 )
             names.append(name)
         return names, False
     if words[0].lower() not in KINDS:
-        raise CommandError(f"only image streams can be described here (is/NAME), not {words[0]!r}")
+        raise CommandError(f"only image streams can be described here (is/NAME), not {q(words[0])}")
     return list(words[1:]), len(words) == 1
 
 

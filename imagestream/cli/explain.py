@@ -19,7 +19,7 @@ from controller.triggers.outcomes import (
 )
 from controller.triggers.reactors import REACTORS
 from imagestream.cli import common
-from imagestream.cli.common import CommandError
+from imagestream.cli.common import CommandError, q
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import (
@@ -76,7 +76,7 @@ async def explain(
     if resource is None or not name:
         raise ExplainError(
             f"expected KIND/NAME with KIND one of deployment, statefulset, daemonset, cronjob, "
-            f"deploymentconfig; got {target!r}"
+            f"deploymentconfig; got {q(target)}"
         )
     try:
         obj = await kube.get(resource, namespace, name)

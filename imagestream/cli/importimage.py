@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from imagestream.cli import common
-from imagestream.cli.common import CommandError, Printed, ServerSaid
+from imagestream.cli.common import CommandError, Printed, ServerSaid, q
 from imagestream.cli.describe import describe_image_stream, follow_tag_reference
 from imagestream.cli.pullspec import parse
 from imagestream.cli.specwrite import SpecWrite, spec_tag_list, spec_tag_writes, write_spec
@@ -87,9 +87,9 @@ def parse_target(text: str, *, all_tags: bool) -> tuple[str, str | None]:
     if ref.id:
         raise CommandError("to import images by ID, use the 'tag' command")
     if ref.tag and all_tags:
-        raise CommandError(f"cannot specify a tag {text!r} as well as --all")
+        raise CommandError(f"cannot specify a tag {q(text)} as well as --all")
     if not ref.name:
-        raise CommandError(f"{text!r} names no image stream")
+        raise CommandError(f"{q(text)} names no image stream")
     return ref.name, (None if all_tags else ref.tag or "latest")
 
 
@@ -143,9 +143,9 @@ def follow(stream: Mapping[str, Any], tag: str) -> tuple[str, Mapping[str, Any] 
     """Follow same-stream tag references: (final tag, its spec tag or None, followed any)."""
     final, multiple, error = follow_tag_reference(stream, tag)
     if error == "circular":
-        raise CommandError(f"tag {tag!r} on the image stream is a reference to same tag")
+        raise CommandError(f"tag {q(tag)} on the image stream is a reference to same tag")
     if error == "cross":
-        raise CommandError(f"tag {tag!r} points to an imagestreamtag from another ImageStream")
+        raise CommandError(f"tag {q(tag)} points to an imagestreamtag from another ImageStream")
     if error == "notfound":
         return final, None, multiple
     found = next((t for t in spec_tag_list(stream) if t.get("name") == final), None)
@@ -159,7 +159,7 @@ def plan_import(
     if stream is None:
         if not flags.confirm:
             raise CommandError(
-                f"no image stream named {name!r} exists, pass --confirm to create and import"
+                f"no image stream named {q(name)} exists, pass --confirm to create and import"
             )
         if tag is None:
             raise CommandError(_whole_repository(flags.from_image or target))
@@ -191,7 +191,7 @@ def plan_import(
             from_image = string(spec.get("dockerImageRepository"))
         if not from_image:
             raise CommandError(
-                f"the tag {tag!r} does not exist on the image stream - choose an existing tag to"
+                f"the tag {q(tag)} does not exist on the image stream - choose an existing tag to"
                 " import or use the 'tag' command to create a new tag"
             )
         new = _new_tag(stream, tag, from_image, flags)
@@ -199,24 +199,24 @@ def plan_import(
     source = mapping(existing.get("from"))
     if not source:
         raise CommandError(
-            f"tag {tag!r} already exists - you must use the 'tag' command if you want to change"
-            f" the source to {from_image!r}"
+            f"tag {q(tag)} already exists - you must use the 'tag' command if you want to change"
+            f" the source to {q(from_image)}"
         )
     if source.get("kind") != "DockerImage":
         raise CommandError(
-            f"tag {tag!r} points to existing {source.get('kind')} {source.get('name')!r}, it"
+            f"tag {q(tag)} points to existing {source.get('kind')} {q(source.get('name'))}, it"
             " cannot be re-imported"
         )
     if from_image and from_image != source.get("name"):
         if multiple:
             raise CommandError(
-                f"the tag {tag!r} points to the tag {final!r} which points to"
-                f" {source.get('name')!r} - use the 'tag' command if you want to change the"
-                f" source to {from_image!r}"
+                f"the tag {q(tag)} points to the tag {q(final)} which points to"
+                f" {q(source.get('name'))} - use the 'tag' command if you want to change the"
+                f" source to {q(from_image)}"
             )
         raise CommandError(
-            f"the tag {tag!r} points to {source.get('name')!r} - use the 'tag' command if you"
-            f" want to change the source to {from_image!r}"
+            f"the tag {q(tag)} points to {q(source.get('name'))} - use the 'tag' command if you"
+            f" want to change the source to {q(from_image)}"
         )
     updated = _reimported(stream, existing, flags)
     return ImportPlan(

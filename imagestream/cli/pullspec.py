@@ -16,6 +16,7 @@ Pure functions; no I/O.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, replace
 
@@ -62,25 +63,29 @@ class PullSpec:
         return replace(self, id=image, tag="")
 
 
+def _q(text: str) -> str:
+    return json.dumps(text)
+
+
 def parse(text: str) -> PullSpec:
     """Split `[registry/][namespace/]name[:tag][@digest]` as OpenShift does."""
     if not text:
         raise ValueError("repository name must have at least one component")
     remainder, at, digest = text.partition("@")
     if at and not is_valid_digest(digest):
-        raise ValueError(f"invalid reference format: bad digest in {text!r}")
+        raise ValueError(f"invalid reference format: bad digest in {_q(text)}")
     name, tag = remainder, ""
     colon = remainder.rfind(":")
     if colon > remainder.rfind("/"):
         name, tag = remainder[:colon], remainder[colon + 1 :]
         if not is_valid_tag(tag):
-            raise ValueError(f"invalid reference format: bad tag in {text!r}")
+            raise ValueError(f"invalid reference format: bad tag in {_q(text)}")
     if _NAME.fullmatch(name) is None:
         if _NAME.fullmatch(name.lower()) is not None:
             raise ValueError(
-                f"invalid reference format: repository name must be lowercase: {text!r}"
+                f"invalid reference format: repository name must be lowercase: {_q(text)}"
             )
-        raise ValueError(f"invalid reference format: {text!r}")
+        raise ValueError(f"invalid reference format: {_q(text)}")
     if len(name) > NAME_TOTAL_LENGTH_MAX:
         raise ValueError(
             f"repository name must not be more than {NAME_TOTAL_LENGTH_MAX} characters"

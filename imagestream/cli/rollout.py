@@ -55,7 +55,7 @@ from controller.triggers import deploymentconfigs as dc_triggers
 from controller.triggers.outcomes import same_namespace_only
 from controller.triggers.podspec import JsonPatch, json_pointer
 from imagestream.cli import common
-from imagestream.cli.common import CommandError
+from imagestream.cli.common import CommandError, q
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import KubeError, NotFound, PatchTestFailed
@@ -76,7 +76,7 @@ class RolloutError(CommandError):
 def parse_target(target: str) -> str:
     kind, _, name = target.partition("/")
     if kind.lower() not in TARGET_KINDS or not name:
-        raise RolloutError(f"expected dc/NAME (a DeploymentConfig), got {target!r}")
+        raise RolloutError(f"expected dc/NAME (a DeploymentConfig), got {q(target)}")
     return name
 
 

@@ -43,7 +43,7 @@ from controller.triggers.annotations import (
 )
 from controller.triggers.podspec import POD_SPEC_PATHS, containers_in, json_pointer, pod_spec_at
 from imagestream.cli import common
-from imagestream.cli.common import CommandError
+from imagestream.cli.common import CommandError, q
 from imagestream.cli.explain import KINDS
 from imagestream.cli.pullspec import parse
 from imagestream.cli.tabwriter import tabwrite
@@ -410,7 +410,7 @@ def _resource_for(target: str) -> tuple[Resource, str]:
             raise CommandError("BuildConfig triggers are not supported by this command")
         raise CommandError(
             "expected KIND/NAME with KIND one of deployment, statefulset, daemonset, cronjob,"
-            f" deploymentconfig; got {target!r}"
+            f" deploymentconfig; got {q(target)}"
         )
     return resource, name
 
@@ -473,7 +473,7 @@ def _stream_names(arguments: Sequence[str]) -> list[str]:
             names.append(name)
         else:
             raise CommandError(
-                f"only image streams (NAME or is/NAME) are supported, not {argument!r}"
+                f"only image streams (NAME or is/NAME) are supported, not {q(argument)}"
             )
     return names
 

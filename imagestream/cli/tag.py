@@ -35,6 +35,7 @@ from imagestream.cli.common import (
     CommandParser,
     ServerSaid,
     add_connection_flags,
+    q,
     run_command,
 )
 from imagestream.cli.pullspec import PullSpec, parse, split_stream_tag
@@ -108,7 +109,7 @@ def parse_source(text: str, *, hint: str, namespace: str) -> Source:
         kind = SOURCE_HINTS.get(hint.lower(), "")
         if not kind:
             raise CommandError(
-                f"invalid source {hint!r}; valid values are {', '.join(sorted(SOURCE_HINTS))}"
+                f"invalid source {q(hint)}; valid values are {', '.join(sorted(SOURCE_HINTS))}"
             )
     try:
         ref = parse(text)
@@ -133,7 +134,7 @@ def parse_source(text: str, *, hint: str, namespace: str) -> Source:
         else:
             kind = DOCKER_IMAGE
     if not ref.exact():
-        raise CommandError(f"invalid SOURCE {text!r}: it names no image")
+        raise CommandError(f"invalid SOURCE {q(text)}: it names no image")
     return Source(kind=kind, ref=ref, text=text)
 
 
@@ -142,7 +143,7 @@ def resolve_source(source: Source, stream: Mapping[str, Any]) -> Source:
     current = head(stream, source.ref.tag or "latest")
     if current is None:
         raise CommandError(
-            f"{source.text!r} is not currently pointing to an image, cannot use it as the"
+            f"{q(source.text)} is not currently pointing to an image, cannot use it as the"
             " source of a tag"
         )
     if not current.image:
@@ -150,7 +151,7 @@ def resolve_source(source: Source, stream: Mapping[str, Any]) -> Source:
             ref = parse(current.docker_image_reference)
         except ValueError as error:
             raise CommandError(
-                f"the image stream tag {source.text!r} has an invalid pull spec and cannot be"
+                f"the image stream tag {q(source.text)} has an invalid pull spec and cannot be"
                 f" used to tag: {error}"
             ) from error
         return Source(kind=DOCKER_IMAGE, ref=ref, text=source.text)
@@ -162,11 +163,11 @@ def parse_destination(text: str, *, namespace: str) -> Destination:
         return Destination(namespace=namespace, name_and_tag=text)
     parts = text.split("/")
     if len(parts) != 2:
-        raise CommandError(f"invalid image stream {text!r}")
+        raise CommandError(f"invalid image stream {q(text)}")
     if not parts[0]:
-        raise CommandError(f"invalid namespace {parts[0]!r} for image stream {text!r}")
+        raise CommandError(f"invalid namespace {q(parts[0])} for image stream {q(text)}")
     if not parts[1]:
-        raise CommandError(f"invalid name {parts[1]!r} for image stream {text!r}")
+        raise CommandError(f"invalid name {q(parts[1])} for image stream {q(text)}")
     return Destination(namespace=parts[0], name_and_tag=parts[1])
 
 
@@ -202,7 +203,7 @@ def validate(
                 raise CommandError("cannot set alias across different Image Streams")
             if not ok:
                 raise CommandError(
-                    f"{destination.name_and_tag!r} must be of the form <stream_name>:<tag>"
+                    f"{q(destination.name_and_tag)} must be of the form <stream_name>:<tag>"
                 )
             if stream != source.ref.name:
                 raise CommandError("cannot set alias across different Image Streams")
@@ -216,7 +217,7 @@ def validate(
 def validate_tag_name(tag: str) -> None:
     if not _TAG.fullmatch(tag):
         raise CommandError(
-            f"invalid tag {tag!r}: a tag starts with a letter, digit or '_', continues with"
+            f"invalid tag {q(tag)}: a tag starts with a letter, digit or '_', continues with"
             " those, '.' or '-', and has at most 128 characters"
         )
 
@@ -311,7 +312,7 @@ async def _status_without_tag(kube: Kube, namespace: str, name: str, tag: str) -
 async def delete_tag(kube: Kube, destination: Destination) -> str:
     stream_name, tag, ok = split_stream_tag(destination.name_and_tag)
     if not ok:
-        raise CommandError(f"{destination.name_and_tag!r} must be of the form <stream_name>:<tag>")
+        raise CommandError(f"{q(destination.name_and_tag)} must be of the form <stream_name>:<tag>")
     label = destination.name_and_tag
     status_too = False
 
@@ -335,7 +336,7 @@ async def set_tag(
 ) -> str:
     stream_name, tag, ok = split_stream_tag(destination.name_and_tag)
     if not ok:
-        raise CommandError(f"{destination.name_and_tag!r} must be of the form <stream_name>:<tag>")
+        raise CommandError(f"{q(destination.name_and_tag)} must be of the form <stream_name>:<tag>")
     validate_tag_name(tag)
     written = spec_tag(source, destination, tag, flags, namespace)
 

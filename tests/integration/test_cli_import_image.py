@@ -41,7 +41,7 @@ async def test_import_creates_waits_and_imports_again(
     ran = await import_image(system, tmp_path, "-n", namespace, "app:v1", f"--from={source}")
     assert_one_error_line(ran)
     assert ran.stderr == (
-        "error: no image stream named 'app' exists, pass --confirm to create and import\n"
+        'error: no image stream named "app" exists, pass --confirm to create and import\n'
     )
 
     ran = await import_image(

@@ -171,7 +171,7 @@ async def test_an_image_by_digest_and_a_tag_without_an_image(
 
     ran = await tag_cmd(system, tmp_path, "-n", namespace, "app:nothing", "app:x")
     assert_one_error_line(ran)
-    assert "'app:nothing' is not currently pointing to an image" in ran.stderr
+    assert '"app:nothing" is not currently pointing to an image' in ran.stderr
     ran = await tag_cmd(system, tmp_path, "-n", namespace, "missing:v1", "app:x")
     assert_one_error_line(ran)
     assert ran.stderr == (

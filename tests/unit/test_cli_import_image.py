@@ -95,7 +95,7 @@ def test_an_existing_tag_is_imported_again_with_its_policy_merged() -> None:
 
 def test_refusals_for_existing_tags() -> None:
     cases = [
-        (stream(docker("v1", "quay.io/a:1")), "v1", "quay.io/b:2", "points to 'quay.io/a:1'"),
+        (stream(docker("v1", "quay.io/a:1")), "v1", "quay.io/b:2", 'points to "quay.io/a:1"'),
         (
             stream({"name": "v1", "from": {"kind": "ImageStreamImage", "name": "x@sha256:1"}}),
             "v1",
@@ -124,7 +124,7 @@ def test_references_are_followed_to_the_tag_that_imports() -> None:
     plan = plan_import(current, "app", "latest", ImportFlags(), "app")
     assert plan.imported == ["v1"]
     assert plan.tags[1]["generation"] == 0 and plan.tags[0] == current["spec"]["tags"][0]
-    with pytest.raises(CommandError, match="points to the tag 'v1' which points to"):
+    with pytest.raises(CommandError, match='points to the tag "v1" which points to'):
         plan_import(current, "app", "latest", ImportFlags(from_image="quay.io/b:2"), "app")
 
 

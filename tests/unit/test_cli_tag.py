@@ -80,7 +80,7 @@ def test_source_refusals_and_the_library_namespace() -> None:
         ("quay.io/app:v1", "istag", "registry in SOURCE"),
         ("app", "istag", "<name>:<tag>"),
         ("app:v1", "isimage", "<name>@<id>"),
-        ("app:v1", "bogus", "invalid source 'bogus'"),
+        ("app:v1", "bogus", 'invalid source "bogus"'),
         ("Bad Name", "", "invalid SOURCE"),
     ):
         with pytest.raises(CommandError, match=words):
