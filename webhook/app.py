@@ -31,6 +31,7 @@ from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
 from webhook.auth import Authenticator
 from webhook.config import ConfigError, Receiver, default_receivers, load_config
+from webhook.generated_secret import GeneratedSecret, ensure_until_done
 from webhook.handlers import ReceiverRoutes, WebhookMetrics
 from webhook.intake import Intake
 from webhook.limits import SenderLimits
@@ -118,6 +119,25 @@ async def start(collaborators: Collaborators) -> Webhook:
         return streams.has_synced() and await apiserver_reachable()
 
     checks: dict[str, ReadinessCheck] = {"imagestreams-synced": synced}
+    tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
+    if settings.generated_secret:
+        try:
+            wanted = GeneratedSecret.parse(
+                settings.generated_secret, settings.generated_secret_keys
+            )
+        except ValueError as error:
+            raise ConfigError(f"--generated-secret: {error}") from error
+        generated = asyncio.Event()
+        tasks.append(
+            asyncio.create_task(
+                ensure_until_done(kube, wanted, generated), name="webhook-generated-secret"
+            )
+        )
+
+        async def secret_generated() -> bool:
+            return generated.is_set()
+
+        checks["generated-secret"] = secret_generated
     routes = ReceiverRoutes(
         receivers=receivers,
         authenticators=authenticators,
@@ -129,7 +149,6 @@ async def start(collaborators: Collaborators) -> Webhook:
             {r.name: r.rate_limit for r in receivers.values() if r.rate_limit is not None}
         ),
     )
-    tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
     runner = await serve(
         [
             *routes.routes(),

@@ -76,6 +76,19 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--generated-secret",
+        "",
+        "namespace/name of a Secret the webhook creates or completes at start with a random"
+        " token for each of --generated-secret-keys (existing keys are kept)",
+    )
+    add_flag(
+        parser,
+        "--generated-secret-keys",
+        "",
+        "comma-separated keys of --generated-secret",
+    )
+    add_flag(
+        parser,
         "--watch-namespaces",
         "",
         "comma-separated namespaces to watch; empty means the whole cluster",
@@ -190,6 +203,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         integrated_registry=args.integrated_registry,
         workers=args.workers,
         build_job_template=optional_path(args.build_job_template),
+        generated_secret=args.generated_secret,
+        generated_secret_keys=tuple(
+            k.strip() for k in args.generated_secret_keys.split(",") if k.strip()
+        ),
         allowed_registries=tuple(
             p.strip() for p in args.allowed_registries.split(",") if p.strip()
         ),
