@@ -19,6 +19,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -33,13 +34,19 @@ import pytest
 import yaml
 
 from imagestream.kube.client import Kube
+from imagestream.kube.crds import load_crds
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES, PODS, Resource
 from localdev.controlplane import ControlPlane, free_port
 from localdev.images import make_oci_image, skopeo_push
 from localdev.processes import ManagedProcess, wait_until
 from localdev.registry import NotificationEndpoint, Registry
-from tests.integration.conftest import NotificationReceiver, eventually
+from tests.integration.conftest import (
+    NotificationReceiver,
+    eventually,
+    kube_with_crds,
+    own_control_plane,
+)
 from webhook.config import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -1120,3 +1127,127 @@ async def test_push_to_rollout_under_the_charts_service_accounts(
     for process in chart_processes.processes:
         process.check_running()
         assert not _forbidden_lines(process), (process.name, _forbidden_lines(process))
+
+
+# --- CRDs as release objects (crds.enabled, crds.keep), on a control plane of their own ------
+
+CRD_RESOURCE = Resource(
+    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
+    namespaced=False,
+)  # fmt: skip
+IMAGESTREAM_CRD = "imagestreams.image.openshift.io"
+CRD_FILE = "crds/imagestreams.image.openshift.io.yaml"
+
+
+def _chart_copy(tmp_path: Path, name: str, column: str | None) -> Path:
+    """A copy of the chart whose ImageStream CRD (in crds/, the one source) has one more
+    printer column, as a chart upgrade that changes a CRD would."""
+    copy = tmp_path / name
+    shutil.copytree(CHART, copy)
+    if column is not None:
+        path = copy / CRD_FILE
+        text = path.read_text()
+        anchor = "      additionalPrinterColumns:\n"
+        assert text.count(anchor) == 1
+        path.write_text(
+            text.replace(
+                anchor,
+                f"{anchor}        - name: {column}\n"
+                "          type: string\n"
+                "          jsonPath: .metadata.uid\n",
+            )
+        )
+    return copy
+
+
+def _columns(crd: Any) -> list[str]:
+    (version,) = crd["spec"]["versions"]
+    return [column["name"] for column in version.get("additionalPrinterColumns", [])]
+
+
+async def _crd_gone(kube: Kube) -> bool:
+    try:
+        await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+    except NotFound:
+        return True
+    return False
+
+
+async def test_crds_enabled_upgrades_the_crds_and_keep_keeps_them(
+    helm: Helm, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """helm install, then helm upgrade with a changed CRD: the CRD changes in the cluster
+    with crds.enabled and not without; helm uninstall keeps it with crds.keep (and the
+    ImageStreams with it) and deletes it without."""
+    original = _chart_copy(tmp_path, "original", None)
+    upgraded = _chart_copy(tmp_path, "upgraded", "Probe")
+    with own_control_plane(tmp_path_factory, "crd-plane") as plane:
+        kubeconfig = plane.kubeconfig_path
+
+        async def helm_run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(helm.run, *args, kubeconfig=kubeconfig, check=check)
+
+        ns = ("--namespace", "crd-test", "--create-namespace")
+        async with kube_with_crds(plane) as kube:
+            # kube_with_crds installed crds/ the way imagestream dev does; start clean.
+            for crd in load_crds():
+                await kube.delete(CRD_RESOURCE, None, crd["metadata"]["name"])
+            await eventually(lambda: _crd_gone(kube), what="CRDs deleted")
+
+            # 1. Without crds.enabled, Helm installs crds/ and never upgrades (nor deletes) them.
+            await helm_run("install", "b", str(original), *ns)
+            await helm_run("upgrade", "b", str(_chart_copy(tmp_path, "other", "Second")), *ns)
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert "Second" not in _columns(crd)
+            assert "meta.helm.sh/release-name" not in (crd["metadata"].get("annotations") or {})
+            print(f"after helm upgrade without crds.enabled: columns {_columns(crd)}")
+            await helm_run("uninstall", "b", "--namespace", "crd-test", "--wait")
+            await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+
+            # 2. The README's migration: a release with crds.enabled adopts those CRDs.
+            await helm_run("install", "a", str(original), *ns, "--skip-crds", "--take-ownership",
+                           "--set", "crds.enabled=true")  # fmt: skip
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == "a"
+            assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+            await eventually(
+                lambda: _established(kube, IMAGESTREAM_CRD), what="the CRD is Established"
+            )
+            await kube.create(
+                IMAGESTREAMS, "crd-test", {"apiVersion": "image.openshift.io/v1",
+                                           "kind": "ImageStream", "metadata": {"name": "app"}},
+            )  # fmt: skip
+
+            # 3. helm upgrade with the changed CRD: it changes in the cluster.
+            await helm_run("upgrade", "a", str(upgraded), *ns, "--set", "crds.enabled=true")
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert "Probe" in _columns(crd), _columns(crd)
+            print(f"after helm upgrade with crds.enabled: columns {_columns(crd)}")
+
+            # 4. helm uninstall with crds.keep (the default): the CRD and the stream stay.
+            await helm_run("uninstall", "a", "--namespace", "crd-test", "--wait")
+            assert "Probe" in _columns(await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD))
+            await kube.get(IMAGESTREAMS, "crd-test", "app")
+
+            # 5. crds.keep=false on a fresh install: helm uninstall deletes them, as asked.
+            for crd in load_crds():
+                await kube.delete(CRD_RESOURCE, None, crd["metadata"]["name"])
+            await eventually(lambda: _crd_gone(kube), timeout_s=60.0, what="CRDs deleted")
+            await helm_run("install", "c", str(upgraded), *ns, "--skip-crds",
+                           "--set", "crds.enabled=true", "--set", "crds.keep=false")  # fmt: skip
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert "helm.sh/resource-policy" not in crd["metadata"]["annotations"]
+            await helm_run("uninstall", "c", "--namespace", "crd-test", "--wait")
+            await eventually(lambda: _crd_gone(kube), timeout_s=60.0, what="CRDs deleted")
+
+            # 6. crds.enabled without --skip-crds: Helm refuses, as the README says.
+            refused = await helm_run("install", "d", str(original), *ns,
+                                     "--set", "crds.enabled=true", check=False)  # fmt: skip
+            assert refused.returncode != 0
+            assert "invalid ownership metadata" in refused.stderr, refused.stderr
+
+
+async def _established(kube: Kube, name: str) -> bool:
+    crd = await kube.get(CRD_RESOURCE, None, name)
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
