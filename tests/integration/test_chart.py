@@ -466,6 +466,20 @@ def test_the_controller_elects_a_leader_and_the_webhook_drains(helm: Helm) -> No
     assert image.endswith(":" + chart["appVersion"]), image
 
 
+def test_the_default_image_tag_is_the_version_the_dockerfile_builds() -> None:
+    """The chart README says image.tag defaults to appVersion = pyproject = Dockerfile."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    (version,) = re.findall(r'(?m)^version = "([^"]+)"$', pyproject)
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert chart["appVersion"] == version
+    assert f"ARG VERSION={version}" in dockerfile
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    assert f"`{values['image']['repository']}`" in readme
+    assert f"`appVersion` (`{version}`)" in readme
+
+
 # --- installing into the real control plane ------------------------------------------------------
 
 
