@@ -165,7 +165,15 @@ async def start(collaborators: Collaborators) -> Controller:
     events = EventRecorder(kube=kube, instance=identity)
 
     # The ImageStream loop: spec tags and imports.
+    imports = Counter(
+        "imagestream_imports",
+        "Imports of DockerImage spec tags by result (imported, failed, throttled) and, for"
+        " failures, the reason recorded on the tag's ImportSuccess condition.",
+        ["result", "reason"],
+        registry=metrics,
+    )
     stream_loop = ImageStreamReconciler(
+        on_import=lambda result, reason: imports.labels(result, reason).inc(),
         queue=WorkQueue(),
         streams=streams,
         recorder=recorder,
@@ -272,6 +280,12 @@ async def start(collaborators: Collaborators) -> Controller:
         if settings.leader_elect
         else None
     )
+    Gauge(
+        "imagestream_controller_leader",
+        "1 while this controller leads (holds the Lease, or runs without leader election),"
+        " else 0: across replicas the sum is 1, and 0 means nobody writes.",
+        registry=metrics,
+    ).set_function(functools.partial(_leading, elector))
     tasks: list[asyncio.Task[Any]] = [
         asyncio.create_task(informers.run(), name=f"informer-{i}")
         for i, informers in enumerate(informer_sets)
@@ -335,6 +349,12 @@ async def _lead(
                     on_outcome=functools.partial(count, loop.name),
                 )
             )
+
+
+def _leading(elector: LeaderElector | None) -> float:
+    if elector is None:
+        return 1.0
+    return 1.0 if elector.elected.is_set() and not elector.lost.is_set() else 0.0
 
 
 async def _stop_when_lost(elector: LeaderElector, stop: StopSignal) -> None:

@@ -47,6 +47,8 @@ class ImageStreamReconciler:
     import_interval_s: float = 900.0
     integrated_registry: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    on_import: Callable[[str, str], None] = lambda _result, _reason: None
+    """Told each import's result (`imported`, `failed`, `throttled`) and failure reason."""
     _last_scheduled: dict[str, float] = field(default_factory=dict)
 
     def on_imagestream(self, key: str, _old: Obj | None, _new: Obj | None) -> None:
@@ -88,6 +90,12 @@ class ImageStreamReconciler:
         updates = list(sync.updates)
         for request in sync.imports:
             update, wait = await self._import(namespace, request, now)
+            if wait is not None:
+                self.on_import("throttled", "TooManyRequests")
+            elif update is not None and update.failure is not None:
+                self.on_import("failed", update.failure.reason)
+            elif update is not None:
+                self.on_import("imported", "")
             if update is not None:
                 updates.append(update)
             if wait is not None:

@@ -17,22 +17,15 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from imagestream.health import StopSignal
 from imagestream.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from imagestream.process import ComponentStarter, run_components
 from imagestream.settings import HostPort, Settings, SettingsError
+from imagestream.version import package_version
 
 ENV_PREFIX = "IMAGESTREAM_"
-
-
-def package_version() -> str:
-    try:
-        return version("imagestream-controller")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+unknown"
 
 
 def env_default(flag: str, default: str | None) -> str | None:
