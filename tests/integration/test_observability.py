@@ -1,0 +1,263 @@
+"""What a platform team scrapes: the metrics both processes export, on the real control plane.
+
+The controller and the webhook run as the chart runs them, one process each (here two
+in-process `run_components`, each with its own registry and /metrics), on a control plane
+of their own: the push-to-patch histogram is counted exactly, so no other test's
+controller may touch these workloads, and no other test's workload may add samples.
+
+* Both export `imagestream_build_info` and prometheus_client's process metrics; the
+  controller exports `imagestream_controller_leader` (1 on the leader).
+* `imagestream_tag_to_patch_seconds` counts push-driven patches only: a push adds one
+  sample, a revert of a hand edit (the tag did not move) and a workload created after the
+  push add none, though each of them is a patch (`imagestream_trigger_patches_total`).
+* Every metric name the chart's Grafana dashboard and PrometheusRule query is one these
+  processes export (test_chart_observability, with the scrapes made here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import platform
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller import app as controller_app
+from imagestream.kube.client import Kube
+from imagestream.kube.resources import DEPLOYMENTS, IMAGESTREAMS
+from imagestream.settings import Settings
+from imagestream.version import package_version
+from localdev.controlplane import ControlPlane
+from localdev.registry import NotificationEndpoint, Registry
+from localdev.system import RunningSystem, local_settings, run_system
+from tests.integration.conftest import (
+    eventually,
+    kube_with_crds,
+    new_namespace,
+    own_control_plane,
+)
+from tests.integration.workloads import images, trigger, workload
+from webhook import app as webhook_app
+
+LATENCY = "imagestream_tag_to_patch_seconds"
+
+
+@dataclass
+class Observed:
+    kube: Kube
+    registry: Registry
+    controller: RunningSystem
+    webhook: RunningSystem
+
+    async def scrape(self, settings: Settings) -> dict[str, float]:
+        """`{sample name{labels}: value}` of one process's /metrics (this event loop serves
+        it, so asynchronously)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://{settings.metrics_addr}/metrics") as response,
+        ):
+            assert response.status == 200
+            text = await response.text()
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
+
+    async def controller_metrics(self) -> dict[str, float]:
+        return await self.scrape(self.controller.settings)
+
+    async def webhook_metrics(self) -> dict[str, float]:
+        return await self.scrape(self.webhook.settings)
+
+
+def names(samples: dict[str, float]) -> set[str]:
+    return {key.partition("{")[0] for key in samples}
+
+
+def value(samples: dict[str, float], name: str, **labels: str) -> float:
+    key = f"{name}{{{','.join(f'{k}={v}' for k, v in sorted(labels.items()))}}}"
+    return samples.get(key, 0.0)
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    with own_control_plane(tmp_path_factory, "observability-plane") as own:
+        yield own
+
+
+@pytest.fixture(scope="module")
+async def observed(
+    plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Observed]:
+    workdir = tmp_path_factory.mktemp("observed")
+    token = "observed-" + uuid.uuid4().hex
+    (workdir / "token").write_text(token)
+    webhook_settings = local_settings(
+        kubeconfig=plane.kubeconfig_path,
+        webhook_token_file=workdir / "token",
+        allowed_registries=("127.0.0.1:*",),
+    )
+    registry = Registry(
+        workdir=workdir / "registry",
+        notify=NotificationEndpoint(
+            url=f"http://{webhook_settings.webhook_addr}/v1/events/distribution", token=token
+        ),
+    ).start()
+    webhook_settings = dataclasses.replace(webhook_settings, integrated_registry=registry.host)
+    controller_settings = local_settings(
+        kubeconfig=plane.kubeconfig_path,
+        integrated_registry=registry.host,
+        allowed_registries=("127.0.0.1:*",),
+        leader_elect=True,
+        leader_election_namespace="default",
+    )
+    try:
+        async with (
+            kube_with_crds(plane) as kube,
+            run_system(webhook_settings, [webhook_app.start]) as webhook,
+            run_system(controller_settings, [controller_app.start]) as controller,
+        ):
+            yield Observed(kube=kube, registry=registry, controller=controller, webhook=webhook)
+    finally:
+        registry.stop()
+
+
+def push(observed: Observed, tmp_path: Path, destination: str) -> str:
+    from localdev.images import make_oci_image, skopeo_push
+
+    image = make_oci_image(tmp_path / uuid.uuid4().hex, uuid.uuid4().hex)
+    skopeo_push(image, f"{observed.registry.host}/{destination}")
+    return image.manifest_digest
+
+
+async def test_both_processes_export_build_info_and_process_metrics(observed: Observed) -> None:
+    for samples in (await observed.controller_metrics(), await observed.webhook_metrics()):
+        build = {
+            "version": package_version(),
+            "python_version": platform.python_version(),
+        }
+        assert value(samples, "imagestream_build_info", **build) == 1.0, sorted(samples)
+        for name in (
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+            "python_info",
+        ):
+            assert name in names(samples), name
+    assert "imagestream_controller_leader" not in names(await observed.webhook_metrics())
+
+
+async def test_the_leader_says_so(observed: Observed) -> None:
+    async def leading() -> bool:
+        return value(await observed.controller_metrics(), "imagestream_controller_leader") == 1.0
+
+    await eventually(leading, timeout_s=30.0, what="imagestream_controller_leader 1")
+
+
+async def _image_of(kube: Kube, namespace: str, name: str) -> str:
+    return images(await kube.get(DEPLOYMENTS, namespace, name))["web"]
+
+
+async def test_the_latency_histogram_counts_push_driven_patches_only(
+    observed: Observed, tmp_path: Path
+) -> None:
+    kube = observed.kube
+    namespace = await new_namespace(kube, "latency")
+    repository = f"{observed.registry.host}/{namespace}/app"
+
+    async def samples() -> tuple[float, float]:
+        """(latency samples, Deployment patches) so far."""
+        metrics = await observed.controller_metrics()
+        return (
+            value(metrics, f"{LATENCY}_count"),
+            value(metrics, "imagestream_trigger_patches_total", resource="deployments"),
+        )
+
+    async def reconciles() -> float:
+        return value(
+            await observed.controller_metrics(), "imagestream_reconcile_total",
+            queue="workloads", outcome="success",
+        )  # fmt: skip
+
+    async def image_becomes(name: str, expected: str) -> None:
+        async def check() -> bool:
+            return await _image_of(kube, namespace, name) == expected
+
+        await eventually(check, what=f"{name} runs {expected}")
+
+    async def settles_at(latency_samples: float, patches: float) -> None:
+        """The sample is taken after the patch's Event: wait for the counts, then make
+        sure no late sample follows."""
+
+        async def reached() -> bool:
+            return await samples() >= (latency_samples, patches)
+
+        await eventually(reached, timeout_s=10.0, what=f"{latency_samples} samples")
+        await asyncio.sleep(0.5)
+        assert await samples() == (latency_samples, patches)
+
+    async def set_by_hand(name: str, image: str) -> None:
+        await kube.patch(
+            DEPLOYMENTS, namespace, name,
+            {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}},
+        )  # fmt: skip
+
+    async def leading() -> bool:
+        return value(await observed.controller_metrics(), "imagestream_controller_leader") == 1
+
+    await eventually(leading, what="the controller leads")
+    samples0, patches0 = await samples()
+
+    # A Deployment following app:v1 before anything was pushed, seen waiting for the tag.
+    before = await reconciles()
+    await kube.create(
+        DEPLOYMENTS, namespace, workload("Deployment", "web", [trigger("app:v1", "web")], ["web"])
+    )
+
+    async def reconciled() -> bool:
+        return await reconciles() > before
+
+    await eventually(reconciled, what="the Deployment reconciled")
+
+    # 1. A push: the tag moves, the workload takes the new event. One sample.
+    first = await asyncio.to_thread(push, observed, tmp_path, f"{namespace}/app:v1")
+    await image_becomes("web", f"{repository}@{first}")
+    await settles_at(samples0 + 1, patches0 + 1)
+
+    # 2. A hand edit, reverted: a patch, but the tag did not move. No sample.
+    await set_by_hand("web", "busybox:edited-by-hand")
+    await image_becomes("web", f"{repository}@{first}")
+    await settles_at(samples0 + 1, patches0 + 2)
+
+    # 3. Another push: one more sample.
+    second = await asyncio.to_thread(push, observed, tmp_path, f"{namespace}/app:v1")
+    await image_becomes("web", f"{repository}@{second}")
+    await settles_at(samples0 + 2, patches0 + 3)
+
+    # 4. A rollback by hand to the previous event (kubectl rollout undo), reverted to the
+    #    tag's current image, which the workload had already taken. No sample.
+    await set_by_hand("web", f"{repository}@{first}")
+    await image_becomes("web", f"{repository}@{second}")
+    await settles_at(samples0 + 2, patches0 + 4)
+
+    # 5. A workload created after the push takes the current image: a patch, not a push.
+    await kube.create(
+        DEPLOYMENTS, namespace, workload("Deployment", "late", [trigger("app:v1", "web")], ["web"])
+    )
+    await image_becomes("late", f"{repository}@{second}")
+    await settles_at(samples0 + 2, patches0 + 5)
+
+    metrics = await observed.controller_metrics()
+    total_s = value(metrics, f"{LATENCY}_sum")
+    print(f"{LATENCY}: {value(metrics, f'{LATENCY}_count') - samples0:.0f} samples for 2 pushes"
+          f" among 5 patches; sum {total_s:.3f} s")  # fmt: skip
+    assert (await kube.get(IMAGESTREAMS, namespace, "app"))["status"]["tags"]
