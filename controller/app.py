@@ -172,6 +172,8 @@ async def start(collaborators: Collaborators) -> Controller:
         ["result", "reason"],
         registry=metrics,
     )
+    imports.labels("imported", "")  # at 0 from the start
+    imports.labels("failed", "")
     stream_loop = ImageStreamReconciler(
         on_import=lambda result, reason: imports.labels(result, reason).inc(),
         queue=WorkQueue(),
@@ -186,6 +188,9 @@ async def start(collaborators: Collaborators) -> Controller:
     # The trigger loop: one reactor and one cache per kind whose API is served.
     reactors = [r for r in REACTORS if r.resource.group in served or not r.resource.group]
     workloads = {r.resource.plural: cache(r.resource, r.trim) for r in reactors}
+    trigger_metrics = TriggerMetrics.create(metrics)
+    for reactor in reactors:
+        trigger_metrics.patches.labels(reactor.resource.plural)  # at 0 from the start
     trigger_loop = TriggerReconciler(
         kube=kube,
         queue=WorkQueue(),
@@ -194,7 +199,7 @@ async def start(collaborators: Collaborators) -> Controller:
         streams=streams,
         index=TriggerIndex(),
         events=events,
-        metrics=TriggerMetrics.create(metrics),
+        metrics=trigger_metrics,
         namespace_allowed=namespace_allowed,
     )
     streams.add_handler(trigger_loop.on_imagestream)

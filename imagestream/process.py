@@ -68,6 +68,9 @@ def _api_request_metrics(metrics: CollectorRegistry) -> Callable[[str, str, int,
         registry=metrics,
     )
 
+    for verb in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        errors.labels(verb)  # a series at 0 from the start, so error rates read 0, not "no data"
+
     def observe(verb: str, _path: str, status: int, _seconds: float) -> None:
         requests.labels(verb, str(status)).inc()
         if status == 0 or status >= 400:

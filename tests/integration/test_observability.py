@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
 import platform
+import re
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller import app as controller_app
@@ -261,3 +266,165 @@ async def test_the_latency_histogram_counts_push_driven_patches_only(
     print(f"{LATENCY}: {value(metrics, f'{LATENCY}_count') - samples0:.0f} samples for 2 pushes"
           f" among 5 patches; sum {total_s:.3f} s")  # fmt: skip
     assert (await kube.get(IMAGESTREAMS, namespace, "app"))["status"]["tags"]
+
+
+# --- the chart's dashboard and alert rules query only what is exported ------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHART = REPO_ROOT / "charts" / "imagestream-controller"
+MONITORING_VALUES = CHART / "ci" / "monitoring-values.yaml"
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\]]*\]")
+_GROUPING = re.compile(
+    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+_IDENTIFIER = re.compile(r"(?<![\w$.])([a-zA-Z_:][a-zA-Z0-9_:]*)\b(\s*\()?")
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "inf", "nan"}
+)
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression (or Grafana's label_values()) selects."""
+    if match := re.fullmatch(r"\s*label_values\(\s*([a-zA-Z_:][\w:]*).*\)\s*", expr, re.DOTALL):
+        return {match[1]}
+    text = _STRING.sub(" ", expr)
+    text = _MATCHERS.sub(" ", text)
+    text = _RANGE.sub(" ", text)
+    text = _GROUPING.sub(" ", text)
+    return {
+        name
+        for name, call in _IDENTIFIER.findall(text)
+        if not call and name.lower() not in _KEYWORDS
+    }
+
+
+def test_metric_names_are_read_from_promql() -> None:
+    assert metric_names(
+        'histogram_quantile(0.99, sum by (le) (rate(a_bucket{x=~"5..",y="b c"}[$__rate_interval])))'
+        " / ignoring(code) b_total > 0.5 or vector(0)"
+    ) == {"a_bucket", "b_total"}
+    assert metric_names("label_values(imagestream_build_info, namespace)") == {
+        "imagestream_build_info"
+    }
+    assert metric_names('(sum(up{job="x"}) or vector(0)) < 1 unless on(pod) c') == {"up", "c"}
+
+
+def _render_monitoring() -> list[dict[str, object]]:
+    build = REPO_ROOT / "localkube" / "build.sh"
+    directory = subprocess.run(
+        [str(build), "helm", "--print-dir"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    rendered = subprocess.run(
+        [f"{directory}/helm", "template", "rel", str(CHART), "--values", str(MONITORING_VALUES)],
+        check=True, capture_output=True, text=True, timeout=120,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent"},
+    ).stdout  # fmt: skip
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def _dashboard_queries(dashboard: dict[str, object]) -> list[str]:
+    queries: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if key in ("expr", "definition") and isinstance(child, str) and child:
+                    queries.append(child)
+                elif key == "query" and isinstance(child, dict) and child.get("query"):
+                    queries.append(str(child["query"]))
+                else:
+                    walk(child)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child)
+
+    walk(dashboard)
+    return queries
+
+
+async def _exercise(observed: Observed, tmp_path: Path) -> None:
+    """Make every labelled series exist: a push that rolls a Deployment, an import that
+    works and one that fails."""
+    kube = observed.kube
+    namespace = await new_namespace(kube, "exercise")
+    await kube.create(
+        DEPLOYMENTS, namespace, workload("Deployment", "web", [trigger("app:v1", "web")], ["web"])
+    )
+    digest = await asyncio.to_thread(push, observed, tmp_path, f"{namespace}/app:v1")
+    host = observed.registry.host
+
+    async def patched() -> bool:
+        return await _image_of(kube, namespace, "web") == f"{host}/{namespace}/app@{digest}"
+
+    await eventually(patched, what="the Deployment patched")
+    await kube.create(
+        IMAGESTREAMS, namespace,
+        {"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+         "metadata": {"name": "imported"},
+         "spec": {"tags": [
+             {"name": "good", "from": {"kind": "DockerImage", "name": f"{host}/{namespace}/app:v1"},
+              "importPolicy": {"insecure": True}},
+             {"name": "bad", "from": {"kind": "DockerImage", "name": f"{host}/{namespace}/nope:v1"},
+              "importPolicy": {"insecure": True}},
+         ]}},
+    )  # fmt: skip
+
+    async def both_results() -> bool:
+        metrics = await observed.controller_metrics()
+        results = {
+            key.partition("result=")[2].partition(",")[0].rstrip("}")
+            for key in metrics
+            if key.startswith("imagestream_imports_total{")
+        }
+        return {"imported", "failed"} <= results
+
+    await eventually(both_results, timeout_s=60.0, what="an import that works and one that fails")
+
+
+async def test_the_dashboard_and_the_alert_rules_query_only_exported_metrics(
+    observed: Observed, tmp_path: Path
+) -> None:
+    await _exercise(observed, tmp_path)
+    controller, webhook = await observed.controller_metrics(), await observed.webhook_metrics()
+    exported = names(controller) | names(webhook)
+
+    objects = _render_monitoring()
+    (config_map,) = [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")  # type: ignore[index]
+    ]
+    shipped = json.loads(config_map["data"]["imagestream-controller.json"])  # type: ignore[index]
+    assert shipped == json.loads((CHART / "files" / "grafana-dashboard.json").read_text())
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"  # type: ignore[index]
+    (rule,) = [o for o in objects if o["kind"] == "PrometheusRule"]
+    alerts = {r["alert"]: r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]}  # type: ignore[index]
+    assert set(alerts) == {
+        "ImageStreamWebhookErrors",
+        "ImageStreamPushToPatchSlow",
+        "ImageStreamImportFailures",
+        "ImageStreamControllerLeaderAbsent",
+        "ImageStreamWorkQueueBacklog",
+    }
+
+    queries = {f"dashboard: {q}": q for q in _dashboard_queries(shipped)}
+    queries |= {f"alert {name}: {expr}": expr for name, expr in alerts.items()}
+    missing = {
+        where: sorted(metric_names(q) - exported)
+        for where, q in queries.items()
+        if metric_names(q) - exported
+    }
+    assert not missing, missing
+    used = set().union(*(metric_names(q) for q in queries.values()))
+    print(f"{len(queries)} queries name {len(used)} metrics, all exported: {sorted(used)}")
+    # And the five alerts' subjects are among them.
+    assert {
+        "imagestream_webhook_requests_total",
+        "imagestream_tag_to_patch_seconds_bucket",
+        "imagestream_imports_total",
+        "imagestream_controller_leader",
+        "imagestream_queue_depth",
+    } <= used
