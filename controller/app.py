@@ -47,7 +47,7 @@ from controller.builds.reconciler import (
     trim_job,
 )
 from controller.events import EventRecorder
-from controller.imagestreams.reconciler import ImageStreamReconciler
+from controller.imagestreams.reconciler import IMPORT_FAILURE_REASONS, ImageStreamReconciler
 from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
 from controller.rollouts.index import ReplicationControllerIndex
@@ -172,8 +172,12 @@ async def start(collaborators: Collaborators) -> Controller:
         ["result", "reason"],
         registry=metrics,
     )
-    imports.labels("imported", "")  # at 0 from the start
-    imports.labels("failed", "")
+    # Every series at 0 from the start: increase() misses a counter's first step when its
+    # series appears already at 1, so the first failure of a reason would not alert.
+    imports.labels("imported", "")
+    imports.labels("throttled", "TooManyRequests")
+    for reason in IMPORT_FAILURE_REASONS:
+        imports.labels("failed", reason)
     stream_loop = ImageStreamReconciler(
         on_import=lambda result, reason: imports.labels(result, reason).inc(),
         queue=WorkQueue(),

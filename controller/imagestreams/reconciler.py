@@ -37,6 +37,13 @@ from imagestream.timestamps import rfc3339_micro
 
 log = structlog.get_logger(__name__)
 
+INVALID_IMAGE_REFERENCE = "InvalidImageReference"
+IMPORT_FAILURE_REASONS: tuple[str, ...] = (
+    *(str(r) for r in ResolveReason if r is not ResolveReason.TOO_MANY_REQUESTS),
+    INVALID_IMAGE_REFERENCE,
+)
+"""Every `reason` a failed import records (a 429 is retried, not recorded)."""
+
 
 @dataclass
 class ImageStreamReconciler:
@@ -149,7 +156,7 @@ class ImageStreamReconciler:
         try:
             reference = parse_image_reference(request.from_name)
         except ValueError as error:
-            return failed("InvalidImageReference", str(error)), None
+            return failed(INVALID_IMAGE_REFERENCE, str(error)), None
         if reference.digest:
             digest = reference.digest
         else:
@@ -173,7 +180,7 @@ class ImageStreamReconciler:
                 )
                 return failed(str(error.reason), error.message), None
             except ValueError as error:
-                return failed("InvalidImageReference", str(error)), None
+                return failed(INVALID_IMAGE_REFERENCE, str(error)), None
             digest = resolved.digest
         event = TagEvent(
             created=now,
