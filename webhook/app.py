@@ -8,7 +8,9 @@ events, the registry client for verification, and the routes.
 
 Readiness is true only when the API server answers and the ImageStream
 cache has synced: before that, the index could miss a spec tag and a push
-would be acknowledged without moving it.
+would be acknowledged without moving it. With `--generated-secret`, also
+only once that Secret holds every key (webhook/generated_secret.py: the
+tokens the Helm chart does not make up at render time).
 """
 
 from __future__ import annotations
