@@ -160,7 +160,10 @@ async def start(collaborators: Collaborators) -> Controller:
         get_cached=streams.get,
         history_limit=settings.history_limit,
         on_write=lambda _key, _n: writes.inc(),
+        on_written=collaborators.written_imagestreams.publish,
     )
+    # In `imagestream run` the webhook's writes reach this cache at once, not a watch later.
+    collaborators.written_imagestreams.subscribe(streams.observe)
     # One recorder for every loop: one memory of what was already said, one queue.
     events = EventRecorder(kube=kube, instance=identity)
 

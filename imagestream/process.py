@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import platform
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
@@ -29,6 +29,7 @@ from imagestream.health import ReadinessCheck, StopSignal, health_routes, metric
 from imagestream.kube.client import Kube, connect
 from imagestream.settings import Settings
 from imagestream.version import package_version
+from imagestream.written import WrittenObjects
 
 log = structlog.get_logger(__name__)
 
@@ -96,6 +97,8 @@ class Collaborators:
     kube: Kube
     metrics: CollectorRegistry
     stop: StopSignal
+    written_imagestreams: WrittenObjects = field(default_factory=WrittenObjects)
+    """ImageStreams this process wrote; a component's cache may take them early."""
 
 
 ComponentStarter = Callable[[Collaborators], Awaitable[Component]]

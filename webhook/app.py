@@ -30,6 +30,7 @@ from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
 from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
+from imagestream.references import is_valid_registry_host
 from imagestream.registry_access import RegistryAccess
 from webhook.auth import Authenticator
 from webhook.config import ConfigError, Receiver, default_receivers, load_config
@@ -69,10 +70,34 @@ class Webhook:
 def load_receivers(collaborators: Collaborators) -> list[Receiver]:
     settings = collaborators.settings
     if settings.webhook_config is not None:
-        return load_config(settings.webhook_config)
-    if settings.webhook_token_file is None:
+        receivers = load_config(settings.webhook_config)
+    elif settings.webhook_token_file is None:
         raise ConfigError("give --webhook-config, or --webhook-token-file for the default receiver")
-    return default_receivers(settings.webhook_token_file)
+    else:
+        receivers = default_receivers(settings.webhook_token_file)
+    check_integrated_registry(receivers, settings.integrated_registry)
+    return receivers
+
+
+def check_integrated_registry(receivers: list[Receiver], integrated_registry: str) -> None:
+    """An `integrated` receiver records only `--integrated-registry`: without it, refuse to start.
+
+    Recording whatever host a payload names instead is what let one request
+    point a stream at any registry; recording nothing would acknowledge
+    every push and move no tag, silently.
+    """
+    integrated = [r.name for r in receivers if r.integrated]
+    if not integrated:
+        return
+    if not integrated_registry:
+        raise ConfigError(
+            f"receiver {integrated[0]} is integrated: give --integrated-registry "
+            "(IMAGESTREAM_INTEGRATED_REGISTRY), the host[:port] of the registry it serves"
+        )
+    if not is_valid_registry_host(integrated_registry):
+        raise ConfigError(
+            f"--integrated-registry: must be host or host:port, got {integrated_registry!r}"
+        )
 
 
 async def start(collaborators: Collaborators) -> Webhook:
@@ -100,13 +125,16 @@ async def start(collaborators: Collaborators) -> Webhook:
         get_cached=streams.get,
         history_limit=settings.history_limit,
         on_write=lambda _key, _updates: writes.inc(),
+        on_written=collaborators.written_imagestreams.publish,
     )
+    collaborators.written_imagestreams.subscribe(streams.observe)
     session = aiohttp.ClientSession()
     registry_access = RegistryAccess.from_settings(settings, session=session, kube=kube)
     intake = Intake(
         recorder=recorder,
         index=index,
         registry_access=registry_access,
+        integrated_registry=settings.integrated_registry,
         watched_namespaces=frozenset(settings.watch_namespaces),
     )
 

@@ -11,6 +11,10 @@ Modules, from what decides to what writes:
   our own bookkeeping annotations.
 * `plan`: the planner for annotation-triggered workloads (Deployment, StatefulSet,
   DaemonSet, CronJob); `deploymentconfigs`: the planner for DeploymentConfig triggers.
+* `ownership`: which images and annotations the trigger loop set last, from managedFields
+  (what tells `kubectl rollout undo` from no change at all).
+* `warnings`: which triggers entered a state in which they cannot act (one Warning per change
+  of state, not per reconcile).
 * `reactors`: one reactor per kind, carrying everything that differs between kinds.
 * `index`: `namespace/stream` -> the objects whose active triggers follow it.
 * `reconciler`: reads the caches, asks the reactor, writes, and says so in Events.

@@ -29,6 +29,7 @@ from controller.triggers.annotations import (
     object_triggers,
 )
 from controller.triggers.outcomes import NamespacePolicy, StreamGetter, TriggerOutcome
+from controller.triggers.ownership import trim_managed_fields
 from controller.triggers.plan import PauseTrigger
 from controller.triggers.podspec import POD_SPEC_PATHS, JsonPatch, pod_spec_at
 from imagestream.kube.resources import (
@@ -125,6 +126,10 @@ class _ReactorBase:
                 if key in metadata
             },
         }
+        # Only the trigger loop's own entries: who set the images and our bookkeeping last.
+        managed_fields = trim_managed_fields(metadata)
+        if managed_fields is not None:
+            kept["metadata"]["managedFields"] = managed_fields
         if self.keeps_all_annotations:
             kept["metadata"]["annotations"] = dict(annotations)
         elif TRIGGER_ANNOTATION in annotations:

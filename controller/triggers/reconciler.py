@@ -21,8 +21,9 @@ never confused (docs/architecture.md#api-errors):
 * the object is gone (`NotFound`): nothing was written, so nothing is said:
   no `ImageTriggered` Event, no latency sample, no log line.
 
-Every patch is explained by a Normal Event on the object, and every trigger
-that cannot act by a Warning Event (deduplicated).
+Every patch is explained by a Normal Event on the object (each one counted:
+repeats join the Event's series), and every trigger that cannot act by a
+Warning Event, once per change of its state (`controller.triggers.warnings`).
 """
 
 from __future__ import annotations
@@ -41,18 +42,23 @@ from controller.loop.queue import WorkQueue
 from controller.triggers.annotations import UnsupportedKind
 from controller.triggers.index import TriggerIndex
 from controller.triggers.outcomes import NamespacePolicy, Reason, TriggerOutcome
+from controller.triggers.ownership import TRIGGER_FIELD_MANAGER
 from controller.triggers.reactors import AppliedImage, Reaction, Reactor
+from controller.triggers.warnings import TriggerStates, news
+from imagestream.caches import BoundedCache
 from imagestream.imagestreams import head, status_tag
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import Invalid, NotFound, PatchTestFailed
 from imagestream.kube.informer import InformerSet
-from imagestream.objects import Obj
+from imagestream.objects import Obj, uid_of
 from imagestream.timestamps import parse_rfc3339
 
 log = structlog.get_logger(__name__)
 
 STALE_RETRY_S = 0.2
 """After a stale read: long enough for the watch to bring the newer object."""
+STATES_REMEMBERED_MAX = 100_000
+"""Objects whose trigger states are remembered; forgetting one costs one repeated Warning."""
 _NOTHING_TO_TAKE = frozenset({Reason.TAG_NOT_FOUND, Reason.STREAM_NOT_FOUND})
 
 
@@ -94,10 +100,17 @@ class TriggerReconciler:
     metrics: TriggerMetrics
     namespace_allowed: NamespacePolicy
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    _taken: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Queue key -> trigger fieldPath -> the image that container last carried from its tag
-    (found up to date, or written by us; "" while its tag had no image): what decides
-    whether a patch is push-driven."""
+    _states: BoundedCache[str, tuple[str, TriggerStates]] = field(
+        default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
+    )
+    """By queue key: the object's uid and its triggers' states at the last reconcile."""
+    _taken: BoundedCache[str, tuple[str, dict[str, str]]] = field(
+        default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
+    )
+    """By queue key: the object's uid, and by trigger fieldPath the image that container
+    last carried from its tag (found up to date, or written by us; "" while its tag had no
+    image): what decides whether a patch is push-driven. Forgetting one costs, at worst,
+    one latency sample not taken."""
 
     # --- what wakes a key ---------------------------------------------------------------
 
@@ -114,7 +127,7 @@ class TriggerReconciler:
             queue_key = reactor.key(namespace, name)
             if new is None:
                 self.index.remove(queue_key)
-                self._taken.pop(queue_key, None)
+                self._taken.pop(queue_key)
                 return
             self.index.update(queue_key, reactor.follows(new))
             if reactor.needs_reconcile(old, new):
@@ -133,7 +146,8 @@ class TriggerReconciler:
         obj = self.caches[plural].get(f"{namespace}/{name}")
         if obj is None:
             self.index.remove(key)
-            self._taken.pop(key, None)
+            self._states.pop(key)
+            self._taken.pop(key)
             return None
         self.index.update(key, reactor.follows(obj))
         try:
@@ -142,8 +156,8 @@ class TriggerReconciler:
             )
         except UnsupportedKind as error:
             raise GiveUp(str(error)) from error
-        await self._explain_failures(obj, reaction.outcomes)
-        taken = self._taken.setdefault(key, {})
+        await self._explain_failures(key, obj, reaction.outcomes)
+        taken = self._taken_by(key, obj)
         for outcome in reaction.outcomes:
             if outcome.reason is Reason.UP_TO_DATE and outcome.resolved_image:
                 taken[outcome.target] = outcome.resolved_image
@@ -153,7 +167,13 @@ class TriggerReconciler:
             return None
         try:
             await self.kube.patch(
-                reactor.resource, namespace, name, reaction.patch, patch_type=JSON_PATCH
+                reactor.resource,
+                namespace,
+                name,
+                reaction.patch,
+                patch_type=JSON_PATCH,
+                # Under our own name: managedFields then say which images we set last.
+                field_manager=TRIGGER_FIELD_MANAGER,
             )
         except NotFound:
             log.debug("patch_target_gone", key=key)
@@ -214,16 +234,33 @@ class TriggerReconciler:
                 ),
             )
 
-    async def _explain_failures(self, obj: Obj, outcomes: tuple[TriggerOutcome, ...]) -> None:
-        for outcome in outcomes:
-            if outcome.reason.is_warning:
-                await self.events.post(
-                    obj,
-                    type_="Warning",
-                    reason=f"Trigger{outcome.reason}",
-                    action="Resolve",
-                    note=f"{outcome.target} <- {outcome.source}: {outcome.message}",
-                )
+    async def _explain_failures(
+        self, key: str, obj: Obj, outcomes: tuple[TriggerOutcome, ...]
+    ) -> None:
+        """One Warning per trigger that entered a state in which it cannot act."""
+        uid = uid_of(obj)
+        remembered = self._states.get(key)
+        previous = remembered[1] if remembered is not None and remembered[0] == uid else {}
+        states, fresh = news(previous, outcomes)
+        self._states.put(key, (uid, states))
+        for outcome in fresh:
+            log.info("trigger_cannot_act", key=key, target=outcome.target, reason=outcome.reason)
+            await self.events.post(
+                obj,
+                type_="Warning",
+                reason=f"Trigger{outcome.reason}",
+                action="Resolve",
+                note=f"{outcome.target} <- {outcome.source}: {outcome.message}",
+            )
+
+    def _taken_by(self, key: str, obj: Obj) -> dict[str, str]:
+        """The remembered images of this object (not of an earlier one of the same name)."""
+        uid = uid_of(obj)
+        remembered = self._taken.get(key)
+        if remembered is None or remembered[0] != uid:
+            remembered = (uid, {})
+        self._taken.put(key, remembered)  # the newest entry: the last forgotten
+        return remembered[1]
 
     def _push_driven(self, taken: Mapping[str, str], applied: AppliedImage) -> bool:
         """Whether this patch carries a tag event the container had not yet taken.

@@ -445,6 +445,26 @@ async def test_the_integrated_registry_notifies_the_webhook_with_its_token(
     assert arrived.headers["Authorization"] == f"Bearer {token}"
 
 
+def test_an_integrated_receiver_of_ones_own_needs_the_integrated_registry_host(
+    helm: Helm,
+) -> None:
+    """It records pushes to that host only (issue 14, point 1), so the chart must name it."""
+    receiver = {
+        "name": "distribution",
+        "type": "distribution",
+        "integrated": True,
+        "auth": {"type": "bearer", "secretKeys": ["distribution-token"]},
+    }
+    given = ("--set-json", f"webhook.receivers={json.dumps([receiver])}")
+    refused = helm.run("template", "rel", str(CHART), *given, check=False)
+    assert refused.returncode != 0
+    assert '"distribution" is integrated' in refused.stderr, refused.stderr
+    assert "integratedRegistryHost" in refused.stderr, refused.stderr
+    objects = helm.template(*given, "--set", "integratedRegistryHost=registry.example.com:5000")
+    webhook = named(objects, "Deployment", "-webhook")
+    assert env_of(webhook)["IMAGESTREAM_INTEGRATED_REGISTRY"] == "registry.example.com:5000"
+
+
 def test_the_controller_elects_a_leader_and_the_webhook_drains(helm: Helm) -> None:
     objects = helm.template()
     controller = env_of(named(objects, "Deployment", "-controller"))
@@ -713,7 +733,7 @@ CONTROLLER_ALLOWED = [
     *[(v, "buildconfigs.build.openshift.io") for v in ("get", "list", "create", "patch")],
     ("create", "builds.build.openshift.io"),
     ("update", "builds.build.openshift.io:status"),
-    ("create", "events.events.k8s.io"),
+    *[(v, "events.events.k8s.io") for v in ("create", "patch")],  # patch: an Event's series
     ("create", "events"),
     *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
 ]
