@@ -596,3 +596,112 @@ async def test_a_real_prometheus_loads_the_rules_and_runs_every_query(
                   f" the {len(used)} metrics they name all have series")  # fmt: skip
     finally:
         prometheus.stop()
+
+
+# --- each alert fires on the situation it names (promtool's rule unit tests) ------------------
+
+RENDERED_VALUES = {
+    "{{ $value | humanizePercentage }}": "50%",
+    "{{ $value | humanizeDuration }}": "59.41s",
+    "{{ $value | humanize }}": "1",
+    "{{ $value }}": "500",
+    "{{ $labels.reason }}": "NotFound",
+    "{{ $labels.queue }}": "workloads",
+}
+"""How Prometheus renders the annotations for the series below."""
+
+
+def _rendered(annotations: dict[str, str]) -> dict[str, str]:
+    out = {}
+    for key, text in annotations.items():
+        for template, rendered in RENDERED_VALUES.items():
+            text = text.replace(template, rendered)
+        assert "{{" not in text, text
+        out[key] = text
+    return out
+
+
+def test_each_alert_fires_on_its_situation_and_not_before(tmp_path: Path) -> None:
+    """promtool's rule unit tests on the rendered PrometheusRule (the chart's default
+    selector and thresholds): synthetic series in which each situation begins, each alert
+    silent before its `for` has passed and firing after, with its labels and annotations."""
+    build = REPO_ROOT / "localkube" / "build.sh"
+    helm_dir = subprocess.run(
+        [str(build), "helm", "--print-dir"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    rendered = subprocess.run(
+        [f"{helm_dir}/helm", "template", "rel", str(CHART), "--namespace", "ns",
+         "--set", "metrics.prometheusRule.enabled=true"],
+        check=True, capture_output=True, text=True, timeout=120,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent"},
+    ).stdout  # fmt: skip
+    (rule,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "PrometheusRule"]
+    rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+
+    def fires(name: str, at: str, **labels: str) -> dict[str, Any]:
+        return {
+            "eval_time": at,
+            "alertname": name,
+            "exp_alerts": [
+                {
+                    "exp_labels": {**rules[name]["labels"], **labels},
+                    "exp_annotations": _rendered(rules[name]["annotations"]),
+                }
+            ],
+        }
+
+    def silent(name: str, at: str) -> dict[str, Any]:
+        return {"eval_time": at, "alertname": name, "exp_alerts": []}
+
+    ns = 'namespace="ns"'
+    bucket = f'imagestream_tag_to_patch_seconds_bucket{{{ns},le="%s"}}'
+    answers = f'imagestream_webhook_requests_total{{{ns},receiver="d",code="%s"}}'
+    failed = f'imagestream_imports_total{{{ns},result="failed",reason="NotFound"}}'
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # Half the notifications answered 503, from minute 0.
+                    {"series": answers % "200", "values": "0+60x40"},
+                    {"series": answers % "503", "values": "0+60x40"},
+                    # Every push takes between 1 and 60 s: p99 59.41 s.
+                    {"series": bucket % "1", "values": "0x40"},
+                    {"series": bucket % "60", "values": "0+60x40"},
+                    {"series": bucket % "+Inf", "values": "0+60x40"},
+                    # One failed import at minute 2.
+                    {"series": failed, "values": "0 0 1x38"},
+                    # The leader goes at minute 3.
+                    {"series": f'imagestream_controller_leader{{{ns},pod="a"}}',
+                     "values": "1 1 1 0x37"},
+                    # 500 keys wait, from minute 0.
+                    {"series": f'imagestream_queue_depth{{{ns},queue="workloads"}}',
+                     "values": "500x40"},
+                ],
+                "alert_rule_test": [
+                    # rate() has two points from minute 1: pending from 1m, firing
+                    # once `for` (10m, 15m) has passed.
+                    silent("ImageStreamWebhookErrors", "10m"),
+                    fires("ImageStreamWebhookErrors", "12m"),
+                    silent("ImageStreamPushToPatchSlow", "15m"),
+                    fires("ImageStreamPushToPatchSlow", "17m"),
+                    silent("ImageStreamImportFailures", "1m"),
+                    fires("ImageStreamImportFailures", "10m", reason="NotFound"),
+                    silent("ImageStreamControllerLeaderAbsent", "7m"),
+                    fires("ImageStreamControllerLeaderAbsent", "9m"),
+                    silent("ImageStreamWorkQueueBacklog", "14m"),
+                    fires("ImageStreamWorkQueueBacklog", "16m", queue="workloads"),
+                ],
+            }
+        ],
+    }  # fmt: skip
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run(
+        [str(_prometheus_dir() / "promtool"), "test", "rules", "tests.yaml"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(result.stdout.strip())
