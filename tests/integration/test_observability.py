@@ -11,7 +11,9 @@ controller may touch these workloads, and no other test's workload may add sampl
   sample, a revert of a hand edit (the tag did not move) and a workload created after the
   push add none, though each of them is a patch (`imagestream_trigger_patches_total`).
 * Every metric name the chart's Grafana dashboard and PrometheusRule query is one these
-  processes export (test_chart_observability, with the scrapes made here).
+  processes export; a real Prometheus (Debian's, scripts/prometheus.sh) scraping them loads
+  and evaluates the rendered rules and runs every dashboard query; promtool's rule unit
+  tests show each alert firing on its situation, after its `for`.
 """
 
 from __future__ import annotations
