@@ -10,7 +10,8 @@ Readiness is true only when the API server answers and the ImageStream
 cache has synced: before that, the index could miss a spec tag and a push
 would be acknowledged without moving it. With `--generated-secret`, also
 only once that Secret holds every key (webhook/generated_secret.py: the
-tokens the Helm chart does not make up at render time).
+tokens the Helm chart does not make up at render time) and every receiver
+file named after one of its keys has content (the kubelet has mounted it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -164,8 +166,18 @@ async def start(collaborators: Collaborators) -> Webhook:
             )
         )
 
+        # The files of generated keys appear once the kubelet has synced the new Secret
+        # into the pod's volume (up to a minute or so): until then this replica would
+        # refuse those receivers' senders, so it is not ready.
+        generated_files = [
+            path
+            for receiver in receivers.values()
+            for path in receiver.auth.secret_files
+            if path.name in wanted.keys
+        ]
+
         async def secret_generated() -> bool:
-            return generated.is_set()
+            return generated.is_set() and all(_has_content(path) for path in generated_files)
 
         checks["generated-secret"] = secret_generated
     routes = ReceiverRoutes(
@@ -198,3 +210,10 @@ async def start(collaborators: Collaborators) -> Webhook:
         tasks=tasks,
         readiness_checks=checks,
     )
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False

@@ -372,7 +372,7 @@ async def test_the_integrated_registry_notifies_the_webhook_with_its_token(
         "name": volume["secret"]["secretName"],
         "key": volume["secret"]["items"][0]["key"],
     } == token_ref
-    assert volume["secret"]["items"][0]["path"] == "token"
+    assert volume["secret"]["items"][0]["path"] == token_ref["key"]
     if value_set == "s3":  # registry.notificationToken: a Secret of the chart holds it
         token_secret = named(objects, "Secret", "-registry-notifications")
         token = base64.b64decode(token_secret["data"][token_ref["key"]]).decode()
@@ -389,7 +389,9 @@ async def test_the_integrated_registry_notifies_the_webhook_with_its_token(
     )
     integrated = {r.name: r for r in receivers}["integrated"]
     assert integrated.integrated is True
-    assert integrated.auth.secret_files == (Path("/etc/imagestream/integrated-registry/token"),)
+    assert integrated.auth.secret_files == (
+        Path(f"/etc/imagestream/integrated-registry/{token_ref['key']}"),
+    )
     for deployment in by_kind(objects, "Deployment"):
         if not deployment["metadata"]["name"].endswith("-registry"):
             assert env_of(deployment)["IMAGESTREAM_INTEGRATED_REGISTRY"] == (
@@ -982,6 +984,27 @@ async def chart_processes(
                 env=env,
             ).start()
             processes.append(process)
+            if component == "webhook":
+                # It makes the token Secret (no value was given) under its own
+                # ServiceAccount, and is not ready until the kubelet has mounted it: mount
+                # it as the kubelet would, then give the registry the token.
+                generated = f"{installed.fullname}-webhook-generated"
+
+                async def created(generated: str = generated) -> dict[str, Any] | None:
+                    try:
+                        return await kube.get(KINDS["Secret"], installed.namespace, generated)
+                    except NotFound:
+                        return None
+
+                secret = await eventually(created, timeout_s=PROCESS_READY_S, what=generated)
+                assert not _http_ok(f"http://127.0.0.1:{health}/readyz")  # files not there
+                assert secret["metadata"]["labels"]["app.kubernetes.io/part-of"] == (
+                    "imagestream-controller"
+                )
+                for key, value in secret["data"].items():
+                    (secrets_dir / key).write_bytes(base64.b64decode(value))
+                token = (secrets_dir / "distribution-token").read_text()
+                assert len(token) == 48 and token.isalnum()
             await asyncio.to_thread(
                 wait_until,
                 f"{component} under its ServiceAccount ready",
@@ -990,19 +1013,6 @@ async def chart_processes(
                 processes=[process],
             )
             if component == "webhook":
-                # Ready means it has made the token Secret (no value was given), under its
-                # own ServiceAccount. Mount it as the kubelet would, and give the registry
-                # the token.
-                secret = await kube.get(
-                    KINDS["Secret"], installed.namespace, f"{installed.fullname}-webhook-generated"
-                )
-                assert secret["metadata"]["labels"]["app.kubernetes.io/part-of"] == (
-                    "imagestream-controller"
-                )
-                for key, value in secret["data"].items():
-                    (secrets_dir / key).write_bytes(base64.b64decode(value))
-                token = (secrets_dir / "distribution-token").read_text()
-                assert len(token) == 48 and token.isalnum()
                 await _until_accepted(f"{webhook_url}/v1/events/distribution", token)
                 registry = Registry(
                     workdir=workdir / "registry",
