@@ -8,7 +8,10 @@ events, the registry client for verification, and the routes.
 
 Readiness is true only when the API server answers and the ImageStream
 cache has synced: before that, the index could miss a spec tag and a push
-would be acknowledged without moving it.
+would be acknowledged without moving it. With `--generated-secret`, also
+only once that Secret holds every key (webhook/generated_secret.py: the
+tokens the Helm chart does not make up at render time) and every receiver
+file named after one of its keys has content (the kubelet has mounted it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -32,6 +36,7 @@ from imagestream.references import is_valid_registry_host
 from imagestream.registry_access import RegistryAccess
 from webhook.auth import Authenticator
 from webhook.config import ConfigError, Receiver, default_receivers, load_config
+from webhook.generated_secret import GeneratedSecret, ensure_until_done
 from webhook.handlers import ReceiverRoutes, WebhookMetrics
 from webhook.intake import Intake
 from webhook.limits import SenderLimits
@@ -146,6 +151,35 @@ async def start(collaborators: Collaborators) -> Webhook:
         return streams.has_synced() and await apiserver_reachable()
 
     checks: dict[str, ReadinessCheck] = {"imagestreams-synced": synced}
+    tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
+    if settings.generated_secret:
+        try:
+            wanted = GeneratedSecret.parse(
+                settings.generated_secret, settings.generated_secret_keys
+            )
+        except ValueError as error:
+            raise ConfigError(f"--generated-secret: {error}") from error
+        generated = asyncio.Event()
+        tasks.append(
+            asyncio.create_task(
+                ensure_until_done(kube, wanted, generated), name="webhook-generated-secret"
+            )
+        )
+
+        # The files of generated keys appear once the kubelet has synced the new Secret
+        # into the pod's volume (up to a minute or so): until then this replica would
+        # refuse those receivers' senders, so it is not ready.
+        generated_files = [
+            path
+            for receiver in receivers.values()
+            for path in receiver.auth.secret_files
+            if path.name in wanted.keys
+        ]
+
+        async def secret_generated() -> bool:
+            return generated.is_set() and all(_has_content(path) for path in generated_files)
+
+        checks["generated-secret"] = secret_generated
     routes = ReceiverRoutes(
         receivers=receivers,
         authenticators=authenticators,
@@ -157,7 +191,6 @@ async def start(collaborators: Collaborators) -> Webhook:
             {r.name: r.rate_limit for r in receivers.values() if r.rate_limit is not None}
         ),
     )
-    tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
     runner = await serve(
         [
             *routes.routes(),
@@ -177,3 +210,10 @@ async def start(collaborators: Collaborators) -> Webhook:
         tasks=tasks,
         readiness_checks=checks,
     )
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False

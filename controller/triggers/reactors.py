@@ -60,6 +60,10 @@ class AppliedImage:
     """The Event message."""
     stream_tag: tuple[str, str, str] | None = None
     """`(namespace, stream, tag)` the image came from, when the plan knows it."""
+    target: str = ""
+    """The trigger's fieldPath, when the plan knows it (which container slot it writes)."""
+    previous: str = ""
+    """The image the patch replaces, as read."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,6 +220,8 @@ class AnnotationReactor(_ReactorBase):
                         f"{change.stream_namespace}/{change.stream}:{change.tag}"
                     ),
                     stream_tag=(change.stream_namespace, change.stream, change.tag),
+                    target=change.trigger.field_path,
+                    previous=change.old_image,
                 )
                 for change in plan.changes
             ),

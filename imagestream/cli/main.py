@@ -22,7 +22,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from imagestream.cli.common import CommandParser
@@ -30,15 +29,9 @@ from imagestream.health import StopSignal
 from imagestream.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from imagestream.process import ComponentStarter, run_components
 from imagestream.settings import HostPort, Settings, SettingsError
+from imagestream.version import package_version
 
 ENV_PREFIX = "IMAGESTREAM_"
-
-
-def package_version() -> str:
-    try:
-        return version("imagestream-controller")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+unknown"
 
 
 def env_default(flag: str, default: str | None) -> str | None:
@@ -79,6 +72,19 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "--webhook-token-file",
         None,
         "file holding the token of the default distribution receiver",
+    )
+    add_flag(
+        parser,
+        "--generated-secret",
+        "",
+        "namespace/name of a Secret the webhook creates or completes at start with a random"
+        " token for each of --generated-secret-keys (existing keys are kept)",
+    )
+    add_flag(
+        parser,
+        "--generated-secret-keys",
+        "",
+        "comma-separated keys of --generated-secret",
     )
     add_flag(
         parser,
@@ -196,6 +202,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         integrated_registry=args.integrated_registry,
         workers=args.workers,
         build_job_template=optional_path(args.build_job_template),
+        generated_secret=args.generated_secret,
+        generated_secret_keys=tuple(
+            k.strip() for k in args.generated_secret_keys.split(",") if k.strip()
+        ),
         allowed_registries=tuple(
             p.strip() for p in args.allowed_registries.split(",") if p.strip()
         ),
