@@ -15,7 +15,8 @@ run: install controlplane node ## Run the whole system here: control plane, regi
 
 .PHONY: test
 test: install controlplane node helm tilt prometheus ## Install everything, then run the whole test suite
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra tests/unit tests/integration
+	$(BIN)/pytest -ra tests/node
 
 ##@ Development
 
