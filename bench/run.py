@@ -203,7 +203,7 @@ async def run_sections(
                 start_controller=lambda name, args: started_launcher.start(
                     "controller", name, args
                 ),
-                apiserver_metrics=lambda: plane._get("/metrics"),
+                apiserver_metrics=lambda: plane.get_raw("/metrics"),
                 system_pids={
                     "etcd": plane.etcd.pid,
                     "kube-apiserver": plane.apiserver.pid,
