@@ -62,7 +62,7 @@ chart-check: install helm ## Lint and render the Helm chart with each value set,
 	done
 
 .PHONY: bench
-bench: install controlplane ## Benchmarks against the physical floor: table + bench/results.json (BENCH_SCALE=0.1: quick)
+bench: install controlplane node ## Benchmarks against the physical floor: table + bench/results.json (BENCH_SCALE=0.1: quick)
 	$(BIN)/python -m bench
 
 .PHONY: test-faults
