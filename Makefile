@@ -15,7 +15,8 @@ run: install controlplane node ## Run the whole system here: control plane, regi
 
 .PHONY: test
 test: install controlplane node helm tilt ## Install everything, then run the whole test suite
-	$(BIN)/pytest -ra
+	$(BIN)/pytest -ra tests/unit tests/integration
+	$(BIN)/pytest -ra tests/node
 
 ##@ Development
 
@@ -68,6 +69,10 @@ bench: install controlplane node ## Benchmarks against the physical floor: table
 .PHONY: test-faults
 test-faults: install controlplane ## Fault-injection suite (tests/faults): real processes, faults on purpose
 	IMAGESTREAM_FAULT_TESTS=1 $(BIN)/pytest -ra -s tests/faults
+
+.PHONY: test-node
+test-node: install controlplane node ## Run the node tier only (tests/node: a real one-node cluster; needs root)
+	$(BIN)/pytest -ra tests/node
 
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only (no control plane needed)
