@@ -38,7 +38,14 @@ def app_container(name: str, *, probe_port: int = APP_PORT) -> Obj:
         "name": name,
         "image": " ",
         "ports": [{"containerPort": APP_PORT}],
-        "readinessProbe": {"httpGet": {"path": "/", "port": probe_port}, "periodSeconds": 1},
+        # Probed every second; on two shared cores a probe may be slow, so a Ready pod
+        # turns unready only after 5 s of failures (the Rolling test counts Ready pods).
+        "readinessProbe": {
+            "httpGet": {"path": "/", "port": probe_port},
+            "periodSeconds": 1,
+            "timeoutSeconds": 2,
+            "failureThreshold": 5,
+        },
     }
 
 
