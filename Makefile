@@ -67,12 +67,16 @@ chart-check: install helm ## Lint and render the Helm chart with each value set,
 	done
 
 .PHONY: bench
-bench: install controlplane ## Benchmarks against the physical floor: table + bench/results.json (BENCH_SCALE=0.1: quick)
+bench: install controlplane node ## Benchmarks against the physical floor: table + bench/results.json (BENCH_SCALE=0.1: quick)
 	$(BIN)/python -m bench
 
 .PHONY: test-faults
 test-faults: install controlplane ## Fault-injection suite (tests/faults): real processes, faults on purpose
 	IMAGESTREAM_FAULT_TESTS=1 $(BIN)/pytest -ra -s tests/faults
+
+.PHONY: test-node
+test-node: install controlplane node ## Run the node tier only (tests/node: a real one-node cluster; needs root)
+	$(BIN)/pytest -ra tests/node
 
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only (no control plane needed)

@@ -1,19 +1,27 @@
-"""`python -m bench` (`make bench`): every figure of issue 7 beside its floor.
+"""`python -m bench` (`make bench`): every figure of issues 7 and 11 beside its floor.
 
 Starts its own control plane (etcd + kube-apiserver, on loopback), installs
 the CRDs, starts a real distribution registry whose notifications go to the
 webhook, runs `imagestream controller` and `imagestream webhook` as real
 processes, measures, prints a table and writes `bench/results.json`.
+The `pods` section (issue 11) needs pods to run: after the others, with
+their processes stopped, it starts a cluster of its own with a real node
+(`localdev.node`: control plane with kube-controller-manager on the node's
+host address, registry there, containerd, kubelet, scheduler, kube-proxy;
+no CoreDNS), and a controller and webhook of its own, and stops them all.
+One node per machine: if another one runs, it waits up to BENCH_NODE_WAIT_S.
 
 Environment:
     BENCH_SCALE      multiplies every size (default 1: the issue's sizes); 0.1 while developing
-    BENCH_SECTIONS   comma-separated subset of: latency,intake,fanout,convergence,scale
+    BENCH_SECTIONS   comma-separated subset of: latency,intake,fanout,convergence,scale,pods
     BENCH_PROFILE    1: run the controller and webhook under pyinstrument; profiles go to
                      bench/profiles/ (figures from a profiled run are marked as such)
     BENCH_KCM        1: also run kube-controller-manager (off by default: its ReplicaSet
                      work on every rollout is noise on both sides of a ratio)
     BENCH_OUT        where to write the results (default bench/results.json)
     BENCH_KEEP       1: keep the work directory (logs of every process) and print its path
+    BENCH_NODE_WAIT_S  how long `pods` waits for another node on this machine to stop
+                     (default 600)
 
 Invariant: every process started here is stopped by its PID before exit,
 pass or fail (and by the kernel if this process is killed).
@@ -37,16 +45,19 @@ from typing import Any
 
 import aiohttp
 
-from bench import sections
+from bench import pods, sections
 from bench.common import Sender, create_namespace
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
 from localdev.components import ComponentProcess, start_component
 from localdev.controlplane import REPO_ROOT, ControlPlane, binary_dir, free_port
+from localdev.node import Node, NodeUnavailableError, node_binary_dir, preflight
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint, Registry
 
-SECTIONS = ("latency", "intake", "fanout", "convergence", "scale")
+SECTIONS = ("latency", "intake", "fanout", "convergence", "scale", "pods")
+PLANE_SECTIONS = SECTIONS[:-1]
+"""Measured on the loopback control plane; `pods` has its own cluster, with a node."""
 BENCH_DIR = REPO_ROOT / "bench"
 TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 - a loopback-only test token
 
@@ -209,7 +220,7 @@ async def run_sections(
                 start_controller=lambda name, args: started_launcher.start(
                     "controller", name, args
                 ),
-                apiserver_metrics=lambda: plane._get("/metrics"),
+                apiserver_metrics=lambda: plane.get_raw("/metrics"),
                 system_pids={
                     "etcd": plane.etcd.pid,
                     "kube-apiserver": plane.apiserver.pid,
@@ -284,6 +295,17 @@ def table(figures: dict[str, Any]) -> str:
                     fmt(figure["ratio"]),
                     figure["goal"],
                     "yes" if figure["met"] else "no",
+                )
+            )
+        elif section == "pods":
+            rows.append(
+                (
+                    f"push->new pod Ready p50/p95/p99 ms ({figure['pushes']} pushes)",
+                    f"{fmt(ours['p50_ms'])}/{fmt(ours['p95_ms'])}/{fmt(ours['p99_ms'])}",
+                    f"{fmt(floor['p50_ms'])}/{fmt(floor['p95_ms'])}/{fmt(floor['p99_ms'])}",
+                    fmt(figure["ratio"]),
+                    figure["goal"],
+                    "",
                 )
             )
         elif section == "intake":
@@ -376,15 +398,187 @@ def table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def node_wait_s() -> float:
+    return float(os.environ.get("BENCH_NODE_WAIT_S", "600") or 600)
+
+
+def start_node_cluster(workdir: Path, webhook_port: int) -> tuple[Node, ControlPlane, Registry]:
+    """A control plane, a registry and a real node, as tests/integration/nodecluster.py starts
+    them; the registry notifies `webhook_port`. Waits (bounded) for another node to stop."""
+    problems = preflight()
+    if problems:
+        raise NodeUnavailableError("; ".join(problems))
+    node = Node(
+        workdir=workdir / "node",
+        bin_dir=node_binary_dir(build=True),
+        with_dns=False,
+        log_dir=workdir / "logs",
+    )
+    deadline = time.monotonic() + node_wait_s()
+    while True:
+        try:
+            node.prepare()
+            break
+        except NodeUnavailableError as error:
+            if time.monotonic() > deadline:
+                raise
+            print(f"[bench] pods: {error}; waiting", file=sys.stderr, flush=True)
+            time.sleep(5)
+    plane: ControlPlane | None = None
+    registry: Registry | None = None
+    try:
+        plane = ControlPlane(
+            workdir=workdir / "plane", bin_dir=binary_dir(build=True), **node.controlplane_options()
+        ).start()
+        registry = Registry(
+            workdir=workdir / "registry",
+            address=node.registry_address,
+            notify=NotificationEndpoint(
+                url=f"http://127.0.0.1:{webhook_port}/v1/events/distribution",
+                token=TOKEN,
+                timeout="5s",
+                threshold=3,
+                backoff="500ms",
+            ),
+            log_dir=workdir / "logs",
+        ).start()
+        node.start(plane, registry)
+    except BaseException:
+        try:
+            node.stop()
+        finally:
+            if registry is not None:
+                registry.stop()
+            if plane is not None:
+                plane.stop()
+        raise
+    return node, plane, registry
+
+
+async def run_pods(
+    plane: ControlPlane, registry: Registry, workdir: Path, scale: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    kube = await connect(plane.kubeconfig_path)
+    launcher = Launcher(plane.kubeconfig_path, workdir, workdir / "token", registry.host)
+    try:
+        await install_crds(kube, load_crds())
+        scope = ["--watch-namespaces", pods.NAMESPACE]
+        webhook = launcher.start(
+            "webhook", "pods-webhook", scope, webhook_addr=registry_webhook_addr(registry)
+        )
+        controller = launcher.start("controller", "pods-controller", scope)
+        await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
+        figure = await pods.push_to_pod_ready(kube, registry.host, workdir, scale)
+        processes = {
+            name: {"peak_rss_mib": round(process.peak_rss_kib() / sections.MIB, 1)}
+            for name, process in (("pods-webhook", webhook), ("pods-controller", controller))
+        }
+        return figure, processes
+    finally:
+        launcher.stop_all()
+        await kube.close()
+
+
+def measure_pods(
+    workdir: Path, scale: float, versions: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `pods` section on a cluster of its own; an unmeasurable run is an error figure."""
+    print("[bench] pods ...", file=sys.stderr, flush=True)
+    began = time.monotonic()
+    workdir.mkdir(parents=True)
+    processes: dict[str, Any] = {}
+    try:
+        node, plane, registry = start_node_cluster(workdir, free_port())
+        try:
+            (workdir / "token").write_text(TOKEN)
+            versions.setdefault("kube", plane.version().get("gitVersion", "unknown"))
+            versions["node"] = node_versions(node)
+            figure, processes = asyncio.run(run_pods(plane, registry, workdir, scale))
+        finally:
+            node.stop()  # also the control plane and registry, before their address goes
+    except Exception as error:
+        figure = {"title": "pods", "error": f"{type(error).__name__}: {error}"}
+        print(f"[bench] pods failed: {error}", file=sys.stderr, flush=True)
+    figure["section_seconds"] = round(time.monotonic() - began, 1)
+    return figure, processes
+
+
+def node_versions(node: Node) -> str:
+    def first_line(argv: list[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
+        return (done.stdout or done.stderr).strip().splitlines()[0] if done.returncode == 0 else "?"
+
+    return (
+        f"{first_line(['containerd', '--version'])}; {first_line(['runc', '--version'])}; "
+        f"{first_line([str(node.bin_dir / 'kubelet'), '--version'])}"
+    )
+
+
 def main() -> int:
     scale = float(os.environ.get("BENCH_SCALE", "1") or 1)
     chosen = selected_sections()
+    on_plane = [s for s in chosen if s in PLANE_SECTIONS]
     out = Path(os.environ.get("BENCH_OUT", str(BENCH_DIR / "results.json")))
     keep = env_flag("BENCH_KEEP")
     workdir = Path(tempfile.mkdtemp(prefix="imagestream-bench-"))
     began = time.monotonic()
     machine_info = machine()
     bin_dir = binary_dir(build=True)
+    versions: dict[str, Any] = {
+        "python": platform.python_version(),
+        "etcd": etcd_version(bin_dir),
+        "registry": "docker-registry (Debian, CNCF distribution)",
+    }
+    figures: dict[str, Any] = {}
+    processes: dict[str, Any] = {}
+    try:
+        if on_plane:
+            figures, processes, versions["kube"] = measure_on_plane(
+                workdir / "plane-run", bin_dir, scale, on_plane
+            )
+        if "pods" in chosen:
+            figures["pods"], pods_processes = measure_pods(workdir / "pods-run", scale, versions)
+            processes.update(pods_processes)
+    finally:
+        stop_all()
+        if keep:
+            print(f"[bench] work directory kept: {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results = {
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scale": scale,
+        "sections": chosen,
+        "profiled": env_flag("BENCH_PROFILE"),
+        "kube_controller_manager": env_flag("BENCH_KCM"),
+        "duration_s": round(time.monotonic() - began, 1),
+        "machine": machine_info,
+        "versions": versions,
+        "figures": figures,
+        "processes": processes,
+        "goals_met": {name: bool(f.get("met")) for name, f in figures.items() if "met" in f},
+    }
+    out.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    print(table(figures))
+    box = machine_info
+    print(
+        f"\nscale {scale}; machine: {box['cpu']}, {box['cores']} cores, {box['memory_gib']} GiB; "
+        f"kube {versions.get('kube', '?')}, etcd {versions['etcd']}, python {versions['python']}; "
+        f"{results['duration_s']} s; results in {out}"
+    )
+    # Benchmarks, not tests: an unmet goal is reported, not a failure; a section that
+    # could not be measured is.
+    return 1 if any("error" in f for f in figures.values()) else 0
+
+
+def measure_on_plane(
+    workdir: Path, bin_dir: Path, scale: float, chosen: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The sections of issue 7, on a loopback control plane (no node); and its version."""
+    workdir.mkdir(parents=True)
     plane = ControlPlane(
         workdir=workdir / "plane", bin_dir=bin_dir, with_controller_manager=env_flag("BENCH_KCM")
     )
@@ -404,45 +598,12 @@ def main() -> int:
     try:
         plane.start()
         registry.start()
-        versions = {
-            "python": platform.python_version(),
-            "kube": plane.version().get("gitVersion", "unknown"),
-            "etcd": etcd_version(bin_dir),
-            "registry": "docker-registry (Debian, CNCF distribution)",
-        }
+        kube_version = plane.version().get("gitVersion", "unknown")
         figures, processes = asyncio.run(run_sections(plane, registry, workdir, scale, chosen))
     finally:
         registry.stop()
         plane.stop()
-        stop_all()
-        if keep:
-            print(f"[bench] work directory kept: {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    results = {
-        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "scale": scale,
-        "sections": chosen,
-        "profiled": env_flag("BENCH_PROFILE"),
-        "kube_controller_manager": env_flag("BENCH_KCM"),
-        "duration_s": round(time.monotonic() - began, 1),
-        "machine": machine_info,
-        "versions": versions,
-        "figures": figures,
-        "processes": processes,
-        "goals_met": {name: bool(f.get("met")) for name, f in figures.items()},
-    }
-    out.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-    print(table(figures))
-    box = machine_info
-    print(
-        f"\nscale {scale}; machine: {box['cpu']}, {box['cores']} cores, {box['memory_gib']} GiB; "
-        f"kube {versions['kube']}, etcd {versions['etcd']}, python {versions['python']}; "
-        f"{results['duration_s']} s; results in {out}"
-    )
-    # Benchmarks, not tests: an unmet goal is reported, not a failure; a section that
-    # could not be measured is.
-    return 1 if any("error" in f for f in figures.values()) else 0
+    return figures, processes, kube_version
 
 
 if __name__ == "__main__":

@@ -1,25 +1,26 @@
-"""Playing the kubelet (and the builder) for tests: no kubelet runs on the local control plane.
+"""Playing the kubelet for the build tests, which run against the control plane without a node.
 
-kube-controller-manager creates the Pods of ReplicationControllers and Jobs, but nothing
-ever runs them, so they stay Pending and never become Ready. These helpers write what a
-kubelet would, through the `pods/status` subresource:
+Only tests/integration/test_builds.py uses this. Every other test whose pods must run
+or become Ready does so on the real node (tests/node/), where nothing is forged. Builds
+do not run yet (a Build's Job pod needs a builder image made here), so the build tests
+write what a kubelet would, through the `pods/status` subresource:
 
-- `Kubelet(kube, namespace)`: while active, marks every pod of the namespace Running and
-  Ready (so RC `availableReplicas` moves and rollouts progress). `paused = True` stops it.
 - `finish_build_pod(...)`: the build pod of a Job exits 0 with the pushed digest as its
   termination message, as `buildah push --digestfile /dev/termination-log` leaves it; the
   real Job controller then marks the Job Complete.
+- `Kubelet(kube, namespace)`: while active, marks every other pod of the namespace Running
+  and Ready, for the DeploymentConfig at the end of the whole build loop
+  (`test_the_whole_loop_base_image_to_build_to_output_to_rollout`), whose rollout needs an
+  available pod. Its pods' `imageID` stays empty: nothing here proves which image runs.
 
-Chosen over KWOK: building it from Go modules costs minutes of the two shared cores and
-adds a process to manage, for what is here a single status write per pod.
+Once builds run on the node, this file goes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +45,7 @@ def _ready(pod: dict[str, Any]) -> bool:
     )
 
 
-async def mark_ready(kube: Kube, pod: dict[str, Any]) -> None:
+async def _mark_ready(kube: Kube, pod: dict[str, Any]) -> None:
     """Write the status a kubelet writes once every container runs and passes readiness."""
     metadata = pod["metadata"]
     now = _now()
@@ -80,24 +81,20 @@ async def mark_ready(kube: Kube, pod: dict[str, Any]) -> None:
 class Kubelet:
     kube: Kube
     namespace: str
-    paused: bool = False
-    marked: set[str] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
 
     async def _run(self) -> None:
         for _ in range(MAX_POLLS):
-            if not self.paused:
-                pods, _ = await self.kube.list(PODS, self.namespace)
-                for pod in pods:
-                    metadata = pod["metadata"]
-                    if metadata.get("deletionTimestamp") or _ready(pod):
-                        continue
-                    if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-                        continue
-                    if "openshift.io/build.name" in (metadata.get("labels") or {}):
-                        continue  # build pods are finished by `finish_build_pod`
-                    await mark_ready(self.kube, pod)
-                    self.marked.add(metadata["name"])
+            pods, _ = await self.kube.list(PODS, self.namespace)
+            for pod in pods:
+                metadata = pod["metadata"]
+                if metadata.get("deletionTimestamp") or _ready(pod):
+                    continue
+                if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    continue
+                if "openshift.io/build.name" in (metadata.get("labels") or {}):
+                    continue  # build pods are finished by `finish_build_pod`
+                await _mark_ready(self.kube, pod)
             await asyncio.sleep(POLL_S)
 
     async def __aenter__(self) -> Kubelet:
@@ -109,12 +106,6 @@ class Kubelet:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-
-
-@contextlib.asynccontextmanager
-async def kubelet(kube: Kube, namespace: str) -> AsyncIterator[Kubelet]:
-    async with Kubelet(kube=kube, namespace=namespace) as running:
-        yield running
 
 
 async def finish_build_pod(

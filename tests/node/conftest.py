@@ -15,6 +15,7 @@ whole tier skips, saying why.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,14 @@ import pytest
 from controller import app as controller_app
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
+from imagestream.kube.resources import NAMESPACES
 from imagestream.settings import HostPort
 from localdev.controlplane import free_port
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint
 from localdev.system import RunningSystem, local_settings, run_system
 from tests.integration.nodecluster import NodeCluster, node_cluster
+from tests.node.pods import delete_namespace
 from webhook import app as webhook_app
 
 TOKEN = "node-tier-token-0123456789"
@@ -88,3 +91,14 @@ async def system(
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture
+async def namespace(system: NodeSystem) -> AsyncIterator[str]:
+    """A namespace of the test's own, deleted (and waited for, pods and all) when it ends."""
+    name = f"node-{uuid.uuid4().hex[:8]}"
+    await system.kube.create(NAMESPACES, None, {"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        await delete_namespace(system.kube, name)

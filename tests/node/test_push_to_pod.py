@@ -11,17 +11,18 @@ template says.
 
 from __future__ import annotations
 
+import asyncio
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
-from imagestream.kube.resources import DEPLOYMENTS, NAMESPACES, PODS
+from imagestream.kube.resources import DEPLOYMENTS, PODS
 from localdev.images import APP_PORT
 from tests.integration.conftest import eventually
 from tests.integration.nodecluster import app_deployment, http_get
 from tests.integration.workloads import trigger
 from tests.node.conftest import NodeSystem
+from tests.node.pods import push_app
 
 ROLLOUT_BUDGET_S = 90.0
 
@@ -65,19 +66,17 @@ async def wait_running(system: NodeSystem, namespace: str, app: str, image: str)
 
 
 async def test_a_push_rolls_the_deployment_to_a_running_pod_of_that_digest(
-    system: NodeSystem, workdir: Path
+    system: NodeSystem, namespace: str, workdir: Path
 ) -> None:
     cluster = system.cluster
-    namespace = f"push-{uuid.uuid4().hex[:8]}"
-    await system.kube.create(NAMESPACES, None, {"metadata": {"name": namespace}})
     await system.kube.create(DEPLOYMENTS, namespace, following("web", "app:latest"))
     repository = f"{cluster.registry.host}/{namespace}/app"
 
     for marker in ("first-build", "second-build"):
-        digest = cluster.push_app(workdir, f"{namespace}/app", marker)
+        digest = await push_app(cluster, workdir, f"{namespace}/app", marker)
         pod = await wait_running(system, namespace, "web", f"{repository}@{digest}")
         deployment = await system.kube.get(DEPLOYMENTS, namespace, "web")
         template = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert template == f"{repository}@{digest}"
-        page = http_get(f"http://{pod['status']['podIP']}:{APP_PORT}/")
+        page = await asyncio.to_thread(http_get, f"http://{pod['status']['podIP']}:{APP_PORT}/")
         assert marker in page
