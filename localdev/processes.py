@@ -15,7 +15,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -34,7 +36,44 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fo
 
 
 class ProcessFailedError(RuntimeError):
-    """A managed process exited while we still needed it."""
+    """A managed process exited while we still needed it.
+
+    `str()` carries the last lines of its log; `reason` is the one line a
+    command prints (its last log message).
+    """
+
+    def __init__(self, *, name: str, code: int, log_path: Path, tail: str) -> None:
+        super().__init__(f"{name} exited with code {code}; last lines of {log_path}:\n{tail}")
+        self.name = name
+        self.code = code
+        self.log_path = log_path
+        self.reason = last_message(tail)
+
+
+_LOGFMT_MSG_RE = re.compile(r'\bmsg="((?:[^"\\]|\\.)*)"')
+
+
+def last_message(log_text: str) -> str:
+    """The last non-empty line of a log, as a person would read it.
+
+    distribution writes logfmt (`level=fatal msg="listen tcp ...: bind: address already in
+    use"`) and etcd JSON (`{"msg": ...}`): their message, not the whole line.
+    """
+    for line in reversed(log_text.splitlines()):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and isinstance(record.get("msg"), str):
+                    detail = record.get("error")
+                    return str(record["msg"]) + (f": {detail}" if isinstance(detail, str) else "")
+        match = _LOGFMT_MSG_RE.search(line)
+        if match:
+            return match.group(1).replace('\\"', '"')
+        return line[:300]
+    return "(nothing in its log)"
 
 
 class ManagedProcess:
@@ -88,8 +127,7 @@ class ManagedProcess:
         code = self.poll()
         if code is not None:
             raise ProcessFailedError(
-                f"{self.name} exited with code {code}; last lines of {self.log_path}:\n"
-                + self.tail()
+                name=self.name, code=code, log_path=self.log_path, tail=self.tail()
             )
 
     def tail(self, lines: int = 30) -> str:

@@ -8,6 +8,12 @@ answer that is not 2xx/3xx forever, one event at a time, so one event our
 webhook refuses blocks every later one from that registry. Our distribution
 receiver therefore answers 200 for input it cannot use.
 
+`start()` returns only once *this* process answers: every response carries
+a header with a value made for this start, so a port held by another
+registry (an earlier `imagestream dev`, anything answering `/v2/`) is not
+mistaken for ours; our process then fails to bind and exits, and `start()`
+raises with its reason.
+
 By default it is an open registry over plain HTTP. Tests of registry clients
 can ask for HTTPS (`tls`, a certificate from `localdev.certs`) and for
 authentication: `HtpasswdAuth` (basic auth, one user, bcrypt-hashed with the
@@ -25,6 +31,7 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 
 import yaml
@@ -34,6 +41,7 @@ from localdev.controlplane import free_port
 from localdev.processes import ManagedProcess, wait_until
 
 REGISTRY_BINARY = "docker-registry"
+INSTANCE_HEADER = "X-Imagestream-Localdev-Instance"
 STARTUP_TIMEOUT_S = 30.0
 
 
@@ -81,6 +89,8 @@ class Registry:
     auth: HtpasswdAuth | TokenAuth | None = None
     tls: ServingCertificate | None = None
     process: ManagedProcess | None = field(default=None, init=False)
+    instance: str = field(default_factory=lambda: secrets.token_hex(8), init=False)
+    """Sent back in `INSTANCE_HEADER` by this registry process only."""
 
     @property
     def host(self) -> str:
@@ -103,13 +113,21 @@ class Registry:
     def config(self) -> dict[str, object]:
         config: dict[str, object] = {
             "version": 0.1,
-            "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
+            "log": {
+                "level": "info",
+                "formatter": "text",
+                "accesslog": {"disabled": True},
+            },
             "storage": {
                 "filesystem": {"rootdirectory": str(self.workdir / "storage")},
                 "delete": {"enabled": True},
                 "cache": {"blobdescriptor": "inmemory"},
             },
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
+            "http": {
+                "addr": self.host,
+                "secret": secrets.token_hex(16),
+                "headers": {INSTANCE_HEADER: [self.instance]},
+            },
         }
         if self.tls is not None:
             http = config["http"]
@@ -170,7 +188,12 @@ class Registry:
         try:
             wait_until(
                 "registry answers /v2/",
-                lambda: _ok(f"{self.url}/v2/", ca_path=ca_path, auth=self.auth is not None),
+                lambda: _ok(
+                    f"{self.url}/v2/",
+                    ca_path=ca_path,
+                    auth=self.auth is not None,
+                    instance=self.instance,
+                ),
                 timeout_s=STARTUP_TIMEOUT_S,
                 processes=[process],
             )
@@ -184,15 +207,19 @@ class Registry:
             self.process.stop()
 
 
-def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False) -> bool:
-    """The API answers: 200, or 401 (a challenge) when the registry requires auth."""
+def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False, instance: str) -> bool:
+    """Our registry answers: 200, or 401 (a challenge) when it requires auth, from `instance`."""
     context = ssl.create_default_context(cafile=str(ca_path)) if ca_path else None
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - loopback only
-            return bool(response.status == 200)
+            return bool(response.status == 200 and _ours(response.headers, instance))
     except urllib.error.HTTPError as error:
         error.close()  # it holds the socket; an unclosed one warns at exit
-        return auth and error.code == 401
+        return auth and error.code == 401 and _ours(error.headers, instance)
+
+
+def _ours(headers: Message, instance: str) -> bool:
+    return headers.get(INSTANCE_HEADER) == instance
 
 
 def bcrypt_hash(password: str) -> str:

@@ -115,6 +115,8 @@ async def start_build(kube: Kube, namespace: str, name: str) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from imagestream.cli.errors import user_message
+
     async def run() -> str:
         kube = await connect(Path(args.kubeconfig) if args.kubeconfig else None)
         try:
@@ -125,7 +127,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         print(asyncio.run(run()), end="")
     except (StartBuildError, KubeError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {user_message(error) or error}", file=sys.stderr)
         return 1
     return 0
 
