@@ -43,6 +43,7 @@ from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
 from localdev.components import ComponentProcess, start_component
 from localdev.controlplane import REPO_ROOT, ControlPlane, binary_dir, free_port
+from localdev.private import write_private
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint, Registry
 
@@ -394,7 +395,7 @@ def main() -> int:
         ),
         log_dir=workdir / "logs",
     )
-    (workdir / "token").write_text(TOKEN)
+    write_private(workdir / "token", TOKEN)
     try:
         plane.start()
         registry.start()

@@ -25,6 +25,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from localdev.private import open_private_append
+
 _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
 _live_lock = threading.Lock()
@@ -103,7 +105,9 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        # 0600: a process may log a secret (distribution logs its notification
+        # headers, the webhook token, at level info).
+        with open_private_append(self.log_path) as log:
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,

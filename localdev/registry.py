@@ -8,6 +8,14 @@ answer that is not 2xx/3xx forever, one event at a time, so one event our
 webhook refuses blocks every later one from that registry. Our distribution
 receiver therefore answers 200 for input it cannot use.
 
+Secrets stay private (`localdev.private`): the config (it holds the
+webhook token in a header), the htpasswd file and the log are 0600 in a 0700
+workdir. distribution 2.8 logs every notification endpoint with its headers
+(`configuring endpoint ... headers=map[Authorization:[Bearer <token>]]`) at
+level info, and no setting but the level keeps that line out, so the
+registry logs at `warn` (errors and warnings still show) unless a test asks
+for more; the log is 0600 either way.
+
 `start()` returns only once *this* process answers: every response carries
 a header with a value made for this start, so a port held by another
 registry (an earlier `imagestream dev`, anything answering `/v2/`) is not
@@ -38,6 +46,7 @@ import yaml
 
 from localdev.certs import ServingCertificate
 from localdev.controlplane import free_port
+from localdev.private import private_dir, write_private
 from localdev.processes import ManagedProcess, wait_until
 
 REGISTRY_BINARY = "docker-registry"
@@ -88,6 +97,8 @@ class Registry:
     log_dir: Path | None = None
     auth: HtpasswdAuth | TokenAuth | None = None
     tls: ServingCertificate | None = None
+    log_level: str = "warn"
+    """distribution's log level; `info` and below log the notification token (see above)."""
     process: ManagedProcess | None = field(default=None, init=False)
     instance: str = field(default_factory=lambda: secrets.token_hex(8), init=False)
     """Sent back in `INSTANCE_HEADER` by this registry process only."""
@@ -114,7 +125,7 @@ class Registry:
         config: dict[str, object] = {
             "version": 0.1,
             "log": {
-                "level": "info",
+                "level": self.log_level,
                 "formatter": "text",
                 "accesslog": {"disabled": True},
             },
@@ -169,15 +180,13 @@ class Registry:
             raise FileNotFoundError(
                 f"{REGISTRY_BINARY} is not installed (Debian package docker-registry)"
             )
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir)
         self.port = self.port or free_port()
-        self.config_path.write_text(yaml.safe_dump(self.config()))
-        self.config_path.chmod(0o600)  # it holds the webhook token
+        write_private(self.config_path, yaml.safe_dump(self.config()))  # it holds the token
         if isinstance(self.auth, HtpasswdAuth):
-            self.htpasswd_path.write_text(
-                f"{self.auth.username}:{bcrypt_hash(self.auth.password)}\n"
+            write_private(
+                self.htpasswd_path, f"{self.auth.username}:{bcrypt_hash(self.auth.password)}\n"
             )
-            self.htpasswd_path.chmod(0o600)
         process = ManagedProcess(
             name="docker-registry",
             argv=[REGISTRY_BINARY, "serve", str(self.config_path)],

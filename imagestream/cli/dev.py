@@ -15,7 +15,10 @@ Invariants:
   before anything starts, a part that does not start or later exits ends the
   command with exit code 1 and one line saying which and why (a registry
   that could not bind its port once went unnoticed, because another one
-  answered there).
+  answered there);
+- the state directory and everything in it that can hold a secret (the
+  token, the kubeconfig, keys, the registry's config and log) is readable by
+  its owner only (`localdev.private`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from imagestream.kube.crds import install_crds, load_crds
 from imagestream.process import run_components
 from imagestream.settings import HostPort, Settings
 from localdev.controlplane import ControlPlane, binary_dir, free_port
+from localdev.private import private_dir, write_private
 from localdev.processes import ManagedProcess, ProcessFailedError, stop_all
 from localdev.registry import REGISTRY_BINARY, NotificationEndpoint, Registry
 
@@ -50,9 +54,10 @@ def _progress(line: str) -> None:
 
 def _token_file(state_dir: Path) -> Path:
     path = state_dir / "webhook-token"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
+    if path.exists():
+        path.chmod(0o600)  # an older .dev/ may have it wider
+    else:
+        write_private(path, secrets.token_urlsafe(32) + "\n")
     return path
 
 
@@ -105,9 +110,8 @@ def run_dev(
     """
     _check_port_free(registry_port, "registry", "--registry-port")
     _check_port_free(webhook_port, "webhook", "--webhook-port")
-    state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    logs = state_dir / "logs"
+    state_dir = private_dir(state_dir.resolve())
+    logs = private_dir(state_dir / "logs")
     token_file = _token_file(state_dir)
     token = token_file.read_text().strip()
     starting = True
@@ -118,9 +122,7 @@ def run_dev(
         shutil.rmtree(state_dir / "controlplane", ignore_errors=True)
         _progress("dev: starting etcd, kube-apiserver and kube-controller-manager")
         plane = ControlPlane(workdir=state_dir / "controlplane", bin_dir=bins, log_dir=logs).start()
-        kubeconfig = state_dir / "kubeconfig"
-        shutil.copyfile(plane.kubeconfig_path, kubeconfig)
-        kubeconfig.chmod(0o600)
+        kubeconfig = write_private(state_dir / "kubeconfig", plane.kubeconfig_path.read_bytes())
         applied = asyncio.run(_install_crds(kubeconfig))
         _progress(f"dev: installed CRDs {applied}")
 
