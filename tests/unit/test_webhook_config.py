@@ -162,3 +162,34 @@ def test_errors_name_the_receiver_and_field(tmp_path: Path, text: str, message: 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read webhook config"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_insecure_is_a_boolean_and_defaults_to_false(tmp_path: Path) -> None:
+    (receiver,) = _load(
+        tmp_path,
+        """
+        receivers:
+          - name: plain
+            type: distribution
+            verify: registry
+            insecure: true
+            auth: {type: none}
+        """,
+    )
+    assert receiver.insecure is True
+    (receiver,) = _load(
+        tmp_path,
+        """
+        receivers:
+          - {name: tls, type: distribution, verify: registry, auth: {type: none}}
+        """,
+    )
+    assert receiver.insecure is False
+    with pytest.raises(ConfigError, match=r"insecure: must be true or false"):
+        _load(
+            tmp_path,
+            """
+            receivers:
+              - {name: bad, type: distribution, insecure: "yes", auth: {type: none}}
+            """,
+        )
