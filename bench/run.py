@@ -52,6 +52,7 @@ from imagestream.kube.crds import install_crds, load_crds
 from localdev.components import ComponentProcess, start_component
 from localdev.controlplane import REPO_ROOT, ControlPlane, binary_dir, free_port
 from localdev.node import Node, NodeUnavailableError, node_binary_dir, preflight
+from localdev.private import write_private
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint, Registry
 
@@ -594,7 +595,7 @@ def measure_on_plane(
         ),
         log_dir=workdir / "logs",
     )
-    (workdir / "token").write_text(TOKEN)
+    write_private(workdir / "token", TOKEN)
     try:
         plane.start()
         registry.start()

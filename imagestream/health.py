@@ -9,6 +9,7 @@ a load balancer never sends a push to a replica that cannot persist it.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -74,10 +75,27 @@ def metrics_routes(registry: CollectorRegistry) -> list[web.RouteDef]:
     return [web.get("/metrics", metrics)]
 
 
+class ListenError(Exception):
+    """A server could not listen on its address (in use, not ours to bind, no such address).
+
+    `server` names which one ("webhook", "health", "metrics"), so a command
+    can name the flag that sets its address.
+    """
+
+    def __init__(self, *, server: str, addr: HostPort, reason: str) -> None:
+        super().__init__(f"cannot listen on {addr} for the {server}: {reason}")
+        self.server = server
+        self.addr = addr
+        self.reason = reason
+
+
 async def serve(
     routes: list[web.RouteDef], addr: HostPort, name: str, *, client_max_size: int = 1024**2
 ) -> web.AppRunner:
-    """Start an aiohttp server for `routes` on `addr`; the caller cleans up the runner."""
+    """Start an aiohttp server for `routes` on `addr`; the caller cleans up the runner.
+
+    Raises `ListenError` (and leaves nothing open) when `addr` cannot be bound.
+    """
     app = web.Application(client_max_size=client_max_size)
     app.add_routes(routes)
     # handler_cancellation off (aiohttp's default): a sender that hangs up
@@ -91,7 +109,12 @@ async def serve(
     )
     await runner.setup()
     site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        raise ListenError(server=name, addr=addr, reason=reason) from None
     log.info("server_listening", server=name, addr=str(addr))
     return runner
 

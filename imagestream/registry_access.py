@@ -8,13 +8,22 @@ by the controller's imports. Three things are added around
 - a global rate limit on registry requests, and per-registry back-off after
   a 429 that honours `Retry-After`, so a scheduled-import storm cannot get
   us banned by a registry;
-- one shared HTTP session and bearer-token cache.
+- one shared HTTP session and bearer-token cache;
+- the one decision of whether a registry is spoken to over plain HTTP
+  (`plain_http`): when asked for (a tag's `importPolicy.insecure`, a
+  receiver's `insecure: true`), and for the configured integrated registry
+  when it is a loopback address, as `imagestream dev` and the tests run it
+  (and as Docker treats 127.0.0.0/8). Never for any other registry unasked:
+  plain HTTP lets anyone on the path choose the digest we record. Before
+  this, `verify: registry` against the system's own registry insisted on
+  TLS, failed the handshake and recorded nothing.
 """
 
 from __future__ import annotations
 
 import base64
 import fnmatch
+import ipaddress
 import json
 import time
 from collections.abc import Mapping
@@ -57,6 +66,8 @@ class RegistryAccess:
     read_namespace_secrets: bool = True
     allowed_registries: tuple[str, ...] = ()
     """Host patterns (`*.example.com`, `127.0.0.1:*`) we may ask; empty: any."""
+    integrated_registry: str = ""
+    """`--integrated-registry` (`host[:port]`): plain HTTP for it if it is on loopback."""
     _tokens: TokenCache = field(default_factory=TokenCache)
     _secrets: dict[str, tuple[float, list[Mapping[str, Any]]]] = field(default_factory=dict)
     _backoff_until: dict[str, float] = field(default_factory=dict)
@@ -71,6 +82,7 @@ class RegistryAccess:
             global_config_file=settings.registry_config,
             ca_bundle=settings.registry_ca_bundle,
             allowed_registries=settings.allowed_registries,
+            integrated_registry=settings.integrated_registry,
         )
 
     async def resolve(
@@ -99,7 +111,9 @@ class RegistryAccess:
                 repository=repository,
                 tag=tag,
                 credentials=credentials,
-                insecure=insecure,
+                insecure=plain_http(
+                    registry, insecure=insecure, integrated_registry=self.integrated_registry
+                ),
                 ca_bundle=self.ca_bundle,
                 timeout_s=self.timeout_s,
                 token_cache=self._tokens,
@@ -155,6 +169,35 @@ class RegistryAccess:
                     continue
         self._secrets[namespace] = (time.monotonic() + SECRET_CACHE_TTL_S, configs)
         return configs
+
+
+def plain_http(registry: str, *, insecure: bool, integrated_registry: str) -> bool:
+    """Whether `registry` is spoken to over plain HTTP (see the module docstring).
+
+    `insecure`: asked for by the caller's configuration. Otherwise only the
+    integrated registry, named exactly as configured (`host[:port]`, the
+    port included), and only when its host is a loopback address.
+    """
+    if insecure:
+        return True
+    if not integrated_registry or registry.lower() != integrated_registry.lower():
+        return False
+    return is_loopback_host(registry)
+
+
+def is_loopback_host(registry: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1, with or without a port (`[::1]:5000`)."""
+    host = registry.lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def registry_allowed(registry: str, patterns: tuple[str, ...]) -> bool:

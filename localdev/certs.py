@@ -22,6 +22,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from localdev.private import private_dir, write_private
+
 
 @dataclass(frozen=True)
 class ServingCertificate:
@@ -31,14 +33,15 @@ class ServingCertificate:
 
 
 def _write_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, path: Path) -> None:
-    path.write_bytes(
+    # 0600 from creation (`localdev.private`): a key is never readable by others.
+    write_private(
+        path,
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
-        )
+        ),
     )
-    path.chmod(0o600)
 
 
 def make_serving_certificate(
@@ -107,7 +110,7 @@ def make_serving_certificate(
         .sign(ca_key, hashes.SHA256())
     )
 
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # it holds the keys
     ca_path, cert_path, key_path = (
         directory / "ca.crt",
         directory / "serving.crt",

@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from localdev.certs import make_service_account_key, make_serving_certificate
+from localdev.private import private_dir, write_private
 from localdev.processes import ManagedProcess, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +144,7 @@ class ControlPlane:
         return self
 
     def _start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir)  # keys, the admin token, etcd's data
         pki = self.workdir / "pki"
         serving = make_serving_certificate(
             pki,
@@ -154,8 +155,7 @@ class ControlPlane:
         )
         sa_key = make_service_account_key(pki / "service-account.key")
         token_file = pki / "tokens.csv"
-        token_file.write_text(f'{self.token},admin,admin-uid,"system:masters"\n')
-        token_file.chmod(0o600)
+        write_private(token_file, f'{self.token},admin,admin-uid,"system:masters"\n')
         self.etcd_port = self.etcd_port or free_port()
         self.apiserver_port = self.apiserver_port or free_port()
         etcd_peer_port = free_port()
@@ -308,8 +308,7 @@ class ControlPlane:
             ],
             "current-context": KUBECONFIG_CONTEXT,
         }
-        self.kubeconfig_path.write_text(yaml.safe_dump(config))
-        self.kubeconfig_path.chmod(0o600)
+        write_private(self.kubeconfig_path, yaml.safe_dump(config))
 
     def version(self) -> dict[str, str]:
         return dict(json.loads(self.get_raw("/version")))

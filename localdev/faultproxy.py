@@ -37,6 +37,8 @@ from pathlib import Path
 
 import yaml
 
+from localdev.private import write_private
+
 CHUNK = 64 * 1024
 CONNECT_TIMEOUT_S = 5.0
 
@@ -228,6 +230,4 @@ def proxied_kubeconfig(source: Path, proxy: FaultProxy, destination: Path) -> Pa
     config = yaml.safe_load(source.read_text())
     for cluster in config.get("clusters") or []:
         cluster["cluster"]["server"] = f"https://{proxy.address}"
-    destination.write_text(yaml.safe_dump(config))
-    destination.chmod(0o600)
-    return destination
+    return write_private(destination, yaml.safe_dump(config))

@@ -15,13 +15,17 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import json
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from localdev.private import open_private_append
 
 _PR_SET_PDEATHSIG = 1
 _live: dict[int, ManagedProcess] = {}
@@ -34,7 +38,44 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fo
 
 
 class ProcessFailedError(RuntimeError):
-    """A managed process exited while we still needed it."""
+    """A managed process exited while we still needed it.
+
+    `str()` carries the last lines of its log; `reason` is the one line a
+    command prints (its last log message).
+    """
+
+    def __init__(self, *, name: str, code: int, log_path: Path, tail: str) -> None:
+        super().__init__(f"{name} exited with code {code}; last lines of {log_path}:\n{tail}")
+        self.name = name
+        self.code = code
+        self.log_path = log_path
+        self.reason = last_message(tail)
+
+
+_LOGFMT_MSG_RE = re.compile(r'\bmsg="((?:[^"\\]|\\.)*)"')
+
+
+def last_message(log_text: str) -> str:
+    """The last non-empty line of a log, as a person would read it.
+
+    distribution writes logfmt (`level=fatal msg="listen tcp ...: bind: address already in
+    use"`) and etcd JSON (`{"msg": ...}`): their message, not the whole line.
+    """
+    for line in reversed(log_text.splitlines()):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict) and isinstance(record.get("msg"), str):
+                    detail = record.get("error")
+                    return str(record["msg"]) + (f": {detail}" if isinstance(detail, str) else "")
+        match = _LOGFMT_MSG_RE.search(line)
+        if match:
+            return match.group(1).replace('\\"', '"')
+        return line[:300]
+    return "(nothing in its log)"
 
 
 class ManagedProcess:
@@ -64,7 +105,9 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        # 0600: a process may log a secret (distribution logs its notification
+        # headers, the webhook token, at level info).
+        with open_private_append(self.log_path) as log:
             self._popen = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -88,8 +131,7 @@ class ManagedProcess:
         code = self.poll()
         if code is not None:
             raise ProcessFailedError(
-                f"{self.name} exited with code {code}; last lines of {self.log_path}:\n"
-                + self.tail()
+                name=self.name, code=code, log_path=self.log_path, tail=self.tail()
             )
 
     def tail(self, lines: int = 30) -> str:

@@ -8,6 +8,20 @@ answer that is not 2xx/3xx forever, one event at a time, so one event our
 webhook refuses blocks every later one from that registry. Our distribution
 receiver therefore answers 200 for input it cannot use.
 
+Secrets stay private (`localdev.private`): the config (it holds the
+webhook token in a header), the htpasswd file and the log are 0600 in a 0700
+workdir. distribution 2.8 logs every notification endpoint with its headers
+(`configuring endpoint ... headers=map[Authorization:[Bearer <token>]]`) at
+level info, and no setting but the level keeps that line out, so the
+registry logs at `warn` (errors and warnings still show) unless a test asks
+for more; the log is 0600 either way.
+
+`start()` returns only once *this* process answers: every response carries
+a header with a value made for this start, so a port held by another
+registry (an earlier `imagestream dev`, anything answering `/v2/`) is not
+mistaken for ours; our process then fails to bind and exits, and `start()`
+raises with its reason.
+
 By default it is an open registry over plain HTTP. Tests of registry clients
 can ask for HTTPS (`tls`, a certificate from `localdev.certs`) and for
 authentication: `HtpasswdAuth` (basic auth, one user, bcrypt-hashed with the
@@ -25,15 +39,18 @@ import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from email.message import Message
 from pathlib import Path
 
 import yaml
 
 from localdev.certs import ServingCertificate
 from localdev.controlplane import free_port
+from localdev.private import private_dir, write_private
 from localdev.processes import ManagedProcess, wait_until
 
 REGISTRY_BINARY = "docker-registry"
+INSTANCE_HEADER = "X-Imagestream-Localdev-Instance"
 STARTUP_TIMEOUT_S = 30.0
 
 
@@ -82,7 +99,11 @@ class Registry:
     """Where it listens; a node passes its host-only address so Pods can pull and push too."""
     auth: HtpasswdAuth | TokenAuth | None = None
     tls: ServingCertificate | None = None
+    log_level: str = "warn"
+    """distribution's log level; `info` and below log the notification token (see above)."""
     process: ManagedProcess | None = field(default=None, init=False)
+    instance: str = field(default_factory=lambda: secrets.token_hex(8), init=False)
+    """Sent back in `INSTANCE_HEADER` by this registry process only."""
 
     @property
     def host(self) -> str:
@@ -105,13 +126,21 @@ class Registry:
     def config(self) -> dict[str, object]:
         config: dict[str, object] = {
             "version": 0.1,
-            "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
+            "log": {
+                "level": self.log_level,
+                "formatter": "text",
+                "accesslog": {"disabled": True},
+            },
             "storage": {
                 "filesystem": {"rootdirectory": str(self.workdir / "storage")},
                 "delete": {"enabled": True},
                 "cache": {"blobdescriptor": "inmemory"},
             },
-            "http": {"addr": self.host, "secret": secrets.token_hex(16)},
+            "http": {
+                "addr": self.host,
+                "secret": secrets.token_hex(16),
+                "headers": {INSTANCE_HEADER: [self.instance]},
+            },
         }
         if self.tls is not None:
             http = config["http"]
@@ -153,15 +182,13 @@ class Registry:
             raise FileNotFoundError(
                 f"{REGISTRY_BINARY} is not installed (Debian package docker-registry)"
             )
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.workdir)
         self.port = self.port or free_port()
-        self.config_path.write_text(yaml.safe_dump(self.config()))
-        self.config_path.chmod(0o600)  # it holds the webhook token
+        write_private(self.config_path, yaml.safe_dump(self.config()))  # it holds the token
         if isinstance(self.auth, HtpasswdAuth):
-            self.htpasswd_path.write_text(
-                f"{self.auth.username}:{bcrypt_hash(self.auth.password)}\n"
+            write_private(
+                self.htpasswd_path, f"{self.auth.username}:{bcrypt_hash(self.auth.password)}\n"
             )
-            self.htpasswd_path.chmod(0o600)
         process = ManagedProcess(
             name="docker-registry",
             argv=[REGISTRY_BINARY, "serve", str(self.config_path)],
@@ -172,7 +199,12 @@ class Registry:
         try:
             wait_until(
                 "registry answers /v2/",
-                lambda: _ok(f"{self.url}/v2/", ca_path=ca_path, auth=self.auth is not None),
+                lambda: _ok(
+                    f"{self.url}/v2/",
+                    ca_path=ca_path,
+                    auth=self.auth is not None,
+                    instance=self.instance,
+                ),
                 timeout_s=STARTUP_TIMEOUT_S,
                 processes=[process],
             )
@@ -186,15 +218,19 @@ class Registry:
             self.process.stop()
 
 
-def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False) -> bool:
-    """The API answers: 200, or 401 (a challenge) when the registry requires auth."""
+def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False, instance: str) -> bool:
+    """Our registry answers: 200, or 401 (a challenge) when it requires auth, from `instance`."""
     context = ssl.create_default_context(cafile=str(ca_path)) if ca_path else None
     try:
         with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310 - loopback only
-            return bool(response.status == 200)
+            return bool(response.status == 200 and _ours(response.headers, instance))
     except urllib.error.HTTPError as error:
         error.close()  # it holds the socket; an unclosed one warns at exit
-        return auth and error.code == 401
+        return auth and error.code == 401 and _ours(error.headers, instance)
+
+
+def _ours(headers: Message, instance: str) -> bool:
+    return headers.get(INSTANCE_HEADER) == instance
 
 
 def bcrypt_hash(password: str) -> str:

@@ -191,16 +191,26 @@ async def start(collaborators: Collaborators) -> Webhook:
             {r.name: r.rate_limit for r in receivers.values() if r.rate_limit is not None}
         ),
     )
-    runner = await serve(
-        [
-            *routes.routes(),
-            *health_routes({"apiserver": kube.reachable, **checks}),
-            *metrics_routes(collaborators.metrics),
-        ],
-        settings.webhook_addr,
-        "webhook",
-        client_max_size=settings.max_body_bytes,
-    )
+    try:
+        runner = await serve(
+            [
+                *routes.routes(),
+                *health_routes({"apiserver": kube.reachable, **checks}),
+                *metrics_routes(collaborators.metrics),
+            ],
+            settings.webhook_addr,
+            "webhook",
+            client_max_size=settings.max_body_bytes,
+        )
+    except BaseException:
+        # Not a component yet, so nobody else will close what it opened (an
+        # address in use would otherwise end the process with warnings about
+        # an unclosed session after the one-line error).
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await session.close()
+        raise
     log.info("receivers_configured", receivers=sorted(receivers))
     return Webhook(
         runner=runner,

@@ -62,7 +62,10 @@ registry, records `--integrated-registry` as the host whatever the payload
 says, and ignores a payload naming another host; its `registry` is then
 another name of the integrated registry, accepted in payloads), `verify`
 (`payload` trusts the digest in the payload, `registry` resolves the tag at
-the registry; default `payload`) and `rateLimit` (`requestsPerSecond`, and `burst`, default the
+the registry; default `payload`), `insecure` (bool, default false: `verify: registry`
+speaks plain HTTP to the registries this receiver's pushes name, as a tag's
+`importPolicy.insecure` does; the integrated registry on a loopback address
+needs no such mark) and `rateLimit` (`requestsPerSecond`, and `burst`, default the
 rate rounded up: over it the sender gets 429 with `Retry-After`; default
 unlimited) are optional. Unknown keys are errors.
 
@@ -109,7 +112,7 @@ _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 _RECEIVER_KEYS = frozenset(
-    {"name", "type", "auth", "registry", "integrated", "verify", "rateLimit"}
+    {"name", "type", "auth", "registry", "integrated", "verify", "insecure", "rateLimit"}
 )
 _RATE_LIMIT_KEYS = frozenset({"requestsPerSecond", "burst"})
 _AUTH_KEYS = {
@@ -149,6 +152,8 @@ class Receiver:
     registry: str = ""
     integrated: bool = False
     verify: str = "payload"
+    insecure: bool = False
+    """Verify over plain HTTP (an explicit choice: it lets the network choose digests)."""
     rate_limit: RateLimit | None = None
     """Requests per second (and burst) this sender may make; None: unlimited."""
 
@@ -229,6 +234,10 @@ def _parse_receiver(entry: object, *, where: str, base_dir: Path) -> Receiver:
         raise ConfigError(f"{where}: verify: must be one of {', '.join(VERIFY_MODES)}")
     assert isinstance(verify, str)
 
+    insecure = entry.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ConfigError(f"{where}: insecure: must be true or false, got {insecure!r}")
+
     if "auth" not in entry:
         # Deliberately no default: an open endpoint must be asked for.
         raise ConfigError(f"{where}: auth: required (write `auth: {{type: none}}` to disable)")
@@ -243,6 +252,7 @@ def _parse_receiver(entry: object, *, where: str, base_dir: Path) -> Receiver:
         registry=registry.lower(),
         integrated=integrated,
         verify=verify,
+        insecure=insecure,
         rate_limit=rate_limit,
     )
 

@@ -275,7 +275,7 @@ class Intake:
                 repository=record.repository,
                 tag=record.tag,
                 namespace=targets[0].namespace,
-                insecure=any(t.insecure for t in targets),
+                insecure=receiver.insecure or any(t.insecure for t in targets),
             )
         except (ResolveError, ValueError) as error:
             reason = str(getattr(error, "reason", "InternalError"))

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from imagestream.cli.errors import CommandError as CommandError  # one class, re-exported
 from imagestream.kube.client import Kube, connect_as_user
 from imagestream.kube.errors import KubeError
 from imagestream.kube.kubeconfig import KubeconfigError
@@ -53,10 +54,6 @@ _REASONS = {
     503: "ServiceUnavailable",
     504: "Timeout",
 }
-
-
-class CommandError(Exception):
-    """The command cannot do what was asked; the message (one line) says why."""
 
 
 class ServerSaid(CommandError):

@@ -14,29 +14,45 @@ until Ctrl-C. When everything is up (the node Ready) it prints one line:
 Without a node (not root, no containerd) it says why and runs the rest:
 pods then stay Pending.
 
-Invariant: whatever happens (Ctrl-C during the build, a process that fails
-to start, SIGTERM), every process this command started is stopped before it
-returns.
+Invariants:
+- whatever happens (Ctrl-C during the build, a process that fails to start,
+  SIGTERM), every process this command started is stopped before it returns;
+- it never runs with a part missing: a port already in use is refused
+  before anything starts, a part that does not start or later exits ends the
+  command with exit code 1 and one line saying which and why (a registry
+  that could not bind its port once went unnoticed, because another one
+  answered there);
+- the state directory and everything in it that can hold a secret (the
+  token, the kubeconfig, keys, the registry's config and log) is readable by
+  its owner only (`localdev.private`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import shutil
+import signal
+import socket
 import sys
 from pathlib import Path
 
-from imagestream.health import StopSignal
+from imagestream.cli.errors import CommandError, user_message
+from imagestream.health import ListenError, StopSignal
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
 from imagestream.process import run_components
 from imagestream.settings import HostPort, Settings
 from localdev.controlplane import ControlPlane, binary_dir, free_port
 from localdev.node import Node, NodeUnavailableError, node_binary_dir, preflight
-from localdev.processes import stop_all
-from localdev.registry import NotificationEndpoint, Registry
+from localdev.private import private_dir, write_private
+from localdev.processes import ManagedProcess, ProcessFailedError, stop_all
+from localdev.registry import REGISTRY_BINARY, NotificationEndpoint, Registry
+
+PART_CHECK_INTERVAL_S = 0.5
+DEV_LISTEN_FLAGS = {"webhook": "--webhook-port"}
 
 
 def _progress(line: str) -> None:
@@ -45,9 +61,10 @@ def _progress(line: str) -> None:
 
 def _token_file(state_dir: Path) -> Path:
     path = state_dir / "webhook-token"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
+    if path.exists():
+        path.chmod(0o600)  # an older .dev/ may have it wider
+    else:
+        write_private(path, secrets.token_urlsafe(32) + "\n")
     return path
 
 
@@ -59,14 +76,52 @@ async def _install_crds(kubeconfig: Path) -> list[str]:
         await kube.close()
 
 
+def _check_port_free(port: int, what: str, flag: str) -> None:
+    """Refuse a loopback port something listens on, before anything starts.
+
+    SO_REUSEADDR as the servers bind (aiohttp, Go's net.Listen), so a port
+    whose last connections are in TIME_WAIT counts as free, as it is for them.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as error:
+            reason = os.strerror(error.errno).lower() if error.errno else str(error)
+            raise CommandError(
+                f"cannot start the {what} on 127.0.0.1:{port}: {reason} (set {flag})"
+            ) from None
+
+
+def _part_failed(error: ProcessFailedError, *, starting: bool) -> CommandError:
+    what = "did not start" if starting else "stopped"
+    hint = ""
+    if error.name == REGISTRY_BINARY and "address already in use" in error.reason:
+        hint = " (set --registry-port)"
+    how = (
+        f"killed by {signal.Signals(-error.code).name}"
+        if error.code < 0
+        else f"exit code {error.code}"
+    )
+    return CommandError(
+        f"{error.name} {what} ({how}): {error.reason}{hint}; its log is {error.log_path}"
+    )
+
+
 def run_dev(
     *, state_dir: Path, registry_port: int, webhook_port: int, log_format: str, log_level: str
 ) -> int:
-    state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    logs = state_dir / "logs"
+    """Run the system until Ctrl-C (exit code 130) or SIGTERM (0).
+
+    Raises `CommandError` (one line) when a part cannot start or stops.
+    """
+    _check_port_free(registry_port, "registry", "--registry-port")
+    _check_port_free(webhook_port, "webhook", "--webhook-port")
+    state_dir = private_dir(state_dir.resolve())
+    logs = private_dir(state_dir / "logs")
     token_file = _token_file(state_dir)
     token = token_file.read_text().strip()
+    starting = True
     node: Node | None = None
     try:
         _progress("dev: preparing the control plane binaries")
@@ -81,9 +136,7 @@ def run_dev(
             log_dir=logs,
             **(node.controlplane_options() if node is not None else {}),
         ).start()
-        kubeconfig = state_dir / "kubeconfig"
-        shutil.copyfile(plane.kubeconfig_path, kubeconfig)
-        kubeconfig.chmod(0o600)
+        kubeconfig = write_private(state_dir / "kubeconfig", plane.kubeconfig_path.read_bytes())
         applied = asyncio.run(_install_crds(kubeconfig))
         _progress(f"dev: installed CRDs {applied}")
 
@@ -97,11 +150,13 @@ def run_dev(
             log_dir=logs,
             notify=NotificationEndpoint(url=f"{webhook_url}/v1/events/distribution", token=token),
         ).start()
+        parts = [*plane.processes, *([registry.process] if registry.process else [])]
         kubectl = "kubectl"
         if node is not None:
             _progress("dev: starting the node (containerd, kubelet, scheduler, proxy, CoreDNS)")
             node.start(plane, registry)
             kubectl = str(node.kubectl)
+            parts += list(node.processes.values())
 
         settings = Settings(
             kubeconfig=kubeconfig,
@@ -125,12 +180,21 @@ def run_dev(
         }
 
         def announce() -> None:
+            nonlocal starting
+            starting = False
             print("READY " + json.dumps(ready), flush=True)
 
-        asyncio.run(_run(settings, announce))
+        asyncio.run(_run(settings, announce, parts))
         return 0
     except KeyboardInterrupt:
         return 130
+    except ProcessFailedError as error:
+        raise _part_failed(error, starting=starting) from None
+    except ListenError as error:
+        raise CommandError(user_message(error, listen_flags=DEV_LISTEN_FLAGS)) from None
+    except (FileNotFoundError, TimeoutError) as error:
+        # A binary that is not installed or built; a part that never answered.
+        raise CommandError(f"{error} (logs in {logs})") from None
     finally:
         _progress("dev: stopping")
         if node is not None:
@@ -158,13 +222,36 @@ def _prepare_node(state_dir: Path, logs: Path) -> Node | None:
         return None
 
 
-async def _run(settings: Settings, announce: object) -> None:
+async def _run(settings: Settings, announce: object, parts: list[ManagedProcess]) -> None:
     from controller import app as controller_app
     from webhook import app as webhook_app
 
     assert callable(announce)
     stop = StopSignal()
     stop.install_handlers()
-    await run_components(
-        settings, [controller_app.start, webhook_app.start], stop=stop, on_ready=announce
-    )
+    failed: list[ProcessFailedError] = []
+    watcher = asyncio.create_task(_watch_parts(parts, stop, failed), name="dev-parts")
+    try:
+        await run_components(
+            settings, [controller_app.start, webhook_app.start], stop=stop, on_ready=announce
+        )
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+    if failed:
+        raise failed[0]
+
+
+async def _watch_parts(
+    parts: list[ManagedProcess], stop: StopSignal, failed: list[ProcessFailedError]
+) -> None:
+    """Stop everything when a part exits: a system without its registry only looks alive."""
+    while not stop.is_set():
+        for part in parts:
+            try:
+                part.check_running()
+            except ProcessFailedError as error:
+                failed.append(error)
+                stop.set()
+                return
+        await asyncio.sleep(PART_CHECK_INTERVAL_S)

@@ -271,8 +271,24 @@ async def _serve(settings: Settings, starters: list[ComponentStarter]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a failure the user can fix is one line on stderr and exit code 1."""
+    from imagestream.cli.errors import user_message
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except KeyboardInterrupt:
+        return 130  # as a shell reports SIGINT; kubectl prints nothing either
+    except Exception as error:
+        message = user_message(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if getattr(args, "handler", None) is not None:  # the commands a person runs
         return int(args.handler(args))
     if args.global_kubeconfig or args.global_context or args.global_namespace:

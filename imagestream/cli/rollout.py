@@ -2,7 +2,8 @@
 
     latest   resolve every ImageChange trigger once (manual ones too) and start a new
              version with cause Manual ("manual change")
-    status   say how the latest rollout is doing (`--watch` waits for the end)
+    status   say how the latest rollout is doing (`--watch` waits for the end; exit code 1
+             if it has not ended within `--timeout`, as `oc rollout status` does)
     history  list the versions with their status and cause, from the ReplicationControllers
     undo     roll back to the previous complete version (or `--to-revision N`): its pod
              template, image triggers disabled so they do not roll forward again at once
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -65,12 +67,49 @@ from imagestream.objects import Obj, mapping
 RESOURCE_NAME = "deploymentconfig.apps.openshift.io"
 TARGET_KINDS = ("dc", "deploymentconfig", "deploymentconfigs", RESOURCE_NAME)
 WAIT_TIMEOUT_S = 30.0
+STATUS_TIMEOUT_S = 600.0
 POLL_S = 0.2
 PATCH_ATTEMPTS = 3
 
 
 class RolloutError(CommandError):
     """The command cannot do what was asked; the message says why."""
+
+
+class WatchTimeout(RolloutError):
+    """`status --watch`: the rollout had not ended by the timeout; `text` is what was shown."""
+
+    def __init__(self, message: str, *, text: str) -> None:
+        super().__init__(message)
+        self.text = text
+
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
+_DURATION_UNITS_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`: a number of seconds (`30`) or a Go/kubectl duration (`30s`, `1m30s`).
+
+    Raises `argparse.ArgumentTypeError` (argparse prints it as a usage error).
+    """
+    value = text.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        parts = _DURATION_RE.findall(value)
+        if not parts or "".join(number + unit for number, unit in parts) != value:
+            raise argparse.ArgumentTypeError(
+                f"expected seconds or a duration like 30s, 5m or 1m30s; got {text!r}"
+            ) from None
+        seconds = sum(float(number) * _DURATION_UNITS_S[unit] for number, unit in parts)
+    if not seconds >= 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a duration of 0 or more; got {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    return f"{seconds:g}s"
 
 
 def parse_target(target: str) -> str:
@@ -420,17 +459,40 @@ async def undo(
 
 
 async def status(
-    kube: Kube, namespace: str, name: str, *, watch: bool = False, timeout_s: float = 600.0
+    kube: Kube,
+    namespace: str,
+    name: str,
+    *,
+    watch: bool = False,
+    timeout_s: float = STATUS_TIMEOUT_S,
+    on_line: Callable[[str], None] | None = None,
 ) -> tuple[str, int]:
+    """The status lines and exit code; with `watch`, until the rollout ends.
+
+    `on_line` sees each new line as it appears (the command prints them at
+    once, as `oc rollout status -w` does). Raises `WatchTimeout` when
+    watching and the rollout has not ended within `timeout_s`: a script
+    that waits for a rollout must not go on as if it had finished.
+    """
     deadline = time.monotonic() + timeout_s
     lines: list[str] = []
     while True:
         message, finished, failed = status_message(await _get(kube, namespace, name))
         if not lines or lines[-1] != message:
             lines.append(message)
-        if finished or failed or not watch or time.monotonic() >= deadline:
-            return "\n".join(lines) + "\n", 1 if failed else 0
-        await asyncio.sleep(POLL_S * 5)
+            if on_line is not None:
+                on_line(message)
+        text = "\n".join(lines) + "\n"
+        if finished or failed or not watch:
+            return text, 1 if failed else 0
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WatchTimeout(
+                f"timed out waiting for the rollout of dc/{name} to finish"
+                f" (--timeout {format_duration(timeout_s)})",
+                text=text,
+            )
+        await asyncio.sleep(min(POLL_S * 5, remaining))
 
 
 async def history(kube: Kube, namespace: str, name: str, *, revision: int | None = None) -> str:
@@ -455,7 +517,16 @@ async def run_rollout(kube: Kube, namespace: str, args: argparse.Namespace) -> t
             return common.render(await _get(kube, namespace, name), output), 0
         return text, 0
     if args.action == "status":
-        return await status(kube, namespace, name, watch=args.watch, timeout_s=args.timeout)
+        # Each line as it appears, as `oc rollout status -w` prints them.
+        _, code = await status(
+            kube,
+            namespace,
+            name,
+            watch=args.watch,
+            timeout_s=args.timeout,
+            on_line=lambda line: print(line, flush=True),
+        )
+        return "", code
     return await history(kube, namespace, name, revision=args.revision), 0
 
 
@@ -492,11 +563,20 @@ def add_parser(commands: Any, add_flag: Callable[..., None]) -> None:
             parser.add_argument(
                 "--to-revision", type=int, default=None, help="the revision to go back to"
             )
-        if action in ("latest", "undo", "status"):
+        if action in ("latest", "undo"):
             parser.add_argument(
                 "--timeout",
-                type=float,
-                default=WAIT_TIMEOUT_S if action != "status" else 600.0,
-                help="seconds to wait for the controller",
+                type=parse_duration,
+                default=WAIT_TIMEOUT_S,
+                help="how long to wait for the controller to start the version "
+                "(seconds, or a duration like 30s or 2m)",
+            )
+        if action == "status":
+            parser.add_argument(
+                "--timeout",
+                type=parse_duration,
+                default=STATUS_TIMEOUT_S,
+                help="with --watch: how long to wait for the rollout to end before failing "
+                "with exit code 1 (seconds, or a duration like 30s or 5m)",
             )
         parser.set_defaults(handler=main)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
@@ -37,8 +39,15 @@ from tenacity import (
 )
 from yarl import URL
 
-from imagestream.kube.errors import Gone, KubeError, Retryable, translate_status
-from imagestream.kube.kubeconfig import KubeconfigError, resolve_target
+from imagestream.kube.errors import (
+    Gone,
+    KubeconfigError,
+    KubeError,
+    Retryable,
+    Unreachable,
+    translate_status,
+)
+from imagestream.kube.kubeconfig import resolve_target
 from imagestream.kube.resources import Resource
 from imagestream.objects import Obj
 
@@ -71,6 +80,8 @@ class Kube:
     proxy once instead."""
     proxy: str | None = None
     proxy_auth: aiohttp.BasicAuth | None = None
+    source: str = ""
+    """Where the configuration came from, for messages: `kubeconfig PATH (--kubeconfig)`."""
 
     @property
     def _session(self) -> aiohttp.ClientSession:
@@ -123,6 +134,14 @@ class Kube:
         except KubeError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            reason = _unreachable_reason(error)
+            if reason is not None:
+                raise Unreachable(
+                    server=str(self.api_client.configuration.host),
+                    reason=reason,
+                    source=self.source,
+                    request=f"{method} {path}",
+                ) from error
             raise Retryable(f"{method} {path}: {type(error).__name__}: {error}"[:256]) from error
         finally:
             for observe in self.observers:
@@ -327,16 +346,26 @@ def _wait_honouring_retry_after(retry_state: Any) -> float:
 
 
 async def connect(kubeconfig: Path | None) -> Kube:
-    """The processes' connection: `kubeconfig`, else `$KUBECONFIG`, else in-cluster."""
+    """A connection configured from `kubeconfig`, else `$KUBECONFIG`, else in-cluster.
+
+    Raises `KubeconfigError` (one line: the file, where it was named, what is
+    wrong) when none of them gives a usable configuration; nothing is
+    contacted yet, so an unreachable server shows up as `Unreachable` on the
+    first request instead.
+    """
     configuration = k8s.Configuration()
-    path = kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
-    if path is not None:
-        await k8s_config.load_kube_config(
-            config_file=str(path), client_configuration=configuration, persist_config=False
-        )
+    if kubeconfig is not None:
+        path, source = kubeconfig, f"kubeconfig {kubeconfig} (--kubeconfig)"
+    elif os.environ.get("KUBECONFIG"):
+        path = Path(os.environ["KUBECONFIG"])
+        source = f"kubeconfig {path} ($KUBECONFIG)"
     else:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return _kube_for(configuration)
+        path, source = None, "the in-cluster service account"
+    if path is not None:
+        await _load_kubeconfig(path, source, configuration)
+    else:
+        _load_incluster(configuration)
+    return _kube_for(configuration, source)
 
 
 async def connect_as_user(
@@ -346,6 +375,7 @@ async def connect_as_user(
     target = resolve_target(kubeconfig=kubeconfig, context=context, namespace=namespace)
     configuration = k8s.Configuration()
     if target.files:
+        source = f"kubeconfig context {target.context!r}"
         try:
             await k8s_config.load_kube_config(
                 config_file=os.pathsep.join(str(p) for p in target.files),
@@ -355,15 +385,14 @@ async def connect_as_user(
             )
         except (k8s_config.ConfigException, KeyError, OSError, ValueError) as error:
             first = (str(error).splitlines() or [type(error).__name__])[0]
-            raise KubeconfigError(
-                f"kubeconfig context {target.context!r} is unusable: {first}"
-            ) from error
+            raise KubeconfigError(f"{source} is unusable: {first}") from error
     else:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    return _kube_for(configuration), target.namespace
+        source = "the in-cluster service account"
+        _load_incluster(configuration)
+    return _kube_for(configuration, source), target.namespace
 
 
-def _kube_for(configuration: Any) -> Kube:
+def _kube_for(configuration: Any, source: str) -> Kube:
     # Each watch holds a connection for its lifetime; leave room for requests.
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     api_client = k8s.ApiClient(configuration=configuration)
@@ -375,7 +404,82 @@ def _kube_for(configuration: Any) -> Kube:
         read_bufsize=2**21,  # as the library's: one watch line holds a whole object
     )
     proxy, proxy_auth = _proxy_for(str(configuration.host), configuration.proxy)
-    return Kube(api_client=api_client, session=session, proxy=proxy, proxy_auth=proxy_auth)
+    return Kube(
+        api_client=api_client, session=session, proxy=proxy, proxy_auth=proxy_auth, source=source
+    )
+
+
+async def _load_kubeconfig(path: Path, source: str, configuration: Any) -> None:
+    # Messages never quote the file's content: a kubeconfig holds credentials.
+    _check_readable(path, source)
+    try:
+        await k8s_config.load_kube_config(
+            config_file=str(path), client_configuration=configuration, persist_config=False
+        )
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise KubeconfigError(f"cannot load {source}: not valid YAML{where}") from None
+    except yaml.YAMLError:
+        raise KubeconfigError(f"cannot load {source}: not valid YAML") from None
+    except k8s_config.ConfigException as error:
+        raise KubeconfigError(f"cannot load {source}: {_one_line(error)}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        # A document of the wrong shape (`clusters: 5`) breaks the library's
+        # parser in any of these ways.
+        raise KubeconfigError(
+            f"cannot load {source}: not a kubeconfig ({type(error).__name__})"
+        ) from None
+
+
+def _check_readable(path: Path, source: str) -> None:
+    # The library skips a file that does not exist and then complains about a
+    # missing current-context; say what is really wrong.
+    try:
+        with path.open("rb"):
+            pass
+    except FileNotFoundError:
+        raise KubeconfigError(f"cannot load {source}: no such file") from None
+    except OSError as error:
+        raise KubeconfigError(f"cannot load {source}: {error.strerror}") from None
+
+
+def _load_incluster(configuration: Any) -> None:
+    try:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except k8s_config.ConfigException as error:
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise KubeconfigError(
+                "no kubeconfig: pass --kubeconfig or set $KUBECONFIG "
+                "(not in a cluster: $KUBERNETES_SERVICE_HOST is not set)"
+            ) from None
+        raise KubeconfigError(
+            f"cannot use the in-cluster service account: {_one_line(error)}"
+        ) from None
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:256]
+
+
+def _unreachable_reason(error: BaseException) -> str | None:
+    """Why no request reached the server at all, or None if one may have.
+
+    Only connection-level failures: a timeout or a reset mid-answer may
+    come from a server that is there, and stays a plain `Retryable`.
+    """
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not trusted ({_one_line(error.certificate_error)})"
+    if isinstance(error, aiohttp.ClientConnectorSSLError):
+        return f"TLS handshake failed ({_one_line(error)})"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        code = error.os_error.errno
+        if isinstance(error.os_error, socket.gaierror):
+            return f"unknown host ({error.os_error.strerror})"
+        if code:
+            return os.strerror(code).lower()
+        return _one_line(error.os_error) or "connection failed"
+    return None
 
 
 def _proxy_for(host: str, configured: str | None) -> tuple[str | None, aiohttp.BasicAuth | None]:

@@ -53,8 +53,35 @@ class Retryable(KubeError):
         self.retry_after_s = retry_after_s
 
 
+class Unreachable(Retryable):
+    """No answer at all from the API server: connection refused, unknown host, TLS failure.
+
+    Still `Retryable` for the loops (an API server restarting is refused for
+    a moment); the commands read `server`, `reason` and `source` to say in
+    one line what to fix instead of printing a traceback.
+    """
+
+    def __init__(self, *, server: str, reason: str, source: str, request: str) -> None:
+        super().__init__(
+            f"{request}: cannot reach the API server {server}: {reason}"[:_MAX_MESSAGE]
+        )
+        self.server = server
+        self.reason = reason
+        self.source = source
+        """Where the server address came from, e.g. `kubeconfig /x/config (--kubeconfig)`."""
+
+
 class TooManyRequests(Retryable):
     """429: the API server asks us to slow down (honour `retry_after_s`)."""
+
+
+class KubeconfigError(KubeError):
+    """No usable client configuration: `connect()` could not load the kubeconfig.
+
+    Raised only by `connect()`, before any request; the message names the
+    file (and the flag or variable it came from) and what is wrong with it,
+    in one line, never its content (a kubeconfig holds credentials).
+    """
 
 
 class Terminal(KubeError):

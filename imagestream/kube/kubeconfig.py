@@ -29,12 +29,14 @@ from typing import Any
 
 import yaml
 
+from imagestream.kube import errors as kube_errors
+
 DEFAULT_NAMESPACE = "default"
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-class KubeconfigError(Exception):
-    """No usable connection can be chosen; the message says why, in one line."""
+KubeconfigError = kube_errors.KubeconfigError
+"""One error for every way a kubeconfig can be unusable; it lives with the other API errors."""
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import pytest
 from localdev.components import ComponentProcess, start_component
 from localdev.controlplane import ControlPlane
 from localdev.faultproxy import FaultProxy, proxied_kubeconfig
+from localdev.private import write_private
 
 # The session's control plane, API client and CRDs, as the integration tier has them.
 from tests.integration.conftest import (  # noqa: F401 - fixtures, used by name
@@ -52,7 +53,7 @@ class Processes:
         self.directory = directory
         self.started: list[ComponentProcess] = []
         self.token_file = directory / "token"
-        self.token_file.write_text(TOKEN)
+        write_private(self.token_file, TOKEN)
 
     def start(
         self,

@@ -31,6 +31,7 @@ from imagestream.kube.client import Kube
 from imagestream.kube.resources import IMAGESTREAMS
 from localdev.components import ComponentProcess
 from localdev.controlplane import REPO_ROOT, ControlPlane
+from localdev.private import write_private
 from tests.faults.conftest import Processes, figure
 from tests.integration.conftest import new_namespace
 
@@ -101,7 +102,7 @@ async def setup(
     receivers = []
     for name in ("flood", "quiet"):
         token = directory / f"token-{name}"
-        token.write_text(f"token-{name}")
+        write_private(token, f"token-{name}")
         receivers.append(
             f"  - name: {name}\n"
             "    type: distribution\n"

@@ -25,6 +25,7 @@ from controller import app as controller_app
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.resources import NAMESPACES
 from localdev.controlplane import ControlPlane, binary_dir, free_port
+from localdev.private import write_private
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint, Registry
 from localdev.system import RunningSystem, local_settings, run_system
@@ -161,7 +162,7 @@ async def system(
     workdir = tmp_path_factory.mktemp("system")
     token = "system-token-" + workdir.name
     token_file = workdir / "token"
-    token_file.write_text(token)
+    write_private(token_file, token)
     settings = local_settings(
         kubeconfig=controlplane.kubeconfig_path,
         webhook_token_file=token_file,

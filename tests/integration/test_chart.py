@@ -39,6 +39,7 @@ from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES, PODS, Resource
 from localdev.controlplane import ControlPlane, free_port
 from localdev.images import make_oci_image, skopeo_push
+from localdev.private import private_dir, write_private
 from localdev.processes import ManagedProcess, wait_until
 from localdev.registry import NotificationEndpoint, Registry
 from tests.integration.conftest import (
@@ -885,13 +886,7 @@ async def _service_account_kubeconfig(
     config = yaml.safe_load(controlplane.kubeconfig_path.read_text())
     config["users"] = [{"name": name, "user": {"token": request["status"]["token"]}}]
     config["contexts"][0]["context"]["user"] = name
-    return _write_private(path, yaml.safe_dump(config))
-
-
-def _write_private(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(0o600)
-    return path
+    return write_private(path, yaml.safe_dump(config))
 
 
 async def _env_of_installed(kube: Kube, installed: Installed, component: str) -> dict[str, str]:
@@ -938,7 +933,7 @@ async def chart_processes(
         prefix="e2e",
     )
     secrets_dir = workdir / "receivers"
-    secrets_dir.mkdir()
+    private_dir(secrets_dir)
     config_map = await kube.get(
         KINDS["ConfigMap"], installed.namespace, f"{installed.fullname}-webhook"
     )
@@ -1002,7 +997,7 @@ async def chart_processes(
                     "imagestream-controller"
                 )
                 for key, value in secret["data"].items():
-                    (secrets_dir / key).write_bytes(base64.b64decode(value))
+                    write_private(secrets_dir / key, base64.b64decode(value))
                 token = (secrets_dir / "distribution-token").read_text()
                 assert len(token) == 48 and token.isalnum()
             await asyncio.to_thread(

@@ -1,4 +1,5 @@
-"""`imagestream dev` brings the whole system up, announces READY, and cleans up on Ctrl-C."""
+"""`imagestream dev` brings the whole system up, announces READY, and cleans up on Ctrl-C;
+when one of its parts stops, it stops too and says which and why."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -86,3 +88,52 @@ def _check_dev(dev: subprocess.Popen[str], *, registry_port: int, webhook_port: 
         if dev.poll() is None:
             dev.kill()
             dev.wait()
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
+def test_dev_exits_with_the_reason_when_one_of_its_parts_stops(tmp_path: Path) -> None:
+    """Today's failure: with its registry gone, dev kept running and looked healthy."""
+    registry_port, webhook_port = free_port(), free_port()
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "imagestream.cli",
+            "dev",
+            f"--state-dir={tmp_path / 'state'}",
+            f"--registry-port={registry_port}",
+            f"--webhook-port={webhook_port}",
+            "--log-level=error",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "KUBECONFIG": ""},
+    ) as dev:
+        stderr: list[str] = []
+        reader = threading.Thread(target=lambda: stderr.extend(dev.stderr or []), daemon=True)
+        reader.start()
+        try:
+            _read_ready_line(dev)
+            children = descendants(dev.pid)
+            (registry,) = [pid for pid in children if "docker-registry" in _cmdline(pid)[0]]
+            os.kill(registry, signal.SIGKILL)  # a child of the dev we started, by its PID
+            assert dev.wait(timeout=EXIT_BUDGET_S) == 1
+            assert wait_all_gone(children, timeout_s=EXIT_BUDGET_S) == set()
+        finally:
+            if dev.poll() is None:
+                dev.kill()
+                dev.wait()
+        reader.join(timeout=10)
+    text = "".join(stderr)
+    assert "Traceback" not in text, text
+    last = text.splitlines()[-1]
+    assert last.startswith("error: docker-registry stopped (killed by SIGKILL)"), last
+    assert str(tmp_path / "state" / "logs" / "registry.log") in last, last

@@ -45,6 +45,7 @@ from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES
 from imagestream.timestamps import parse_rfc3339
 from localdev.controlplane import ControlPlane
 from localdev.images import make_oci_image, skopeo_push
+from localdev.private import private_dir, write_private
 from localdev.registry import Registry
 from localdev.system import RunningSystem, local_settings, run_system
 from tests.integration.conftest import eventually, new_namespace
@@ -88,10 +89,10 @@ RECEIVER_NAMES = tuple(AUTH)
 def write_config(directory: Path, *, local_registry: str) -> Path:
     """The `--webhook-config` with one receiver of each type, and its secret files."""
     secrets = directory / "secrets"
-    secrets.mkdir(parents=True, exist_ok=True)
+    private_dir(secrets)
     receivers: list[dict[str, Any]] = []
     for name, (auth_type, secret) in AUTH.items():
-        (secrets / name).write_text(secret + "\n")
+        write_private(secrets / name, secret + "\n")
         auth: dict[str, Any] = {"type": auth_type, "secretFiles": [f"secrets/{name}"]}
         if name == "jfrog":
             auth |= {"header": "X-JFrog-Event-Auth", "prefix": ""}

@@ -1,12 +1,16 @@
-"""A real skopeo push to the real registry produces a real notification."""
+"""A real skopeo push to the real registry produces a real notification; `start()` knows its own."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from localdev.images import make_oci_image, skopeo_push
+from localdev.processes import ProcessFailedError
 from localdev.registry import Registry
 from tests.integration.conftest import CapturedRequest, NotificationReceiver
+from tests.integration.ports import pretend_registry
 
 
 async def test_push_notifies_with_repository_tag_digest_and_token(
@@ -32,3 +36,13 @@ async def test_push_notifies_with_repository_tag_digest_and_token(
     assert event["target"]["digest"] == image.manifest_digest
     assert event["target"]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
     assert event["request"]["host"] == registry_to_receiver.host
+
+
+def test_start_fails_when_another_server_answers_on_its_port(tmp_path: Path) -> None:
+    """Today's failure: `/v2/` answered by someone else counted as "our registry is up"."""
+    with pretend_registry() as port:
+        registry = Registry(workdir=tmp_path / "registry", port=port)
+        with pytest.raises(ProcessFailedError) as raised:
+            registry.start()
+    assert "address already in use" in raised.value.reason
+    assert registry.process is not None and registry.process.poll() is not None

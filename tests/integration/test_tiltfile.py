@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from localdev.controlplane import ControlPlane
+from localdev.private import write_private
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TILTFILE = REPO_ROOT / "tilt" / "Tiltfile"
@@ -105,7 +106,7 @@ def test_the_tiltfile_refuses_other_contexts(
     config["contexts"][0]["name"] = "production-eu-1"
     config["current-context"] = "production-eu-1"
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    write_private(kubeconfig, yaml.safe_dump(config))
     result, _ = _tiltfile_result(tilt, kubeconfig, tmp_path)
     assert result.returncode == TILTFILE_ERROR, result.stderr
     assert "refusing kube context" in result.stderr

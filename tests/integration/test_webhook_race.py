@@ -39,6 +39,7 @@ from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES
 from localdev.controlplane import ControlPlane, free_port
+from localdev.private import write_private
 from localdev.processes import ManagedProcess
 from tests.integration.conftest import System, eventually, new_namespace
 from tests.integration.proctree import is_alive
@@ -150,7 +151,7 @@ async def webhooks(
     namespace = await new_namespace(kube, "race")
     token = "race-token-" + tmp_path.name
     token_file = tmp_path / "token"
-    token_file.write_text(token)
+    write_private(token_file, token)
     started: list[WebhookProcess] = []
     try:
         for index in range(2):

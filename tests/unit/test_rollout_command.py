@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from typing import Any
@@ -14,6 +15,7 @@ from imagestream.cli.rollout import (
     RolloutError,
     history_table,
     latest_patch,
+    parse_duration,
     parse_target,
     rollback_patch,
     rollback_target,
@@ -176,3 +178,31 @@ def test_the_commands_parse() -> None:
     )
     args = build_parser().parse_args(["start-build", "web", "-n", "team"])
     assert (args.command, args.name, args.namespace) == ("start-build", "web", "team")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("2", 2.0),
+        ("0.5", 0.5),
+        ("2s", 2.0),
+        ("500ms", 0.5),
+        ("5m", 300.0),
+        ("1m30s", 90.0),
+        ("1h", 3600.0),
+        ("0", 0.0),
+    ],
+)
+def test_timeouts_are_seconds_or_kubectl_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "s", "2x", "1m 30s", "-1", "nan", "inf", "2s3"])
+def test_a_timeout_that_is_not_a_duration_is_a_usage_error(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+
+
+def test_status_timeout_takes_a_duration() -> None:
+    args = build_parser().parse_args(["rollout", "status", "-w", "--timeout", "1m", "dc/web"])
+    assert (args.watch, args.timeout) == (True, 60.0)

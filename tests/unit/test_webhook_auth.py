@@ -13,6 +13,7 @@ import pytest
 import structlog
 
 from imagestream.logs import configure_logging
+from localdev.private import write_private
 from webhook.auth import Authenticator, SecretSource
 from webhook.config import AuthConfig, Receiver
 
@@ -48,7 +49,7 @@ def _authenticator(
     files = []
     for index, secret in enumerate(secrets):
         path = tmp_path / f"secret-{index}"
-        path.write_text(secret + "\n")  # a trailing newline, as `kubectl create secret` leaves
+        write_private(path, secret + "\n")  # a trailing newline, as `kubectl create secret` leaves
         files.append(path)
     receiver = Receiver(
         name="r1",
@@ -184,7 +185,7 @@ def test_missing_or_empty_secret_file_refuses_everything(tmp_path: Path) -> None
 def test_rotation_through_a_second_file(tmp_path: Path) -> None:
     clock = FakeClock()
     old, new = tmp_path / "token", tmp_path / "token.next"
-    old.write_text(SECRET)
+    write_private(old, SECRET)
     source = SecretSource([old, new], receiver="r1", clock=clock)
     receiver = Receiver(
         name="r1", type="distribution", auth=AuthConfig(type="bearer", secret_files=(old, new))
@@ -199,7 +200,7 @@ def test_rotation_through_a_second_file(tmp_path: Path) -> None:
     assert ok(SECRET) and not ok(NEXT_SECRET)
 
     # Step 1: the new secret is added as the second file; both are valid.
-    new.write_text(NEXT_SECRET + "\n")
+    write_private(new, NEXT_SECRET + "\n")
     assert not ok(NEXT_SECRET)  # not re-checked within the second
     clock.advance(1.0)
     assert ok(NEXT_SECRET) and ok(SECRET)
@@ -210,7 +211,7 @@ def test_rotation_through_a_second_file(tmp_path: Path) -> None:
     assert ok(NEXT_SECRET) and not ok(SECRET)
 
     # A rewritten file (same path, new content) is picked up too.
-    new.write_text("rotated-again-but-same-length!!")
+    write_private(new, "rotated-again-but-same-length!!")
     os.utime(new, ns=(1, 1))  # a different mtime even on a coarse clock
     clock.advance(1.0)
     assert ok("rotated-again-but-same-length!!") and not ok(NEXT_SECRET)
@@ -221,7 +222,7 @@ def test_secret_file_is_statted_at_most_once_per_second(
 ) -> None:
     clock = FakeClock()
     path = tmp_path / "token"
-    path.write_text(SECRET)
+    write_private(path, SECRET)
     source = SecretSource([path], receiver="r1", clock=clock)
     calls = 0
     real_stat = os.stat

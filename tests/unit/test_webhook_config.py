@@ -176,3 +176,34 @@ def test_an_integrated_receiver_needs_the_integrated_registry() -> None:
     check_integrated_registry(receivers, "registry.example.com:5000")
     external = [Receiver(name="gh", type="github", auth=AuthConfig(type="none"))]
     check_integrated_registry(external, "")  # nothing integrated: nothing needed
+
+
+def test_insecure_is_a_boolean_and_defaults_to_false(tmp_path: Path) -> None:
+    (receiver,) = _load(
+        tmp_path,
+        """
+        receivers:
+          - name: plain
+            type: distribution
+            verify: registry
+            insecure: true
+            auth: {type: none}
+        """,
+    )
+    assert receiver.insecure is True
+    (receiver,) = _load(
+        tmp_path,
+        """
+        receivers:
+          - {name: tls, type: distribution, verify: registry, auth: {type: none}}
+        """,
+    )
+    assert receiver.insecure is False
+    with pytest.raises(ConfigError, match=r"insecure: must be true or false"):
+        _load(
+            tmp_path,
+            """
+            receivers:
+              - {name: bad, type: distribution, insecure: "yes", auth: {type: none}}
+            """,
+        )
