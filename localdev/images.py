@@ -160,12 +160,30 @@ def _write_layout(directory: Path, layers: Sequence[Layer], config: dict[str, ob
     for layer in layers:
         digest, size = _write_blob(blobs, layer.blob)
         descriptors.append({"mediaType": layer.media_type, "digest": digest, "size": size})
+    return write_manifest(directory, descriptors, [layer.diff_id for layer in layers], config)
+
+
+def write_manifest(
+    directory: Path,
+    layers: Sequence[Mapping[str, object]],
+    diff_ids: Sequence[str],
+    config: Mapping[str, object],
+) -> OciImage:
+    """Finish a layout whose layer blobs are already in `directory/blobs/sha256`.
+
+    `layers` are their descriptors (mediaType, digest, size), `diff_ids` the
+    sha256 of each uncompressed tar; the config, manifest and index are
+    written as every image here writes them (sorted keys, no timestamps).
+    """
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    descriptors = [dict(layer) for layer in layers]
     config_bytes = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+            "config": dict(config),
+            "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
         },
         sort_keys=True,
     ).encode()
