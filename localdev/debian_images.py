@@ -520,18 +520,46 @@ def _load(name: str, directory: Path, *, cached: bool) -> BuiltImage:
 
 BUILD_USER = User("build", 1000, subids=(100000, 65536))
 
+# Debian installs newuidmap/newgidmap setuid root. In a pod that runs as the
+# build user, a setuid-root newuidmap may not write the new user namespace's
+# uid_map: euid 0 is not the namespace's owner, so the kernel asks for
+# CAP_SYS_ADMIN, which no unprivileged container has ("write to uid_map
+# failed: Operation not permitted"). With file capabilities instead (as
+# Fedora ships them) the writer keeps the build user's euid, owns the
+# namespace, and needs only CAP_SETUID/CAP_SETGID, which the default
+# container capabilities include.
+NEWIDMAP_FILE_CAPS = (
+    'chmod 0755 "$1/usr/bin/newuidmap" "$1/usr/bin/newgidmap"'
+    ' && chroot "$1" setcap cap_setuid=ep /usr/bin/newuidmap'
+    ' && chroot "$1" setcap cap_setgid=ep /usr/bin/newgidmap'
+)
+
+# vfs by default: it works on any filesystem, also on the container's own
+# overlay root. `--storage-driver overlay` is faster (no copy per layer) and
+# works rootless with the kernel's own overlay (user namespaces, kernel >=
+# 5.13) when the storage is on a volume (an emptyDir), not on overlayfs.
+# No fuse-overlayfs: it needs /dev/fuse, which an unprivileged pod lacks, and
+# with it installed containers/storage picks it over the kernel's overlay.
+STORAGE_CONF = """\
+[storage]
+driver = "vfs"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+"""
+
 BUILDER = DebianImage(
     name="builder",
     packages=(
         "buildah",  # 1.28, the builder
-        "fuse-overlayfs",  # overlay storage without kernel overlay mounts (rootless)
         "uidmap",  # newuidmap/newgidmap, for rootless user namespaces
+        "libcap2-bin",  # setcap, for the hook below
         "crun",  # an OCI runtime, for --isolation oci where the pod allows it
         "ca-certificates",  # TLS to real registries
         "git",  # Git sources
     ),
     users=(BUILD_USER,),
-    entrypoint=(),
+    files=(File("/etc/containers/storage.conf", STORAGE_CONF),),
+    hooks=(NEWIDMAP_FILE_CAPS,),
     cmd=("/usr/bin/buildah", "--help"),
     env=(DEFAULT_PATH, "BUILDAH_ISOLATION=chroot"),
     labels=(("io.imagestream.image.purpose", "builder: buildah from Debian packages"),),
