@@ -317,6 +317,7 @@ class _Layer:
 
 
 def _normalised(member: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    # tarfile reads "./" as "."; that entry stays: it carries the root's mode.
     name = member.name.removeprefix("./").rstrip("/")
     if not name or (name.startswith("dev/") and not member.isdir()):
         return None
