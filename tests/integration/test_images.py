@@ -16,7 +16,12 @@ What this proves, on this machine:
   a pod of it runs and serves what the Dockerfile's RUN wrote;
 * the line that least privilege cannot cross here: with the
   RuntimeDefault seccomp profile (what the restricted Pod Security Standard
-  demands), buildah cannot make its user namespace, and says so.
+  demands), buildah cannot make its user namespace, and says so;
+* our own Dockerfile, unchanged, builds in such a pod on the python-base
+  image (`--build-arg PYTHON_IMAGE`), its pip reading the host-made
+  wheelhouse through bind mounts (no build here reaches PyPI), and the image
+  runs `imagestream version` as its non-root user under a restricted
+  security context.
 
 The first run makes the images (about 1.5 and 1 minutes cold on two cores,
 with Debian's mirror); later runs take them from
@@ -30,8 +35,10 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import tarfile
 import time
+import tomllib
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -42,8 +49,10 @@ import pytest
 
 from controller.builds.jobs import BUILD_CONTAINER, default_job_template
 from localdev import debian_images
+from localdev.controlplane import REPO_ROOT
 from localdev.debian_images import BUILDER, PYTHON_BASE, BuiltImage
-from localdev.images import APP_PORT, OCI_MANIFEST, make_app_image, skopeo_push
+from localdev.images import APP_PORT, OCI_MANIFEST, make_app_image, make_files_image, skopeo_push
+from localdev.wheelhouse import wheelhouse
 from tests.integration.nodecluster import NodeCluster, deploy_app, http_get, node_cluster, wait_for
 
 pytestmark = pytest.mark.integration
@@ -242,3 +251,136 @@ def test_with_the_runtime_default_seccomp_profile_buildah_gets_no_user_namespace
     assert finished["status"]["phase"] == "Failed"
     logs = cluster.kubectl("-n", namespace, "logs", "restricted", check=False)
     assert NO_USER_NAMESPACE in logs, logs[-2000:]
+
+
+# What the Dockerfile's COPY lines read, and the files buildah reads itself.
+CONTEXT_FILES = ("Dockerfile", ".dockerignore", "pyproject.toml", "constraints.txt", "README.md")
+CONTEXT_DIRS = ("imagestream", "controller", "webhook")
+BUILD_USER_UID = 1000
+OUR_BUILD_SCRIPT = r"""set -eu
+cd /work/ctx
+buildah --storage-driver overlay build --tls-verify=false \
+  -v /work/wheels:/wheels:ro -v /work/wheels/pip.conf:/etc/pip.conf:ro \
+  --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" --tag "$OUTPUT_IMAGE" .
+buildah --storage-driver overlay push --tls-verify=false \
+  --digestfile /dev/termination-log "$OUTPUT_IMAGE" "docker://$OUTPUT_IMAGE"
+"""
+
+
+def _context_files() -> dict[str, tuple[bytes, int]]:
+    """The repository's tracked files the build reads (ctx/) and the wheels (wheels/)."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    files = {
+        f"ctx/{name}": ((REPO_ROOT / name).read_bytes(), 0o644)
+        for name in tracked
+        if name in CONTEXT_FILES or name.split("/")[0] in CONTEXT_DIRS
+    }
+    for wheel in sorted(wheelhouse().iterdir()):
+        files[f"wheels/{wheel.name}"] = (wheel.read_bytes(), 0o644)
+    return files
+
+
+def _our_build_pod(builder: str, context: str, env: dict[str, str]) -> dict[str, Any]:
+    """Rootless as the default template, the context copied in by an init container,
+    buildah's storage on an emptyDir (where the kernel's overlay works rootless)."""
+    pod = _build_pod("dockerfile", builder, env)
+    spec = pod["spec"]
+    [container] = spec["containers"]
+    container["command"] = ["/bin/sh", "-c", OUR_BUILD_SCRIPT]
+    container["volumeMounts"] = [
+        {"name": "work", "mountPath": "/work"},
+        {"name": "storage", "mountPath": "/home/build/.local/share/containers"},
+    ]
+    spec["volumes"] = [{"name": "work", "emptyDir": {}}, {"name": "storage", "emptyDir": {}}]
+    spec["initContainers"] = [
+        {
+            "name": "context",
+            "image": context,
+            "command": ["/bin/sh", "-c", "cp -r /ctx /wheels /work/"],
+            "securityContext": {
+                "runAsUser": BUILD_USER_UID,
+                "runAsGroup": BUILD_USER_UID,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [{"name": "work", "mountPath": "/work"}],
+        }
+    ]
+    return pod
+
+
+def _restricted_pod(name: str, image: str, args: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "imagestream",
+                    "image": image,
+                    "args": args,
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                        "readOnlyRootFilesystem": True,
+                    },
+                }
+            ],
+        },
+    }
+
+
+@pytest.mark.timeout(IMAGE_BUDGET_S * 2 + 300)
+def test_our_dockerfile_builds_in_a_pod_on_python_base_and_runs_as_non_root(
+    builder_image: BuiltImage, cluster: NodeCluster, tmp_path: Path
+) -> None:
+    registry = cluster.registry.host
+    namespace = f"images-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", namespace)
+    python_base = debian_images.build(PYTHON_BASE)
+    skopeo_push(builder_image.image, f"{registry}/localdev/builder:latest")
+    skopeo_push(python_base.image, f"{registry}/localdev/python-base:latest")
+    context = make_files_image(tmp_path / "context", _context_files(), owner=BUILD_USER_UID)
+    skopeo_push(context, f"{registry}/{namespace}/context:latest")
+    output = f"{registry}/{namespace}/imagestream-controller:latest"
+
+    pod = _our_build_pod(
+        f"{registry}/localdev/builder@{builder_image.digest}",
+        f"{registry}/{namespace}/context@{context.manifest_digest}",
+        {
+            "PYTHON_IMAGE": f"{registry}/localdev/python-base@{python_base.digest}",
+            "OUTPUT_IMAGE": output,
+        },
+    )
+    cluster.kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(pod))
+    finished = _finished(cluster, namespace, "dockerfile")
+    logs = cluster.kubectl("-n", namespace, "logs", "dockerfile", "-c", "build", check=False)
+    assert finished["status"]["phase"] == "Succeeded", logs[-3000:]
+    digest = _terminated(finished)["message"].strip()
+    assert digest.startswith("sha256:") and len(digest) == 71, digest
+    manifest = json.loads(_manifest(registry, f"{namespace}/imagestream-controller", digest))
+    base_manifest = json.loads(_manifest(registry, "localdev/python-base", python_base.digest))
+    assert manifest["layers"][0] == base_manifest["layers"][0]  # built on python-base
+
+    image = f"{registry}/{namespace}/imagestream-controller@{digest}"
+    cluster.kubectl(
+        "-n",
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(_restricted_pod("version", image, ["version"])),
+    )
+    ran = _finished(cluster, namespace, "version")
+    printed = cluster.kubectl("-n", namespace, "logs", "version", check=False).strip()
+    assert ran["status"]["phase"] == "Succeeded", printed
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert printed == version
+    [status] = ran["status"]["containerStatuses"]
+    assert status["imageID"] == image
