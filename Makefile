@@ -14,8 +14,9 @@ run: install controlplane node ## Run the whole system here: control plane, regi
 	$(BIN)/imagestream dev --log-format console
 
 .PHONY: test
-test: install controlplane node helm tilt ## Install everything, then run the whole test suite
-	$(BIN)/pytest -ra
+test: install controlplane node helm tilt prometheus ## Install everything, then run the whole test suite
+	$(BIN)/pytest -ra tests/unit tests/integration
+	$(BIN)/pytest -ra tests/node
 
 ##@ Development
 
@@ -51,6 +52,10 @@ helm: ## Build helm (cached outside the repo; the chart tests use it)
 .PHONY: tilt
 tilt: ## Build tilt (cached outside the repo; checks the Tiltfile)
 	localkube/build.sh tilt >/dev/null
+
+.PHONY: prometheus
+prometheus: ## Fetch Debian's prometheus and promtool (cached outside the repo; the observability tests use them)
+	scripts/prometheus.sh
 
 .PHONY: chart-check
 chart-check: install helm ## Lint and render the Helm chart with each value set, check its README table

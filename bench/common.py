@@ -42,7 +42,9 @@ def digest_of(text: str) -> str:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
+BASE_TIME = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+"""Push times are offsets (at most a day) from here: in the past, within the week before
+receipt in which the webhook believes a payload's push time (webhook/intake.py)."""
 
 
 def timestamp(offset_s: float) -> str:

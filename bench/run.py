@@ -129,7 +129,13 @@ class Launcher:
     ) -> ComponentProcess:
         extra = [*args]
         if command == "webhook":
-            extra += ["--webhook-token-file", str(self.token_file)]
+            extra += [
+                "--webhook-token-file",
+                str(self.token_file),
+                # The default receiver is integrated: it records this host only.
+                "--integrated-registry",
+                self.host,
+            ]
         else:
             extra += [
                 "--integrated-registry",

@@ -47,7 +47,7 @@ from controller.builds.reconciler import (
     trim_job,
 )
 from controller.events import EventRecorder
-from controller.imagestreams.reconciler import ImageStreamReconciler
+from controller.imagestreams.reconciler import IMPORT_FAILURE_REASONS, ImageStreamReconciler
 from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
 from controller.rollouts.index import ReplicationControllerIndex
@@ -160,12 +160,29 @@ async def start(collaborators: Collaborators) -> Controller:
         get_cached=streams.get,
         history_limit=settings.history_limit,
         on_write=lambda _key, _n: writes.inc(),
+        on_written=collaborators.written_imagestreams.publish,
     )
+    # In `imagestream run` the webhook's writes reach this cache at once, not a watch later.
+    collaborators.written_imagestreams.subscribe(streams.observe)
     # One recorder for every loop: one memory of what was already said, one queue.
     events = EventRecorder(kube=kube, instance=identity)
 
     # The ImageStream loop: spec tags and imports.
+    imports = Counter(
+        "imagestream_imports",
+        "Imports of DockerImage spec tags by result (imported, failed, throttled) and, for"
+        " failures, the reason recorded on the tag's ImportSuccess condition.",
+        ["result", "reason"],
+        registry=metrics,
+    )
+    # Every series at 0 from the start: increase() misses a counter's first step when its
+    # series appears already at 1, so the first failure of a reason would not alert.
+    imports.labels("imported", "")
+    imports.labels("throttled", "TooManyRequests")
+    for reason in IMPORT_FAILURE_REASONS:
+        imports.labels("failed", reason)
     stream_loop = ImageStreamReconciler(
+        on_import=lambda result, reason: imports.labels(result, reason).inc(),
         queue=WorkQueue(),
         streams=streams,
         recorder=recorder,
@@ -178,6 +195,9 @@ async def start(collaborators: Collaborators) -> Controller:
     # The trigger loop: one reactor and one cache per kind whose API is served.
     reactors = [r for r in REACTORS if r.resource.group in served or not r.resource.group]
     workloads = {r.resource.plural: cache(r.resource, r.trim) for r in reactors}
+    trigger_metrics = TriggerMetrics.create(metrics)
+    for reactor in reactors:
+        trigger_metrics.patches.labels(reactor.resource.plural)  # at 0 from the start
     trigger_loop = TriggerReconciler(
         kube=kube,
         queue=WorkQueue(),
@@ -186,7 +206,7 @@ async def start(collaborators: Collaborators) -> Controller:
         streams=streams,
         index=TriggerIndex(),
         events=events,
-        metrics=TriggerMetrics.create(metrics),
+        metrics=trigger_metrics,
         namespace_allowed=namespace_allowed,
     )
     streams.add_handler(trigger_loop.on_imagestream)
@@ -272,6 +292,12 @@ async def start(collaborators: Collaborators) -> Controller:
         if settings.leader_elect
         else None
     )
+    Gauge(
+        "imagestream_controller_leader",
+        "1 while this controller leads (holds the Lease, or runs without leader election),"
+        " else 0: across replicas the sum is 1, and 0 means nobody writes.",
+        registry=metrics,
+    ).set_function(functools.partial(_leading, elector))
     tasks: list[asyncio.Task[Any]] = [
         asyncio.create_task(informers.run(), name=f"informer-{i}")
         for i, informers in enumerate(informer_sets)
@@ -335,6 +361,12 @@ async def _lead(
                     on_outcome=functools.partial(count, loop.name),
                 )
             )
+
+
+def _leading(elector: LeaderElector | None) -> float:
+    if elector is None:
+        return 1.0
+    return 1.0 if elector.elected.is_set() and not elector.lost.is_set() else 0.0
 
 
 async def _stop_when_lost(elector: LeaderElector, stop: StopSignal) -> None:

@@ -14,7 +14,9 @@ The rules (behaviours 1, 2, 3, 9 and 10 of docs/openshift-behaviours.md):
   the head back: it is inserted into the history in time order, or dropped
   if the history already holds it. Registries deliver at least once and in
   no guaranteed order, and a late event must not roll workloads back
-  (docs/openshift-behaviours.md#behaviour-1).
+  (docs/openshift-behaviours.md#behaviour-1). The webhook bounds a payload's
+  push time by its time of receipt before it gets here
+  (docs/delivery-semantics.md#late-and-reordered-events).
 - Unlike OpenShift, history is capped (default 50 items), so an object never
   approaches etcd's size limit (docs/openshift-behaviours.md#behaviour-3).
 - After a tag's head changes, the spec tags of the same stream that follow
@@ -26,12 +28,14 @@ The rules (behaviours 1, 2, 3, 9 and 10 of docs/openshift-behaviours.md):
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from imagestream.objects import Obj
+from imagestream.references import is_valid_tag
 from imagestream.timestamps import parse_rfc3339
 
 DEFAULT_HISTORY_LIMIT = 50
@@ -86,6 +90,31 @@ class TagCondition:
             "message": self.message,
             "generation": self.generation,
         }
+
+
+# The `date-time` format of the CRD's `created` (RFC 3339; four-digit year).
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
+
+
+def tag_event_problem(tag: str, event: TagEvent | None) -> str | None:
+    """Why the API server would refuse `event` on status tag `tag` (the CRD's schema), or None.
+
+    Checked before a write, so an event that can never be stored costs no
+    round trip and fails no batch-mate; it mirrors the schema in
+    charts/imagestream-controller/crds/imagestreams.image.openshift.io.yaml.
+    """
+    if not is_valid_tag(tag):
+        return f"tag {tag!r} is not a valid tag name"
+    if event is None:
+        return None
+    if not event.docker_image_reference:
+        return f"tag {tag}: the event has no dockerImageReference"
+    if _DATE_TIME.fullmatch(event.created) is None or parse_rfc3339(event.created) is None:
+        return f"tag {tag}: created {event.created!r} is not an RFC 3339 date-time"
+    return None
 
 
 def _older(event: TagEvent, than: TagEvent) -> bool:

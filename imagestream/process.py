@@ -10,21 +10,48 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import platform
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from imagestream.health import ReadinessCheck, StopSignal, health_routes, metrics_routes, serve
 from imagestream.kube.client import Kube, connect
 from imagestream.settings import Settings
+from imagestream.version import package_version
+from imagestream.written import WrittenObjects
 
 log = structlog.get_logger(__name__)
 
 READY_WAIT_S = 120.0
+
+
+def process_metrics(metrics: CollectorRegistry) -> None:
+    """What every process exports whatever it runs: its version and its resource use.
+
+    `imagestream_build_info{version, python_version} 1` (join on it to see what runs
+    where), and prometheus_client's process collector (`process_cpu_seconds_total`,
+    `process_resident_memory_bytes`, `process_open_fds`, `process_start_time_seconds`,
+    ...) and platform collector (`python_info`), on this process's own registry.
+    """
+    Gauge(
+        "imagestream_build_info",
+        "Always 1; the labels say which version runs, on which Python.",
+        ["version", "python_version"],
+        registry=metrics,
+    ).labels(package_version(), platform.python_version()).set(1)
+    ProcessCollector(registry=metrics)
+    PlatformCollector(registry=metrics)
 
 
 def _api_request_metrics(metrics: CollectorRegistry) -> Callable[[str, str, int, float], None]:
@@ -41,6 +68,9 @@ def _api_request_metrics(metrics: CollectorRegistry) -> Callable[[str, str, int,
         ["verb"],
         registry=metrics,
     )
+
+    for verb in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        errors.labels(verb)  # a series at 0 from the start, so error rates read 0, not "no data"
 
     def observe(verb: str, _path: str, status: int, _seconds: float) -> None:
         requests.labels(verb, str(status)).inc()
@@ -67,6 +97,8 @@ class Collaborators:
     kube: Kube
     metrics: CollectorRegistry
     stop: StopSignal
+    written_imagestreams: WrittenObjects = field(default_factory=WrittenObjects)
+    """ImageStreams this process wrote; a component's cache may take them early."""
 
 
 ComponentStarter = Callable[[Collaborators], Awaitable[Component]]
@@ -85,6 +117,7 @@ async def run_components(
     """
     kube = await connect(settings.kubeconfig)
     metrics = CollectorRegistry()
+    process_metrics(metrics)
     kube.observers.append(_api_request_metrics(metrics))
     collaborators = Collaborators(settings=settings, kube=kube, metrics=metrics, stop=stop)
     components: list[Component] = []

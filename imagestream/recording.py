@@ -17,6 +17,14 @@ Invariants:
   recording the same event twice changes nothing.
 - The write runs in its own task: a caller that goes away (client
   disconnect, shutdown) does not abort a write that other callers wait on.
+- One update the API server refuses as invalid (422: the schema, an
+  admission policy) never fails the others written with it. Updates are
+  checked against the schema before the write (`tag_event_problem`); if the
+  server still refuses a batch, it is split in halves and each is written
+  again, down to the one update refused, which is reported as `refused`
+  (nothing of it written) while its batch-mates are applied. Otherwise one
+  sender's bad event answered 503 for every concurrent push to that stream,
+  and on every redelivery, forever.
 """
 
 from __future__ import annotations
@@ -38,9 +46,10 @@ from imagestream.imagestreams import (
     refresh_summary,
     set_import_failure,
     stream_generation,
+    tag_event_problem,
 )
 from imagestream.kube.client import Kube
-from imagestream.kube.errors import Conflict, KubeError, NotFound
+from imagestream.kube.errors import Conflict, Invalid, KubeError, NotFound
 from imagestream.kube.resources import IMAGESTREAMS
 from imagestream.objects import Obj
 
@@ -73,14 +82,30 @@ class CreateSpec:
 class UpdateResult:
     update: TagUpdate
     changed_tags: tuple[str, ...]
+    refused: str = ""
+    """Why the update can never be stored (the schema, or the API server's 422); then
+    nothing of it was written. Empty for an update applied or already recorded."""
 
     @property
     def duplicate(self) -> bool:
-        return not self.changed_tags
+        return not self.changed_tags and not self.refused
 
 
 class RecordError(Exception):
     """The update could not be persisted now; the sender should retry."""
+
+
+class UpdateRefused(RecordError):
+    """Some of the caller's updates can never be stored: the API server refuses them.
+
+    Retrying the same updates cannot help (it is the sender's error, not an
+    outage). `results` holds the outcome of each of the caller's updates, in
+    order: the refused ones say why, the others were applied.
+    """
+
+    def __init__(self, message: str, results: list[UpdateResult] | None = None) -> None:
+        super().__init__(message)
+        self.results = results or []
 
 
 class StreamMissing(RecordError):
@@ -107,6 +132,8 @@ class StreamRecorder:
     conflict_budget: int = CONFLICT_BUDGET
     on_write: Callable[[str, int], None] | None = None
     """Called after each successful status write with (stream key, updates in it)."""
+    on_written: Callable[[Obj], object] | None = None
+    """Called after each successful status write with the object the API server answered."""
     _pending: dict[str, list[_Pending]] = field(default_factory=dict)
     _writers: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _written: BoundedCache[str, tuple[str, Obj]] = field(
@@ -143,7 +170,11 @@ class StreamRecorder:
             self._writers[key] = task
         # shield: the caller may be cancelled; the write goes on for the others.
         results = await asyncio.shield(asyncio.gather(*(e.done for e in entries)))
-        return [result for result in results if result is not None]
+        found = [result for result in results if result is not None]
+        refused = [result.refused for result in found if result.refused]
+        if refused:
+            raise UpdateRefused(f"imagestream {key}: {refused[0]}", found)
+        return found
 
     async def drain(self) -> None:
         """Wait for every write in flight (graceful shutdown)."""
@@ -165,7 +196,11 @@ class StreamRecorder:
                     latest = None
                     continue
                 for entry, result in zip(batch, results, strict=True):
-                    if not entry.done.done():
+                    if entry.done.done():
+                        continue
+                    if isinstance(result, RecordError):
+                        entry.done.set_exception(result)
+                    else:
                         entry.done.set_result(result)
         finally:
             self._writers.pop(key, None)
@@ -190,7 +225,7 @@ class StreamRecorder:
 
     async def _write_batch(
         self, namespace: str, name: str, batch: list[_Pending], latest: Obj | None
-    ) -> tuple[Obj | None, list[UpdateResult | None]]:
+    ) -> tuple[Obj | None, list[_Outcome]]:
         current = await self._current(namespace, name, latest)
         for attempt in range(self.conflict_budget):
             if current is None:
@@ -199,7 +234,7 @@ class StreamRecorder:
                     raise StreamMissing(f"imagestream {namespace}/{name} does not exist")
                 current = await self._create(namespace, name, create)
             stream = copy_for_status_write(current)
-            results = [
+            results: list[_Outcome] = [
                 None if entry.update is None else self._apply(stream, entry.update)
                 for entry in batch
             ]
@@ -207,7 +242,7 @@ class StreamRecorder:
             fields_changed = create is not None and _set_repositories(stream, create)
             for entry in batch:
                 fields_changed = _set_status_fields(stream, entry.status_fields) or fields_changed
-            if not any(r is not None and r.changed_tags for r in results) and not fields_changed:
+            if not any(_changed(r) for r in results) and not fields_changed:
                 return current, results
             refresh_summary(stream)
             try:
@@ -223,13 +258,42 @@ class StreamRecorder:
             except NotFound:
                 current = None
                 continue
+            except Invalid as error:
+                return await self._isolate(namespace, name, batch, current, str(error))
             self._remember(f"{namespace}/{name}", _resource_version(current), written)
             if self.on_write is not None:
                 self.on_write(f"{namespace}/{name}", len(batch))
+            if self.on_written is not None:
+                self.on_written(written)
             return written, results
         raise RecordError(
             f"imagestream {namespace}/{name}: still conflicting after {self.conflict_budget} writes"
         )
+
+    async def _isolate(
+        self, namespace: str, name: str, batch: list[_Pending], current: Obj, refusal: str
+    ) -> tuple[Obj | None, list[_Outcome]]:
+        """The server refused the batch: find the updates it refuses, write the others.
+
+        Halving finds one refused update among n with about 2 log2(n) writes;
+        nothing of a refused write was stored, so `current` is still the base.
+        """
+        if len(batch) == 1:
+            (entry,) = batch
+            log.warning(
+                "imagestream_update_refused",
+                imagestream=f"{namespace}/{name}",
+                tag=entry.update.tag if entry.update is not None else "",
+                event_id=entry.update.event_id if entry.update is not None else "",
+                reason=refusal,
+            )
+            if entry.update is None:
+                return current, [UpdateRefused(f"imagestream {namespace}/{name}: {refusal}")]
+            return current, [UpdateResult(update=entry.update, changed_tags=(), refused=refusal)]
+        middle = len(batch) // 2
+        latest, first = await self._write_batch(namespace, name, batch[:middle], current)
+        latest, second = await self._write_batch(namespace, name, batch[middle:], latest)
+        return latest, first + second
 
     def _remember(self, key: str, replaced: str, written: Obj) -> None:
         self._written.put(key, (replaced, written))
@@ -258,6 +322,9 @@ class StreamRecorder:
             return fresh
         except NotFound as error:
             raise NamespaceMissing(f"namespace {namespace} does not exist") from error
+        except Invalid as error:
+            # Every update of the batch needs this stream: all are refused.
+            raise UpdateRefused(f"creating imagestream {namespace}/{name}: {error}") from error
         except KubeError as error:
             raise RecordError(f"creating imagestream {namespace}/{name}: {error}") from error
         log.info("imagestream_created", imagestream=f"{namespace}/{name}")
@@ -265,6 +332,9 @@ class StreamRecorder:
 
     def _apply(self, stream: Obj, update: TagUpdate) -> UpdateResult:
         """Apply one update; generation 0 means "the stream's generation", as a push records it."""
+        problem = tag_event_problem(update.tag, update.event)
+        if problem is not None:
+            return UpdateResult(update=update, changed_tags=(), refused=problem)
         changed: list[str] = []
         generation = stream_generation(stream)
         if update.event is not None:
@@ -285,6 +355,15 @@ class StreamRecorder:
             if set_import_failure(stream, update.tag, failure):
                 changed = [update.tag]
         return UpdateResult(update=update, changed_tags=tuple(changed))
+
+
+_Outcome = UpdateResult | RecordError | None
+"""What a batch entry gets: its result, the error to raise to its caller, or None (the
+entry carried only status fields, and they were written)."""
+
+
+def _changed(outcome: _Outcome) -> bool:
+    return isinstance(outcome, UpdateResult) and bool(outcome.changed_tags)
 
 
 def _resource_version(obj: Obj) -> str:

@@ -8,12 +8,20 @@ for `docker.io/library/nginx` never matches an ImageStream tag written as
 `nginx`, or where a malformed name reaches a registry URL or an API object.
 
 The grammar is distribution's `reference` package (what `docker pull`,
-skopeo and OpenShift accept); the Docker Hub defaults are the ones the
-Docker CLI applies. Pure functions, no I/O.
+skopeo and OpenShift accept) and the OCI image spec's digest grammar; the
+Docker Hub defaults are the ones the Docker CLI applies. Whatever passes
+here, the API server (our CRD's patterns) and a registry take: ASCII only
+(Go's word class is `[0-9A-Za-z_]`; Python's is every Unicode letter and digit,
+which once let `vé1` through to a 422), ports in range (and without leading
+zeros, which would be a second spelling of the same host), and only the
+registered digest algorithms, `sha256` and `sha512`, with lower-case hex of
+their length (what go-digest validates; a registry refuses anything else
+with DIGEST_INVALID). Pure functions, no I/O.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -27,20 +35,25 @@ DEFAULT_TAG = "latest"
 # distribution's NameTotalLengthMax: host and path together.
 NAME_TOTAL_LENGTH_MAX = 255
 
+# Every pattern is compiled with re.ASCII and spells its classes out, so no
+# Unicode letter or digit can match (distribution's grammar is Go's RE2, ASCII).
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_IPV6 = r"\[[a-fA-F0-9:]+\]"
-_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_IPV6 = r"\[(?P<ipv6>[a-fA-F0-9:]+)\]"
+_PORT = r"(?P<port>[1-9][0-9]{0,4})"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::{_PORT})?"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+MAX_PORT = 65535
 
-_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-_DOMAIN_RE = re.compile(_DOMAIN)
-_TAG_RE = re.compile(_TAG)
-_DIGEST_RE = re.compile(_DIGEST)
-# Digest lengths of the algorithms registries use; other algorithms pass on
-# the generic grammar alone.
-_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*", re.ASCII)
+_DOMAIN_RE = re.compile(_DOMAIN, re.ASCII)
+_TAG_RE = re.compile(_TAG, re.ASCII)
+# The OCI image spec's registered algorithms, and the encoding each requires.
+DIGEST_ALGORITHMS = {"sha256": 64, "sha512": 128}
+_DIGEST_RES = {
+    algorithm: re.compile(rf"{algorithm}:[a-f0-9]{{{length}}}", re.ASCII)
+    for algorithm, length in DIGEST_ALGORITHMS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,19 @@ class ImageReference:
 
 
 def is_valid_registry_host(text: str) -> bool:
-    """`host`, `host:port` or `[v6]:port`, as it may appear in a reference."""
-    return _DOMAIN_RE.fullmatch(text) is not None
+    """`host`, `host:port` or `[v6]:port`, as it may appear in a reference; port 1-65535."""
+    match = _DOMAIN_RE.fullmatch(text)
+    if match is None:
+        return False
+    port, ipv6 = match.group("port"), match.group("ipv6")
+    if port is not None and int(port) > MAX_PORT:
+        return False
+    if ipv6 is not None:
+        try:
+            ipaddress.IPv6Address(ipv6)
+        except ValueError:
+            return False
+    return True
 
 
 def is_valid_repository(text: str) -> bool:
@@ -87,11 +111,10 @@ def is_valid_tag(text: str) -> bool:
 
 
 def is_valid_digest(text: str) -> bool:
-    if _DIGEST_RE.fullmatch(text) is None:
-        return False
-    algorithm, _, hex_part = text.partition(":")
-    expected = _DIGEST_HEX_LENGTHS.get(algorithm)
-    return expected is None or len(hex_part) == expected
+    """`sha256:<64 lower-case hex>` or `sha512:<128 lower-case hex>`, nothing else."""
+    algorithm, _, _ = text.partition(":")
+    pattern = _DIGEST_RES.get(algorithm)
+    return pattern is not None and pattern.fullmatch(text) is not None
 
 
 def normalize_registry(registry: str) -> str:

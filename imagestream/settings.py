@@ -70,5 +70,9 @@ class Settings:
     resync_period_s: float = 600.0
     watch_timeout_s: int = 300
     """Server-side timeout of each watch; a stream silent for this plus 15 s is dead."""
+    generated_secret: str = ""
+    """`namespace/name` of a Secret the webhook completes at start with random tokens."""
+    generated_secret_keys: tuple[str, ...] = ()
+    """The keys it must hold; an existing key is never changed."""
     build_job_template: Path | None = None
     """A YAML Job manifest that runs Builds (a container named `build`); none: rootless buildah."""

@@ -8,7 +8,10 @@ events, the registry client for verification, and the routes.
 
 Readiness is true only when the API server answers and the ImageStream
 cache has synced: before that, the index could miss a spec tag and a push
-would be acknowledged without moving it.
+would be acknowledged without moving it. With `--generated-secret`, also
+only once that Secret holds every key (webhook/generated_secret.py: the
+tokens the Helm chart does not make up at render time) and every receiver
+file named after one of its keys has content (the kubelet has mounted it).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import structlog
@@ -28,9 +32,11 @@ from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
 from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
+from imagestream.references import is_valid_registry_host
 from imagestream.registry_access import RegistryAccess
 from webhook.auth import Authenticator
 from webhook.config import ConfigError, Receiver, default_receivers, load_config
+from webhook.generated_secret import GeneratedSecret, ensure_until_done
 from webhook.handlers import ReceiverRoutes, WebhookMetrics
 from webhook.intake import Intake
 from webhook.limits import SenderLimits
@@ -66,10 +72,34 @@ class Webhook:
 def load_receivers(collaborators: Collaborators) -> list[Receiver]:
     settings = collaborators.settings
     if settings.webhook_config is not None:
-        return load_config(settings.webhook_config)
-    if settings.webhook_token_file is None:
+        receivers = load_config(settings.webhook_config)
+    elif settings.webhook_token_file is None:
         raise ConfigError("give --webhook-config, or --webhook-token-file for the default receiver")
-    return default_receivers(settings.webhook_token_file)
+    else:
+        receivers = default_receivers(settings.webhook_token_file)
+    check_integrated_registry(receivers, settings.integrated_registry)
+    return receivers
+
+
+def check_integrated_registry(receivers: list[Receiver], integrated_registry: str) -> None:
+    """An `integrated` receiver records only `--integrated-registry`: without it, refuse to start.
+
+    Recording whatever host a payload names instead is what let one request
+    point a stream at any registry; recording nothing would acknowledge
+    every push and move no tag, silently.
+    """
+    integrated = [r.name for r in receivers if r.integrated]
+    if not integrated:
+        return
+    if not integrated_registry:
+        raise ConfigError(
+            f"receiver {integrated[0]} is integrated: give --integrated-registry "
+            "(IMAGESTREAM_INTEGRATED_REGISTRY), the host[:port] of the registry it serves"
+        )
+    if not is_valid_registry_host(integrated_registry):
+        raise ConfigError(
+            f"--integrated-registry: must be host or host:port, got {integrated_registry!r}"
+        )
 
 
 async def start(collaborators: Collaborators) -> Webhook:
@@ -97,13 +127,16 @@ async def start(collaborators: Collaborators) -> Webhook:
         get_cached=streams.get,
         history_limit=settings.history_limit,
         on_write=lambda _key, _updates: writes.inc(),
+        on_written=collaborators.written_imagestreams.publish,
     )
+    collaborators.written_imagestreams.subscribe(streams.observe)
     session = aiohttp.ClientSession()
     registry_access = RegistryAccess.from_settings(settings, session=session, kube=kube)
     intake = Intake(
         recorder=recorder,
         index=index,
         registry_access=registry_access,
+        integrated_registry=settings.integrated_registry,
         watched_namespaces=frozenset(settings.watch_namespaces),
     )
 
@@ -118,6 +151,35 @@ async def start(collaborators: Collaborators) -> Webhook:
         return streams.has_synced() and await apiserver_reachable()
 
     checks: dict[str, ReadinessCheck] = {"imagestreams-synced": synced}
+    tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
+    if settings.generated_secret:
+        try:
+            wanted = GeneratedSecret.parse(
+                settings.generated_secret, settings.generated_secret_keys
+            )
+        except ValueError as error:
+            raise ConfigError(f"--generated-secret: {error}") from error
+        generated = asyncio.Event()
+        tasks.append(
+            asyncio.create_task(
+                ensure_until_done(kube, wanted, generated), name="webhook-generated-secret"
+            )
+        )
+
+        # The files of generated keys appear once the kubelet has synced the new Secret
+        # into the pod's volume (up to a minute or so): until then this replica would
+        # refuse those receivers' senders, so it is not ready.
+        generated_files = [
+            path
+            for receiver in receivers.values()
+            for path in receiver.auth.secret_files
+            if path.name in wanted.keys
+        ]
+
+        async def secret_generated() -> bool:
+            return generated.is_set() and all(_has_content(path) for path in generated_files)
+
+        checks["generated-secret"] = secret_generated
     routes = ReceiverRoutes(
         receivers=receivers,
         authenticators=authenticators,
@@ -129,7 +191,6 @@ async def start(collaborators: Collaborators) -> Webhook:
             {r.name: r.rate_limit for r in receivers.values() if r.rate_limit is not None}
         ),
     )
-    tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
     runner = await serve(
         [
             *routes.routes(),
@@ -149,3 +210,10 @@ async def start(collaborators: Collaborators) -> Webhook:
         tasks=tasks,
         readiness_checks=checks,
     )
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except OSError:
+        return False

@@ -18,7 +18,7 @@ The `--webhook-config` file::
       - name: distribution          # DNS-label-like, unique: POST /v1/events/distribution
         type: distribution          # distribution | cloudevents | harbor | quay | dockerhub
                                     # | acr | gcr | ecr | github | jfrog | nexus
-        integrated: true            # pushes to this registry may create tags (default false)
+        integrated: true            # pushes to --integrated-registry create tags (default false)
         auth:
           type: bearer              # Authorization: Bearer <token>
           secretFiles:              # one or two files; two are both valid (rotation)
@@ -57,9 +57,12 @@ The `--webhook-config` file::
 
 Fields of a receiver: `name`, `type` and `auth` are required; `registry`
 (`host[:port]`, for payloads that carry no host: Docker Hub, Nexus, ECR),
-`integrated` (bool, default false), `verify` (`payload` trusts the digest
-in the payload, `registry` resolves the tag at the registry; default
-`payload`) and `rateLimit` (`requestsPerSecond`, and `burst`, default the
+`integrated` (bool, default false: the receiver speaks for the integrated
+registry, records `--integrated-registry` as the host whatever the payload
+says, and ignores a payload naming another host; its `registry` is then
+another name of the integrated registry, accepted in payloads), `verify`
+(`payload` trusts the digest in the payload, `registry` resolves the tag at
+the registry; default `payload`) and `rateLimit` (`requestsPerSecond`, and `burst`, default the
 rate rounded up: over it the sender gets 429 with `Retry-After`; default
 unlimited) are optional. Unknown keys are errors.
 

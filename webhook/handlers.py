@@ -7,6 +7,7 @@ Each failure has one answer (docs/delivery-semantics.md#one-request-step-by-step
 | persisted, or already recorded (duplicate)        | 200 + JSON of what was applied and ignored |
 | authenticated but irrelevant (pull, blob, ...)    | 200, counted by reason |
 | malformed or wrong media type                     | 400 / 415; 200 for `distribution` |
+| an event the API server refuses as invalid        | 422, the rest applied; distribution: 200 |
 | body not decodable as its Content-Encoding says   | 400, before authentication |
 | missing or wrong credentials                      | 401, before parsing; nothing is written |
 | sender over its `rateLimit`                       | 429 + Retry-After, before parsing |
@@ -36,7 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from webhook.auth import Authenticator
 from webhook.config import Receiver
 from webhook.events import BadPayload, Ignored, UnsupportedMediaType
-from webhook.intake import Applied, Intake, IntakeUnavailable
+from webhook.intake import INVALID_EVENT, Applied, Intake, IntakeUnavailable
 from webhook.limits import SenderLimits
 from webhook.parsers import parse_notification
 
@@ -162,6 +163,12 @@ class ReceiverRoutes:
             log.warning("intake_unavailable", receiver=receiver.name, error=str(error))
             return _unavailable(str(error))
         self._count(receiver, result.applied, result.ignored)
+        if not lenient and any(i.reason == INVALID_EVENT for i in result.ignored):
+            # The sender's error, shown in its delivery log; the other events
+            # of the notification are applied, and listed. Never 503: a retry
+            # cannot help.
+            refused = result.to_json() | {"error": "the API server refuses an event as invalid"}
+            return web.json_response(refused, status=422)
         return web.json_response(result.to_json())
 
     def _refuse(

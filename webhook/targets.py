@@ -4,7 +4,9 @@ Two ways a push reaches a tag:
 - On an `integrated` receiver, `<registry>/<namespace>/<name>:<tag>` is the
   ImageStream `<name>` in `<namespace>`, created on first push, and records
   `<registry>/<namespace>/<name>@<digest>`, as OpenShift's integrated
-  registry does (docs/openshift-behaviours.md#behaviour-12).
+  registry does (docs/openshift-behaviours.md#behaviour-12). `<registry>` is
+  always `--integrated-registry`, never a host the payload names (the intake
+  ignores a payload naming another one).
 - On every receiver, each `DockerImage` spec tag (not `reference: true`)
   whose `from.name` names the same registry, repository and tag gets the new
   digest at once, as an import would, recording `from.name` with the tag

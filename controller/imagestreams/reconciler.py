@@ -37,6 +37,13 @@ from imagestream.timestamps import rfc3339_micro
 
 log = structlog.get_logger(__name__)
 
+INVALID_IMAGE_REFERENCE = "InvalidImageReference"
+IMPORT_FAILURE_REASONS: tuple[str, ...] = (
+    *(str(r) for r in ResolveReason if r is not ResolveReason.TOO_MANY_REQUESTS),
+    INVALID_IMAGE_REFERENCE,
+)
+"""Every `reason` a failed import records (a 429 is retried, not recorded)."""
+
 
 @dataclass
 class ImageStreamReconciler:
@@ -47,6 +54,8 @@ class ImageStreamReconciler:
     import_interval_s: float = 900.0
     integrated_registry: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    on_import: Callable[[str, str], None] = lambda _result, _reason: None
+    """Told each import's result (`imported`, `failed`, `throttled`) and failure reason."""
     _last_scheduled: dict[str, float] = field(default_factory=dict)
 
     def on_imagestream(self, key: str, _old: Obj | None, _new: Obj | None) -> None:
@@ -88,6 +97,12 @@ class ImageStreamReconciler:
         updates = list(sync.updates)
         for request in sync.imports:
             update, wait = await self._import(namespace, request, now)
+            if wait is not None:
+                self.on_import("throttled", "TooManyRequests")
+            elif update is not None and update.failure is not None:
+                self.on_import("failed", update.failure.reason)
+            elif update is not None:
+                self.on_import("imported", "")
             if update is not None:
                 updates.append(update)
             if wait is not None:
@@ -141,7 +156,7 @@ class ImageStreamReconciler:
         try:
             reference = parse_image_reference(request.from_name)
         except ValueError as error:
-            return failed("InvalidImageReference", str(error)), None
+            return failed(INVALID_IMAGE_REFERENCE, str(error)), None
         if reference.digest:
             digest = reference.digest
         else:
@@ -165,7 +180,7 @@ class ImageStreamReconciler:
                 )
                 return failed(str(error.reason), error.message), None
             except ValueError as error:
-                return failed("InvalidImageReference", str(error)), None
+                return failed(INVALID_IMAGE_REFERENCE, str(error)), None
             digest = resolved.digest
         event = TagEvent(
             created=now,

@@ -39,8 +39,10 @@ ON_MANUAL_CHANGE_PAUSE: Final = "pause"
 """The only value of `ON_MANUAL_CHANGE_ANNOTATION` that changes behaviour."""
 
 LAST_APPLIED_IMAGES_ANNOTATION: Final = "imagestream.dev/last-applied-images"
-"""JSON object fieldPath -> image: the image this controller last wrote (or, after a pause,
-accepted) for each trigger. Maintained only while the manual-change opt-in is set."""
+"""JSON object `{"generation": G, "images": {fieldPath: image}}`: the image this controller
+last wrote (or, after a pause, accepted) for each trigger, and the object's
+`metadata.generation` when it wrote the record. Maintained only while the manual-change
+opt-in is set. The earlier form, a bare `{fieldPath: image}` object, still reads."""
 
 ANNOTATION_TRIGGER_KINDS: Final = ("Deployment", "StatefulSet", "DaemonSet", "CronJob")
 """The kinds that honour the triggers annotation (DeploymentConfigs have `spec.triggers`)."""
@@ -261,31 +263,60 @@ def manual_change_pauses(obj: Mapping[str, Any]) -> bool:
     return annotations_of(obj).get(ON_MANUAL_CHANGE_ANNOTATION) == ON_MANUAL_CHANGE_PAUSE
 
 
-def read_last_applied_images(obj: Mapping[str, Any]) -> dict[str, str]:
-    """fieldPath -> image from `LAST_APPLIED_IMAGES_ANNOTATION`.
+@dataclass(frozen=True, kw_only=True)
+class LastApplied:
+    """What `LAST_APPLIED_IMAGES_ANNOTATION` says, as read."""
 
-    A missing or unreadable value reads as empty: it is our own bookkeeping, and the next
+    images: Mapping[str, str]
+    """fieldPath -> the image last written or accepted."""
+    generation: int | None = None
+    """The object's generation when the record was written; None in the earlier form."""
+    present: bool = False
+    """Whether the object carries the annotation at all."""
+
+
+def read_last_applied(obj: Mapping[str, Any]) -> LastApplied:
+    """The record of `LAST_APPLIED_IMAGES_ANNOTATION`.
+
+    A missing or unreadable value reads as no images: it is our own bookkeeping, and the next
     plan rewrites it, so a hand-mangled value must not stop the triggers.
     """
     value = annotations_of(obj).get(LAST_APPLIED_IMAGES_ANNOTATION)
     if not isinstance(value, str):
-        return {}
+        return LastApplied(images={})
     try:
         document = json.loads(value)
     except (ValueError, RecursionError):
-        return {}
+        return LastApplied(images={}, present=True)
     if not isinstance(document, dict):
-        return {}
-    return {
-        path: image
-        for path, image in document.items()
-        if isinstance(path, str) and isinstance(image, str)
-    }
+        return LastApplied(images={}, present=True)
+    generation = document.get("generation")
+    images = document.get("images")
+    if not isinstance(images, dict):  # the earlier form: the images map itself
+        images, generation = document, None
+    return LastApplied(
+        images={
+            path: image
+            for path, image in images.items()
+            if isinstance(path, str) and isinstance(image, str)
+        },
+        generation=generation if type(generation) is int else None,
+        present=True,
+    )
 
 
-def format_last_applied_images(images: Mapping[str, str]) -> str:
-    """The annotation value for `images`; sorted and compact, so equal maps give equal text."""
-    return json.dumps(dict(sorted(images.items())), separators=(",", ":"))
+def format_last_applied(images: Mapping[str, str], *, generation: int) -> str:
+    """The annotation value; sorted and compact, so equal records give equal text.
+
+    Why the generation: it only grows, so each record we write differs from every earlier
+    one, also from a copy of an old one that `kubectl rollout undo` restored with the same
+    images. Writing a different value is what moves a field's ownership (managedFields) to
+    the writer, and `controller.triggers.ownership` reads that ownership.
+    """
+    return json.dumps(
+        {"generation": generation, "images": dict(sorted(images.items()))},
+        separators=(",", ":"),
+    )
 
 
 def _parse_trigger(entry: object, *, position: int, namespace: str) -> ObjectFieldTrigger:

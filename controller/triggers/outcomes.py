@@ -38,9 +38,11 @@ class Reason(StrEnum):
     PAUSED_AFTER_MANUAL_CHANGE = "PausedAfterManualChange"
     """The image was changed by hand; the trigger is paused instead of reverting it (opt-in)."""
     TAG_NOT_FOUND = "TagNotFound"
-    """The ImageStream exists but the tag has no image yet; the container is left alone."""
+    """The ImageStream exists but the tag has no image (yet, or any more); the container is
+    left alone. A Warning: the trigger cannot act until someone pushes or tags."""
     STREAM_NOT_FOUND = "StreamNotFound"
-    """The ImageStream does not exist (yet); the container is left alone."""
+    """The ImageStream does not exist (yet); the container is left alone. A Warning, as
+    `TagNotFound`."""
     NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
     """The cross-namespace policy forbids this stream to trigger this object."""
     INVALID_FIELD_PATH = "InvalidFieldPath"
@@ -73,6 +75,8 @@ class Reason(StrEnum):
 _WARNING_REASONS: Final = frozenset(
     {
         Reason.PAUSED_AFTER_MANUAL_CHANGE,
+        Reason.TAG_NOT_FOUND,
+        Reason.STREAM_NOT_FOUND,
         Reason.NAMESPACE_NOT_ALLOWED,
         Reason.INVALID_FIELD_PATH,
         Reason.CONTAINER_NOT_FOUND,

@@ -20,7 +20,11 @@ Failures it prevents:
   from, so a write based on a stale read fails instead of overwriting someone else's change.
 * Fighting a human, when asked not to: with the `imagestream.dev/on-manual-change: pause`
   opt-in, an image changed by hand (say `kubectl rollout undo`) pauses its trigger instead
-  of being reverted. Without the opt-in we revert, as OpenShift does.
+  of being reverted. Without the opt-in we revert, as OpenShift does. A Deployment's undo
+  also restores our bookkeeping annotation from the old ReplicaSet, so the annotation alone
+  cannot tell; the API server's field ownership can (`controller.triggers.ownership`): a
+  record whose value someone else set is not trusted, and then only an image we set
+  ourselves is not a manual change.
 
 Nothing here performs I/O: streams come from `get_stream`, a pure lookup in the informer
 cache, and the reconciler performs whatever the plan says.
@@ -28,6 +32,7 @@ cache, and the reconciler performs whatever the plan says.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -39,15 +44,16 @@ from controller.triggers.annotations import (
     ContainerSelector,
     FieldPathError,
     InvalidTriggers,
+    LastApplied,
     ObjectFieldTrigger,
     PathOutsidePodSpec,
-    format_last_applied_images,
+    format_last_applied,
     manual_change_pauses,
     object_triggers,
     parse_field_path,
     pause_triggers,
     pod_spec_path,
-    read_last_applied_images,
+    read_last_applied,
 )
 from controller.triggers.outcomes import (
     NamespacePolicy,
@@ -57,6 +63,7 @@ from controller.triggers.outcomes import (
     Unresolved,
     same_namespace_only,
 )
+from controller.triggers.ownership import UNKNOWN, Ownership, ownership
 from controller.triggers.podspec import (
     ContainerKind,
     JsonPatch,
@@ -72,7 +79,7 @@ from controller.triggers.podspec import (
     with_container_images,
 )
 from controller.triggers.resolve import resolve_image_stream_tag
-from imagestream.objects import annotations_of, namespace_of
+from imagestream.objects import annotations_of, integer, metadata_of, namespace_of
 
 _NO_ANNOTATIONS: Final[Mapping[str, str]] = MappingProxyType({})
 
@@ -103,8 +110,8 @@ class PauseTrigger:
     index: int
     current_image: str
     """The image someone set by hand, which is kept."""
-    last_applied_image: str
-    """What this controller last wrote there."""
+    last_applied_image: str | None
+    """What this controller last wrote there; None when that record was replaced too."""
     resolved_image: str
     """What the tag says, which is not written."""
 
@@ -152,14 +159,19 @@ def plan_triggers(
         return TriggerPlan()
     pod_spec = pod_spec_at(obj, path)
     pause_on_manual_change = manual_change_pauses(obj)
+    # Without the opt-in our bookkeeping annotation is neither read nor written.
+    record = read_last_applied(obj) if pause_on_manual_change else LastApplied(images={})
+    owned = ownership(obj, pod_spec_path=path) if pause_on_manual_change else UNKNOWN
+    standing = _record_standing(record, owned)
     context = _Context(
         kind=kind,
         namespace=namespace_of(obj),
         pod_spec=pod_spec,
         owners=_container_owners(triggers, kind=kind, pod_spec=pod_spec),
         pause_on_manual_change=pause_on_manual_change,
-        # Without the opt-in our bookkeeping annotation is neither read nor written.
-        last_applied=read_last_applied_images(obj) if pause_on_manual_change else {},
+        last_applied=record.images,
+        record_restored=standing is _Standing.RESTORED,
+        owned_images=owned.images,
         get_stream=get_stream,
         namespace_allowed=namespace_allowed,
     )
@@ -178,8 +190,12 @@ def plan_triggers(
             path: image for path, image in context.last_applied.items() if path in field_paths
         }
         wanted.update((d.trigger.field_path, d.record) for d in decisions if d.record is not None)
-        if wanted != context.last_applied:
-            updates[LAST_APPLIED_IMAGES_ANNOTATION] = format_last_applied_images(wanted)
+        text = format_last_applied(wanted, generation=integer(metadata_of(obj).get("generation")))
+        # A record someone else set is rewritten even when its images are ours, so that its
+        # ownership comes back to us; an identical text would not move it, so it is not sent.
+        retake = standing is not _Standing.OURS
+        if (wanted != context.last_applied or retake) and text != _record_text(obj):
+            updates[LAST_APPLIED_IMAGES_ANNOTATION] = text
     return TriggerPlan(
         changes=changes,
         pauses=pauses,
@@ -281,6 +297,9 @@ class _Context:
     owners: Mapping[tuple[ContainerKind, int], str]
     pause_on_manual_change: bool
     last_applied: Mapping[str, str]
+    record_restored: bool
+    """Our bookkeeping was set by someone else (an undo restored it): not trusted."""
+    owned_images: frozenset[tuple[ContainerKind, str]]
     get_stream: StreamGetter
     namespace_allowed: NamespacePolicy
 
@@ -414,14 +433,28 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
             record=resolved,
         )
     last_applied = context.last_applied.get(trigger.field_path)
-    if context.pause_on_manual_change and last_applied is not None and current != last_applied:
+    if context.record_restored:
+        # The record came back with the image (a Deployment's undo copies both from the old
+        # ReplicaSet), so it cannot say what we wrote last; field ownership can: an image we
+        # did not set ourselves, on a trigger we have followed, was changed by someone else.
+        mine = (selector.container_kind, container_name) in context.owned_images
+        manual = last_applied is not None and not mine
+        what_we_applied = (
+            "the image and this controller's record of what it applied were both replaced,"
+            " as `kubectl rollout undo` does"
+        )
+        last_applied = None
+    else:
+        manual = last_applied is not None and current != last_applied
+        what_we_applied = f"this controller last applied {quoted(last_applied or '')}"
+    if context.pause_on_manual_change and manual:
         # Recording the hand-made image as accepted means that un-pausing resumes following
         # the tag, rather than seeing the same "manual change" again and pausing at once.
         return decision(
             Reason.PAUSED_AFTER_MANUAL_CHANGE,
-            f"{described} was changed by hand to {quoted(current)} (this controller last applied"
-            f" {quoted(last_applied)}); the trigger is paused instead of reverting it to"
-            f' {quoted(resolved)}. Set "paused": false to follow {source} again',
+            f"{described} was changed by hand to {quoted(current)} ({what_we_applied}); the"
+            f" trigger is paused instead of reverting it to {quoted(resolved)}. Set"
+            f' "paused": false to follow {source} again',
             resolved,
             pause=PauseTrigger(
                 trigger=trigger,
@@ -452,6 +485,34 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
         ),
         record=resolved,
     )
+
+
+class _Standing(enum.Enum):
+    """Who set the bookkeeping annotation's current value, as far as managedFields tell."""
+
+    OURS = "ours"
+    """We did; or there is no record; or the object has no managedFields (then we trust it,
+    the rule from before ownership was read)."""
+    EARLIER = "earlier"
+    """Someone else set a record of the earlier form (no generation): an earlier version of
+    this controller, under another field manager. Trusted, and rewritten so it becomes ours."""
+    RESTORED = "restored"
+    """Someone else set a record of ours: `kubectl rollout undo` copied it back from an old
+    ReplicaSet, or it was edited by hand, or a manifest carried it. Not trusted: only field
+    ownership says which images are still ours. Rewritten, so it becomes ours again."""
+
+
+def _record_standing(record: LastApplied, owned: Ownership) -> _Standing:
+    if not record.present or not owned.known:
+        return _Standing.OURS
+    if LAST_APPLIED_IMAGES_ANNOTATION in owned.annotations:
+        return _Standing.OURS
+    return _Standing.EARLIER if record.generation is None else _Standing.RESTORED
+
+
+def _record_text(obj: Mapping[str, Any]) -> str | None:
+    value = annotations_of(obj).get(LAST_APPLIED_IMAGES_ANNOTATION)
+    return value if isinstance(value, str) else None
 
 
 def _kind(obj: Mapping[str, Any]) -> str:

@@ -29,6 +29,7 @@ from controller.triggers.annotations import (
     object_triggers,
 )
 from controller.triggers.outcomes import NamespacePolicy, StreamGetter, TriggerOutcome
+from controller.triggers.ownership import trim_managed_fields
 from controller.triggers.plan import PauseTrigger
 from controller.triggers.podspec import POD_SPEC_PATHS, JsonPatch, pod_spec_at
 from imagestream.kube.resources import (
@@ -59,6 +60,10 @@ class AppliedImage:
     """The Event message."""
     stream_tag: tuple[str, str, str] | None = None
     """`(namespace, stream, tag)` the image came from, when the plan knows it."""
+    target: str = ""
+    """The trigger's fieldPath, when the plan knows it (which container slot it writes)."""
+    previous: str = ""
+    """The image the patch replaces, as read."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +126,10 @@ class _ReactorBase:
                 if key in metadata
             },
         }
+        # Only the trigger loop's own entries: who set the images and our bookkeeping last.
+        managed_fields = trim_managed_fields(metadata)
+        if managed_fields is not None:
+            kept["metadata"]["managedFields"] = managed_fields
         if self.keeps_all_annotations:
             kept["metadata"]["annotations"] = dict(annotations)
         elif TRIGGER_ANNOTATION in annotations:
@@ -211,6 +220,8 @@ class AnnotationReactor(_ReactorBase):
                         f"{change.stream_namespace}/{change.stream}:{change.tag}"
                     ),
                     stream_tag=(change.stream_namespace, change.stream, change.tag),
+                    target=change.trigger.field_path,
+                    previous=change.old_image,
                 )
                 for change in plan.changes
             ),

@@ -21,14 +21,15 @@ never confused (docs/architecture.md#api-errors):
 * the object is gone (`NotFound`): nothing was written, so nothing is said:
   no `ImageTriggered` Event, no latency sample, no log line.
 
-Every patch is explained by a Normal Event on the object, and every trigger
-that cannot act by a Warning Event (deduplicated).
+Every patch is explained by a Normal Event on the object (each one counted:
+repeats join the Event's series), and every trigger that cannot act by a
+Warning Event, once per change of its state (`controller.triggers.warnings`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,19 +41,25 @@ from controller.loop.outcomes import GiveUp, Requeue, RetryLater
 from controller.loop.queue import WorkQueue
 from controller.triggers.annotations import UnsupportedKind
 from controller.triggers.index import TriggerIndex
-from controller.triggers.outcomes import NamespacePolicy, TriggerOutcome
-from controller.triggers.reactors import Reaction, Reactor
-from imagestream.imagestreams import head
+from controller.triggers.outcomes import NamespacePolicy, Reason, TriggerOutcome
+from controller.triggers.ownership import TRIGGER_FIELD_MANAGER
+from controller.triggers.reactors import AppliedImage, Reaction, Reactor
+from controller.triggers.warnings import TriggerStates, news
+from imagestream.caches import BoundedCache
+from imagestream.imagestreams import head, status_tag
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import Invalid, NotFound, PatchTestFailed
 from imagestream.kube.informer import InformerSet
-from imagestream.objects import Obj
+from imagestream.objects import Obj, uid_of
 from imagestream.timestamps import parse_rfc3339
 
 log = structlog.get_logger(__name__)
 
 STALE_RETRY_S = 0.2
 """After a stale read: long enough for the watch to bring the newer object."""
+STATES_REMEMBERED_MAX = 100_000
+"""Objects whose trigger states are remembered; forgetting one costs one repeated Warning."""
+_NOTHING_TO_TAKE = frozenset({Reason.TAG_NOT_FOUND, Reason.STREAM_NOT_FOUND})
 
 
 @dataclass
@@ -71,7 +78,8 @@ class TriggerMetrics:
             ),
             tag_to_patch=Histogram(
                 "imagestream_tag_to_patch_seconds",
-                "From a tag event's `created` time to the workload patch carrying it.",
+                "From a tag event's `created` time to the workload patch carrying it, for"
+                " push-driven patches only (the event was one the container had not taken).",
                 registry=registry,
                 buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             ),
@@ -92,6 +100,17 @@ class TriggerReconciler:
     metrics: TriggerMetrics
     namespace_allowed: NamespacePolicy
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _states: BoundedCache[str, tuple[str, TriggerStates]] = field(
+        default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
+    )
+    """By queue key: the object's uid and its triggers' states at the last reconcile."""
+    _taken: BoundedCache[str, tuple[str, dict[str, str]]] = field(
+        default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
+    )
+    """By queue key: the object's uid, and by trigger fieldPath the image that container
+    last carried from its tag (found up to date, or written by us; "" while its tag had no
+    image): what decides whether a patch is push-driven. Forgetting one costs, at worst,
+    one latency sample not taken."""
 
     # --- what wakes a key ---------------------------------------------------------------
 
@@ -108,6 +127,7 @@ class TriggerReconciler:
             queue_key = reactor.key(namespace, name)
             if new is None:
                 self.index.remove(queue_key)
+                self._taken.pop(queue_key)
                 return
             self.index.update(queue_key, reactor.follows(new))
             if reactor.needs_reconcile(old, new):
@@ -126,6 +146,8 @@ class TriggerReconciler:
         obj = self.caches[plural].get(f"{namespace}/{name}")
         if obj is None:
             self.index.remove(key)
+            self._states.pop(key)
+            self._taken.pop(key)
             return None
         self.index.update(key, reactor.follows(obj))
         try:
@@ -134,12 +156,24 @@ class TriggerReconciler:
             )
         except UnsupportedKind as error:
             raise GiveUp(str(error)) from error
-        await self._explain_failures(obj, reaction.outcomes)
+        await self._explain_failures(key, obj, reaction.outcomes)
+        taken = self._taken_by(key, obj)
+        for outcome in reaction.outcomes:
+            if outcome.reason is Reason.UP_TO_DATE and outcome.resolved_image:
+                taken[outcome.target] = outcome.resolved_image
+            elif outcome.reason in _NOTHING_TO_TAKE:
+                taken.setdefault(outcome.target, "")  # followed, but no event yet
         if not reaction.patch:
             return None
         try:
             await self.kube.patch(
-                reactor.resource, namespace, name, reaction.patch, patch_type=JSON_PATCH
+                reactor.resource,
+                namespace,
+                name,
+                reaction.patch,
+                patch_type=JSON_PATCH,
+                # Under our own name: managedFields then say which images we set last.
+                field_manager=TRIGGER_FIELD_MANAGER,
             )
         except NotFound:
             log.debug("patch_target_gone", key=key)
@@ -157,10 +191,14 @@ class TriggerReconciler:
             )
             raise RetryLater(f"image update refused: {error}") from error
         self.metrics.patches.labels(reactor.resource.plural).inc()
-        await self._announce(key, obj, reaction)
+        push_driven = {a.target for a in reaction.applied if self._push_driven(taken, a)}
+        taken.update((a.target, a.image) for a in reaction.applied if a.target)
+        await self._announce(key, obj, reaction, push_driven)
         return None
 
-    async def _announce(self, key: str, obj: Obj, reaction: Reaction) -> None:
+    async def _announce(
+        self, key: str, obj: Obj, reaction: Reaction, push_driven: set[str]
+    ) -> None:
         """After a write that happened: one Event, one log line and one latency sample each."""
         for applied in reaction.applied:
             await self.events.post(
@@ -173,7 +211,8 @@ class TriggerReconciler:
             fields: dict[str, str] = {}
             if applied.stream_tag is not None:
                 stream_namespace, stream, tag = applied.stream_tag
-                self._observe_latency(stream_namespace, stream, tag)
+                if applied.target in push_driven:
+                    self._observe_latency(stream_namespace, stream, tag)
                 fields = {"imagestream": f"{stream_namespace}/{stream}", "tag": tag}
             log.info(
                 "workload_patched",
@@ -195,16 +234,56 @@ class TriggerReconciler:
                 ),
             )
 
-    async def _explain_failures(self, obj: Obj, outcomes: tuple[TriggerOutcome, ...]) -> None:
-        for outcome in outcomes:
-            if outcome.reason.is_warning:
-                await self.events.post(
-                    obj,
-                    type_="Warning",
-                    reason=f"Trigger{outcome.reason}",
-                    action="Resolve",
-                    note=f"{outcome.target} <- {outcome.source}: {outcome.message}",
-                )
+    async def _explain_failures(
+        self, key: str, obj: Obj, outcomes: tuple[TriggerOutcome, ...]
+    ) -> None:
+        """One Warning per trigger that entered a state in which it cannot act."""
+        uid = uid_of(obj)
+        remembered = self._states.get(key)
+        previous = remembered[1] if remembered is not None and remembered[0] == uid else {}
+        states, fresh = news(previous, outcomes)
+        self._states.put(key, (uid, states))
+        for outcome in fresh:
+            log.info("trigger_cannot_act", key=key, target=outcome.target, reason=outcome.reason)
+            await self.events.post(
+                obj,
+                type_="Warning",
+                reason=f"Trigger{outcome.reason}",
+                action="Resolve",
+                note=f"{outcome.target} <- {outcome.source}: {outcome.message}",
+            )
+
+    def _taken_by(self, key: str, obj: Obj) -> dict[str, str]:
+        """The remembered images of this object (not of an earlier one of the same name)."""
+        uid = uid_of(obj)
+        remembered = self._taken.get(key)
+        if remembered is None or remembered[0] != uid:
+            remembered = (uid, {})
+        self._taken.put(key, remembered)  # the newest entry: the last forgotten
+        return remembered[1]
+
+    def _push_driven(self, taken: Mapping[str, str], applied: AppliedImage) -> bool:
+        """Whether this patch carries a tag event the container had not yet taken.
+
+        It had taken it if it carried that image the last time we saw the trigger
+        followed (up to date, or patched by us): writing it again reverts a hand edit or a
+        rollback, or resumes an unpaused trigger, and the tag did not move. A trigger seen
+        waiting for its tag's first image takes a new event. Not seen since this process
+        started leading (a restart, a failover, a workload created after the push): only
+        if the container was visibly behind the tag, its image an older event of the same
+        tag's history; a placeholder (`" "`) or a hand-set image says nothing of a push.
+        """
+        if applied.stream_tag is None or not applied.target:
+            return False
+        last = taken.get(applied.target)
+        if last is not None:
+            return last != applied.image
+        namespace, stream_name, tag = applied.stream_tag
+        stream = self.get_stream(namespace, stream_name)
+        entry = status_tag(stream, tag) if stream is not None else None
+        older = ((entry or {}).get("items") or [])[1:]
+        digest = applied.previous.rpartition("@")[2]
+        return any(item.get("image") == digest for item in older)
 
     def _observe_latency(self, namespace: str, stream_name: str, tag: str) -> None:
         stream = self.get_stream(namespace, stream_name)

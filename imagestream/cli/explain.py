@@ -1,4 +1,4 @@
-"""`imagestream explain -n NS KIND/NAME`: what each trigger resolves to, and why it acts or not.
+"""`imagestream explain [-n NS] KIND/NAME [-o json]`: what each trigger resolves to, and why.
 
 It runs the controller's own planner on the object and its ImageStreams as
 they are in the cluster now, so what it prints is exactly what the
@@ -7,8 +7,8 @@ controller decides (the planner is pure; nothing is written).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
+import argparse
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from controller.triggers.outcomes import (
@@ -18,7 +18,9 @@ from controller.triggers.outcomes import (
     same_namespace_only,
 )
 from controller.triggers.reactors import REACTORS
-from imagestream.kube.client import Kube, connect
+from imagestream.cli import common
+from imagestream.cli.common import CommandError, q
+from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import (
     CRONJOBS,
@@ -74,7 +76,7 @@ async def explain(
     if resource is None or not name:
         raise ExplainError(
             f"expected KIND/NAME with KIND one of deployment, statefulset, daemonset, cronjob, "
-            f"deploymentconfig; got {target!r}"
+            f"deploymentconfig; got {q(target)}"
         )
     try:
         obj = await kube.get(resource, namespace, name)
@@ -103,17 +105,59 @@ def render(outcomes: list[TriggerOutcome]) -> str:
     return "\n".join(lines) + "\n"
 
 
-async def run_explain(
-    *, kubeconfig: Path | None, namespace: str, target: str, cross_namespace: bool
-) -> str:
-    kube = await connect(kubeconfig)
+def as_json(outcomes: list[TriggerOutcome]) -> list[dict[str, Any]]:
+    """`-o json`: one object per trigger, with stable keys (the reason as Events spell it)."""
+    return [
+        {
+            "target": outcome.target,
+            "source": outcome.source,
+            "resolvedImage": outcome.resolved_image,
+            "reason": str(outcome.reason),
+            "message": outcome.message,
+        }
+        for outcome in outcomes
+    ]
+
+
+async def run(kube: Kube, namespace: str, args: argparse.Namespace) -> str:
     try:
         outcomes = await explain(
             kube,
             namespace=namespace,
-            target=target,
-            namespace_allowed=allow_any_namespace if cross_namespace else same_namespace_only,
+            target=args.target,
+            namespace_allowed=(
+                allow_any_namespace if args.allow_cross_namespace_triggers else same_namespace_only
+            ),
         )
-    finally:
-        await kube.close()
+    except ExplainError as error:
+        raise CommandError(str(error)) from error
+    if args.output == "json":
+        return common.render(as_json(outcomes), "json")
     return render(outcomes)
+
+
+def main(args: argparse.Namespace) -> int:
+    return common.run_command(args, run)
+
+
+def add_parser(
+    commands: Any, add_flag: Callable[..., None], boolean: Callable[[str], bool]
+) -> None:
+    """Add `explain` to the `imagestream` command."""
+    parser = commands.add_parser(
+        "explain",
+        help="say what each image trigger of an object resolves to, and why it acts or not",
+    )
+    parser.add_argument("target", metavar="KIND/NAME", help="e.g. deployment/web or dc/frontend")
+    common.add_connection_flags(parser, add_flag)
+    parser.add_argument(
+        "-o", "--output", choices=("json",), default=None, help="print the outcomes as JSON"
+    )
+    add_flag(
+        parser,
+        "--allow-cross-namespace-triggers",
+        "false",
+        "explain as a controller that allows cross-namespace triggers",
+        type=boolean,
+    )
+    parser.set_defaults(handler=main)

@@ -6,6 +6,11 @@
     imagestream dev          the whole system on this machine (local control plane, registry)
     imagestream version      print the version
 
+and the commands a person runs against a cluster, with oc's spelling and kubectl's
+connection rules (`--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, `--context`, `-n`):
+explain, rollout, start-build, tag, import-image, set triggers, set image-lookup,
+describe. Each prints its result, or one `error:` line and exits 1.
+
 Every flag also reads an environment variable: `--webhook-addr` reads
 `IMAGESTREAM_WEBHOOK_ADDR`, and so on. A flag given on the command line wins.
 """
@@ -17,22 +22,16 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from imagestream.cli.common import CommandParser
 from imagestream.health import StopSignal
 from imagestream.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from imagestream.process import ComponentStarter, run_components
 from imagestream.settings import HostPort, Settings, SettingsError
+from imagestream.version import package_version
 
 ENV_PREFIX = "IMAGESTREAM_"
-
-
-def package_version() -> str:
-    try:
-        return version("imagestream-controller")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+unknown"
 
 
 def env_default(flag: str, default: str | None) -> str | None:
@@ -73,6 +72,19 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "--webhook-token-file",
         None,
         "file holding the token of the default distribution receiver",
+    )
+    add_flag(
+        parser,
+        "--generated-secret",
+        "",
+        "namespace/name of a Secret the webhook creates or completes at start with a random"
+        " token for each of --generated-secret-keys (existing keys are kept)",
+    )
+    add_flag(
+        parser,
+        "--generated-secret-keys",
+        "",
+        "comma-separated keys of --generated-secret",
     )
     add_flag(
         parser,
@@ -190,6 +202,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         integrated_registry=args.integrated_registry,
         workers=args.workers,
         build_job_template=optional_path(args.build_job_template),
+        generated_secret=args.generated_secret,
+        generated_secret_keys=tuple(
+            k.strip() for k in args.generated_secret_keys.split(",") if k.strip()
+        ),
         allowed_registries=tuple(
             p.strip() for p in args.allowed_registries.split(",") if p.strip()
         ),
@@ -197,10 +213,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="imagestream",
         description="OpenShift ImageStreams and image-change triggers on any Kubernetes cluster.",
     )
+    from imagestream.cli.common import add_global_connection_flags
+
+    add_global_connection_flags(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in (
         ("run", "run the controller and the webhook in one process"),
@@ -220,25 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(dev, "--webhook-port", "8080", "loopback port of the webhook", type=int)
     add_log_flags(dev)
 
-    explain = commands.add_parser(
-        "explain",
-        help="say what each image trigger of an object resolves to, and why it acts or not",
-    )
-    explain.add_argument("target", metavar="KIND/NAME", help="e.g. deployment/web or dc/frontend")
-    explain.add_argument("-n", "--namespace", default="default")
-    add_flag(explain, "--kubeconfig", None, "kubeconfig file; without it $KUBECONFIG")
-    add_flag(
-        explain,
-        "--allow-cross-namespace-triggers",
-        "false",
-        "explain as a controller that allows cross-namespace triggers",
-        type=_boolean,
-    )
+    from imagestream.cli import describe, explain, importimage, rollout, setcmd, startbuild, tag
 
-    from imagestream.cli import rollout, startbuild
-
+    explain.add_parser(commands, add_flag, _boolean)
     rollout.add_parser(commands, add_flag)
     startbuild.add_parser(commands, add_flag)
+    tag.add_parser(commands, add_flag)
+    importimage.add_parser(commands, add_flag)
+    setcmd.add_parser(commands, add_flag)
+    describe.add_parser(commands, add_flag)
     commands.add_parser("version", help="print the version")
     return parser
 
@@ -264,29 +273,15 @@ async def _serve(settings: Settings, starters: list[ComponentStarter]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command in ("rollout", "start-build"):
+    if getattr(args, "handler", None) is not None:  # the commands a person runs
         return int(args.handler(args))
+    if args.global_kubeconfig or args.global_context or args.global_namespace:
+        parser.error(
+            f"--kubeconfig, --context and -n before `{args.command}` are for the commands "
+            "that talk to a cluster (tag, describe, ...); pass --kubeconfig after it"
+        )
     if args.command == "version":
         print(package_version())
-        return 0
-    if args.command == "explain":
-        from imagestream.cli.explain import ExplainError, run_explain
-
-        try:
-            print(
-                asyncio.run(
-                    run_explain(
-                        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
-                        namespace=args.namespace,
-                        target=args.target,
-                        cross_namespace=args.allow_cross_namespace_triggers,
-                    )
-                ),
-                end="",
-            )
-        except ExplainError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
         return 0
     configure_logging(log_format=args.log_format, log_level=args.log_level)
     if args.command == "dev":

@@ -1,4 +1,4 @@
-"""`imagestream rollout latest|status|history|undo -n NS dc/NAME`, like `oc rollout`.
+"""`imagestream rollout latest|status|history|undo [-n NS] dc/NAME`, like `oc rollout`.
 
     latest   resolve every ImageChange trigger once (manual ones too) and start a new
              version with cause Manual ("manual change")
@@ -26,7 +26,6 @@ import asyncio
 import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from controller.rollouts.model import (
@@ -55,9 +54,11 @@ from controller.rollouts.plan import (
 from controller.triggers import deploymentconfigs as dc_triggers
 from controller.triggers.outcomes import same_namespace_only
 from controller.triggers.podspec import JsonPatch, json_pointer
-from imagestream.kube.client import JSON_PATCH, Kube, connect
+from imagestream.cli import common
+from imagestream.cli.common import CommandError, q
+from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.crds import natively_served_groups
-from imagestream.kube.errors import KubeError, NotFound, Terminal
+from imagestream.kube.errors import KubeError, NotFound, PatchTestFailed
 from imagestream.kube.resources import DEPLOYMENTCONFIGS, IMAGESTREAMS, REPLICATIONCONTROLLERS
 from imagestream.objects import Obj, mapping
 
@@ -68,14 +69,14 @@ POLL_S = 0.2
 PATCH_ATTEMPTS = 3
 
 
-class RolloutError(Exception):
+class RolloutError(CommandError):
     """The command cannot do what was asked; the message says why."""
 
 
 def parse_target(target: str) -> str:
     kind, _, name = target.partition("/")
     if kind.lower() not in TARGET_KINDS or not name:
-        raise RolloutError(f"expected dc/NAME (a DeploymentConfig), got {target!r}")
+        raise RolloutError(f"expected dc/NAME (a DeploymentConfig), got {q(target)}")
     return name
 
 
@@ -351,10 +352,8 @@ async def _patch_and_wait(
         patch, extra = make_patch(dc)
         try:
             await kube.patch(DEPLOYMENTCONFIGS, namespace, name, patch, patch_type=JSON_PATCH)
-        except Terminal as error:
-            if error.status == 422 and "test" in str(error).lower():
-                continue  # the DeploymentConfig changed under us: decide again
-            raise
+        except PatchTestFailed:
+            continue  # the DeploymentConfig changed under us: decide again
         wanted = latest_version(dc) + 1
         break
     else:
@@ -442,36 +441,27 @@ async def history(kube: Kube, namespace: str, name: str, *, revision: int | None
     return history_table(dc, rcs)
 
 
-async def run_rollout(args: argparse.Namespace) -> tuple[str, int]:
+async def run_rollout(kube: Kube, namespace: str, args: argparse.Namespace) -> tuple[str, int]:
     name = parse_target(args.target)
-    kube = await connect(Path(args.kubeconfig) if args.kubeconfig else None)
-    try:
+    output = getattr(args, "output", None)
+    if args.action in ("latest", "undo"):
         if args.action == "latest":
-            return await latest(kube, args.namespace, name, timeout_s=args.timeout), 0
-        if args.action == "undo":
-            return await undo(
-                kube, args.namespace, name, to_revision=args.to_revision, timeout_s=args.timeout
-            ), 0
-        if args.action == "status":
-            return await status(
-                kube, args.namespace, name, watch=args.watch, timeout_s=args.timeout
+            text = await latest(kube, namespace, name, timeout_s=args.timeout)
+        else:
+            text = await undo(
+                kube, namespace, name, to_revision=args.to_revision, timeout_s=args.timeout
             )
-        return await history(kube, args.namespace, name, revision=args.revision), 0
-    finally:
-        await kube.close()
+        if output:  # oc prints the DeploymentConfig as it is after the request
+            return common.render(await _get(kube, namespace, name), output), 0
+        return text, 0
+    if args.action == "status":
+        return await status(kube, namespace, name, watch=args.watch, timeout_s=args.timeout)
+    return await history(kube, namespace, name, revision=args.revision), 0
 
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of `imagestream rollout ...` (after argument parsing)."""
-    import sys
-
-    try:
-        text, code = asyncio.run(run_rollout(args))
-    except (RolloutError, KubeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(text, end="")
-    return code
+    return common.run_command(args, run_rollout)
 
 
 def add_parser(commands: Any, add_flag: Callable[..., None]) -> None:
@@ -489,8 +479,9 @@ def add_parser(commands: Any, add_flag: Callable[..., None]) -> None:
     ):
         parser = actions.add_parser(action, help=help_text, description=help_text)
         parser.add_argument("target", metavar="dc/NAME")
-        parser.add_argument("-n", "--namespace", default="default")
-        add_flag(parser, "--kubeconfig", None, "kubeconfig file; without it $KUBECONFIG")
+        common.add_connection_flags(parser, add_flag)
+        if action in ("latest", "undo"):
+            common.add_output_flag(parser)
         if action == "status":
             parser.add_argument("-w", "--watch", action="store_true", help="wait until it ends")
         if action == "history":

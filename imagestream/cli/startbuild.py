@@ -1,4 +1,4 @@
-"""`imagestream start-build NAME -n NS`: start a Build of a BuildConfig by hand (`oc start-build`).
+"""`imagestream start-build NAME [-n NS]`: start a Build of a BuildConfig, as `oc start-build`.
 
 It makes the Build with the controller's own `instantiate` (cause "Manually triggered"),
 creates it, then records `lastVersion` on the BuildConfig. The Build's name is fixed by
@@ -11,18 +11,17 @@ instantiate refuses them. On OpenShift it calls `buildconfigs/NAME/instantiate`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import sys
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from controller.builds.instantiate import InstantiateError, instantiate
 from controller.builds.model import BUILDCONFIG_NAME, image_stream_tag, label_value, strategy_from
 from controller.builds.triggers import MANUAL_MESSAGE, BuildRequest, image_change_triggers
-from imagestream.kube.client import Kube, connect
+from imagestream.cli import common
+from imagestream.cli.common import CommandError
+from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import Conflict, KubeError, NotFound
 from imagestream.kube.resources import BUILDCONFIGS, BUILDS, IMAGESTREAMS
@@ -32,7 +31,7 @@ from imagestream.timestamps import rfc3339_seconds
 CREATE_ATTEMPTS = 5
 
 
-class StartBuildError(Exception):
+class StartBuildError(CommandError):
     """The build cannot be started; the message says why."""
 
 
@@ -114,20 +113,16 @@ async def start_build(kube: Kube, namespace: str, name: str) -> str:
     raise StartBuildError(f'could not take a build number for "{name}"; try again')
 
 
-def main(args: argparse.Namespace) -> int:
-    async def run() -> str:
-        kube = await connect(Path(args.kubeconfig) if args.kubeconfig else None)
-        try:
-            return await start_build(kube, args.namespace, args.name)
-        finally:
-            await kube.close()
+async def run(kube: Kube, namespace: str, args: argparse.Namespace) -> str:
+    text = await start_build(kube, namespace, args.name)
+    if args.output:  # oc prints the Build it started
+        build_name = text.split("/", 1)[1].split(" ", 1)[0]
+        return common.render(await kube.get(BUILDS, namespace, build_name), args.output)
+    return text
 
-    try:
-        print(asyncio.run(run()), end="")
-    except (StartBuildError, KubeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
+
+def main(args: argparse.Namespace) -> int:
+    return common.run_command(args, run)
 
 
 def add_parser(commands: Any, add_flag: Callable[..., None]) -> None:
@@ -138,6 +133,6 @@ def add_parser(commands: Any, add_flag: Callable[..., None]) -> None:
         description="Start a Build of a BuildConfig now, with cause 'Manually triggered'.",
     )
     parser.add_argument("name", metavar="NAME", help="the BuildConfig")
-    parser.add_argument("-n", "--namespace", default="default")
-    add_flag(parser, "--kubeconfig", None, "kubeconfig file; without it $KUBECONFIG")
+    common.add_connection_flags(parser, add_flag)
+    common.add_output_flag(parser)
     parser.set_defaults(handler=main)

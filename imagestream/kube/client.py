@@ -1,7 +1,8 @@
 """The one place that talks to the API server.
 
 `connect()` loads a kubeconfig (the `--kubeconfig` flag, then `$KUBECONFIG`,
-then the in-cluster service account) with kubernetes-asyncio, whose
+then the in-cluster service account; the processes), `connect_as_user()` the
+one kubectl would use (`kubeconfig.py`; the commands), with kubernetes-asyncio, whose
 configuration handles the many kubeconfig auth forms and token refresh. The
 requests themselves go through its aiohttp session as raw JSON: objects stay
 plain dicts (as the API returns them) instead of generated model classes,
@@ -37,6 +38,7 @@ from tenacity import (
 from yarl import URL
 
 from imagestream.kube.errors import Gone, KubeError, Retryable, translate_status
+from imagestream.kube.kubeconfig import KubeconfigError, resolve_target
 from imagestream.kube.resources import Resource
 from imagestream.objects import Obj
 
@@ -325,6 +327,7 @@ def _wait_honouring_retry_after(retry_state: Any) -> float:
 
 
 async def connect(kubeconfig: Path | None) -> Kube:
+    """The processes' connection: `kubeconfig`, else `$KUBECONFIG`, else in-cluster."""
     configuration = k8s.Configuration()
     path = kubeconfig or (Path(os.environ["KUBECONFIG"]) if os.environ.get("KUBECONFIG") else None)
     if path is not None:
@@ -333,6 +336,34 @@ async def connect(kubeconfig: Path | None) -> Kube:
         )
     else:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return _kube_for(configuration)
+
+
+async def connect_as_user(
+    *, kubeconfig: Path | None, context: str | None, namespace: str | None
+) -> tuple[Kube, str]:
+    """A command's connection and namespace, chosen by kubectl's rules (`kubeconfig.py`)."""
+    target = resolve_target(kubeconfig=kubeconfig, context=context, namespace=namespace)
+    configuration = k8s.Configuration()
+    if target.files:
+        try:
+            await k8s_config.load_kube_config(
+                config_file=os.pathsep.join(str(p) for p in target.files),
+                context=target.context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        except (k8s_config.ConfigException, KeyError, OSError, ValueError) as error:
+            first = (str(error).splitlines() or [type(error).__name__])[0]
+            raise KubeconfigError(
+                f"kubeconfig context {target.context!r} is unusable: {first}"
+            ) from error
+    else:
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return _kube_for(configuration), target.namespace
+
+
+def _kube_for(configuration: Any) -> Kube:
     # Each watch holds a connection for its lifetime; leave room for requests.
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     api_client = k8s.ApiClient(configuration=configuration)

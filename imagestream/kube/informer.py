@@ -17,6 +17,13 @@ Invariants:
 - Connection failures are retried with capped, jittered back-off: an API
   server that is away costs about one request per back-off period, not a
   hot loop.
+- The cache never goes back: an object this process wrote can be put in the
+  cache as the API server answered the write (`observe`), ahead of its watch
+  event, so the handlers act on it at once; the watch event that follows,
+  and any older one still in flight, changes nothing. Newer means a greater
+  resourceVersion: from one API server these are etcd revisions, and we
+  compare them only for that. One that is not a number is never observed
+  early (the watch delivers it as before).
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import structlog
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import Gone, KubeError, NotFound
 from imagestream.kube.resources import Resource
-from imagestream.objects import Obj, object_key
+from imagestream.objects import Obj, namespace_of, object_key
 
 log = structlog.get_logger(__name__)
 
@@ -103,11 +110,31 @@ class Informer:
             old = self.store.pop(key, None)
             self._dispatch(key, old, None)
         elif kind in ("ADDED", "MODIFIED"):
-            trimmed = self._trim(obj)
             old = self.store.get(key)
+            if old is not None and not _newer(obj, old, unknown=True):
+                return resource_version  # already observed (our own write), or older
+            trimmed = self._trim(obj)
             self.store[key] = trimmed
             self._dispatch(key, old, trimmed)
         return resource_version
+
+    def observe(self, obj: Obj) -> bool:
+        """Cache an object this process just wrote (the API server's answer) if it is newer.
+
+        Returns whether it was taken. Handlers run now, not when the watch
+        event arrives: in `imagestream run` a push recorded by the webhook
+        wakes the trigger loop without waiting for the watch.
+        """
+        if not self.synced.is_set():
+            return False  # before the first list, the list is the truth
+        key = object_key(obj)
+        old = self.store.get(key)
+        if old is None or not _newer(obj, old, unknown=False):
+            return False
+        trimmed = self._trim(obj)
+        self.store[key] = trimmed
+        self._dispatch(key, old, trimmed)
+        return True
 
     def resync(self) -> None:
         """Deliver every cached object again (old is new): a level-triggered safety net."""
@@ -170,6 +197,15 @@ def _resource_version(obj: Any) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion", ""))
 
 
+def _newer(candidate: Obj, cached: Obj, *, unknown: bool) -> bool:
+    """Whether `candidate` is a later version than `cached`; `unknown` when either is not a
+    number (the watch then delivers as it always did; an early observation is refused)."""
+    try:
+        return int(_resource_version(candidate)) > int(_resource_version(cached))
+    except ValueError:
+        return unknown
+
+
 @dataclass
 class InformerSet:
     """One informer per watched namespace (or one for the whole cluster), seen as one cache.
@@ -216,6 +252,14 @@ class InformerSet:
             if found is not None:
                 return found
         return None
+
+    def observe(self, obj: Obj) -> bool:
+        """`Informer.observe` on the informer whose scope holds `obj`."""
+        namespace = namespace_of(obj)
+        for informer in self.informers:
+            if informer.namespace in (None, namespace):
+                return informer.observe(obj)
+        return False
 
     def values(self) -> list[Obj]:
         return [obj for informer in self.informers for obj in informer.store.values()]

@@ -34,6 +34,9 @@ from tests.integration.proctree import wait_all_gone
 pytestmark = pytest.mark.integration
 
 TOKEN = "fault-token-0123456789abcdef"
+INTEGRATED_REGISTRY = "127.0.0.1:5999"
+"""The host the fault tests' notifications name (nothing listens there), unless a test
+runs a real registry and names its host."""
 GONE_BUDGET_S = 15.0
 
 
@@ -63,6 +66,9 @@ class Processes:
         extra = list(args)
         if command in ("webhook", "run") and "--webhook-config" not in extra:
             extra += ["--webhook-token-file", str(self.token_file)]
+        if command in ("webhook", "run") and "--integrated-registry" not in extra:
+            # Integrated receivers record only the integrated registry.
+            extra += ["--integrated-registry", INTEGRATED_REGISTRY]
         process = start_component(
             command,
             kubeconfig=kubeconfig,

@@ -27,7 +27,15 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import deployment, digest_of, image_of, imagestream, in_parallel, notification
+from bench.common import (
+    deployment,
+    digest_of,
+    image_of,
+    imagestream,
+    in_parallel,
+    notification,
+    timestamp,
+)
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import KubeError
 from imagestream.kube.resources import DEPLOYMENTS, IMAGESTREAMS
@@ -172,7 +180,8 @@ async def _post(
         repository=f"{namespace}/{stream}",
         tag=tag,
         digest=digest,
-        created=f"2026-01-01T00:{rank // 60:02d}:{rank % 60:02d}.000000Z",
+        # Within the week before receipt in which push times are believed.
+        created=timestamp(rank),
     )
     for _ in range(30):
         async with session.post(

@@ -67,7 +67,7 @@ async def test_webhook_down_while_pushes_happen_every_push_lands_once(
         ),
     ).start()
     try:
-        args = ("--watch-namespaces", namespace)
+        args = ("--watch-namespaces", namespace, "--integrated-registry", registry.host)
         webhook = processes.start(
             "webhook", controlplane.kubeconfig_path, *args, webhook_addr=webhook_addr
         )

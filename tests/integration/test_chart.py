@@ -18,6 +18,8 @@ import asyncio
 import base64
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -32,12 +34,19 @@ import pytest
 import yaml
 
 from imagestream.kube.client import Kube
+from imagestream.kube.crds import load_crds
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES, PODS, Resource
 from localdev.controlplane import ControlPlane, free_port
 from localdev.images import make_oci_image, skopeo_push
 from localdev.processes import ManagedProcess, wait_until
 from localdev.registry import NotificationEndpoint, Registry
+from tests.integration.conftest import (
+    NotificationReceiver,
+    eventually,
+    kube_with_crds,
+    own_control_plane,
+)
 from webhook.config import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -227,15 +236,65 @@ def test_the_webhook_loads_the_rendered_receivers(helm: Helm, value_set: str) ->
     for receiver in receivers:
         for path in receiver.auth.secret_files:
             assert str(path.parent) in mounts, (receiver.name, path)
-    created = [
-        s for s in by_kind(objects, "Secret") if s["metadata"]["name"].endswith("-receivers")
+    # Every key a receiver names is in the projected directory: from existingSecret, from
+    # the chart's Secret (values given), or generated at run time by the webhook.
+    (volume,) = [
+        v for v in webhook["spec"]["template"]["spec"]["volumes"] if v["name"] == "receiver-secrets"
     ]
-    if created:  # without existingSecret, every key a receiver names is in the Secret
-        keys = set(created[0]["data"])
-        for receiver in receivers:
-            for path in receiver.auth.secret_files:
-                if path.parent == Path("/etc/imagestream/receivers"):
-                    assert path.name in keys, (receiver.name, path)
+    chart_secrets = {s["metadata"]["name"]: s for s in by_kind(objects, "Secret")}
+    generated = set(
+        filter(None, env_of(webhook).get("IMAGESTREAM_GENERATED_SECRET_KEYS", "").split(","))
+    )
+    provided: set[str] = set()
+    for source in volume["projected"]["sources"]:
+        name = source["secret"]["name"]
+        if items := source["secret"].get("items"):
+            assert name.endswith("-webhook-generated"), source
+            assert source["secret"]["optional"] is True  # it appears after the pod starts
+            assert {i["key"] for i in items} <= generated
+            provided |= {i["path"] for i in items}
+        elif name in chart_secrets:
+            provided |= set(chart_secrets[name]["data"])
+        else:  # existingSecret: the user's, holding every key
+            path = VALUE_SETS[value_set]
+            values = yaml.safe_load(path.read_text()) if path else {}
+            assert name == values["webhook"]["secret"]["existingSecret"], source
+            provided |= {"*"}
+    for receiver in receivers:
+        for path in receiver.auth.secret_files:
+            if path.parent == Path("/etc/imagestream/receivers"):
+                assert path.name in provided or "*" in provided, (receiver.name, path)
+
+
+@pytest.mark.parametrize("value_set", VALUE_SETS)
+@pytest.mark.parametrize("crds", ["crds.enabled=false", "crds.enabled=true"])
+def test_template_renders_the_same_bytes_twice(helm: Helm, value_set: str, crds: str) -> None:
+    """GitOps: nothing is made up at render time (no random token), so a sync is a no-op."""
+    first, second = (
+        helm.run("template", "rel", str(CHART), "--set", crds, *values_args(value_set)).stdout
+        for _ in range(2)
+    )
+    assert first == second
+    assert len(first) > 1000, first
+
+
+# Template functions whose output is not a function of the values (or that ask the cluster).
+UNREPRODUCIBLE = re.compile(
+    r"\b(rand(AlphaNum|Alpha|Numeric|Ascii|Bytes|Int)|uuidv4|now|genCA|genPrivateKey"
+    r"|genSelfSignedCert|genSignedCert|lookup)\b"
+)
+ACTION = re.compile(r"\{\{-?\s*(?!/\*)(.*?)-?\}\}", re.DOTALL)
+
+
+def test_no_template_makes_anything_up_at_render_time() -> None:
+    found = [
+        f"{path.name}: {action.group(1).strip()}"
+        for path in sorted((CHART / "templates").rglob("*"))
+        if path.is_file()
+        for action in ACTION.finditer(path.read_text())
+        if UNREPRODUCIBLE.search(action.group(1))
+    ]
+    assert not found, found
 
 
 @pytest.mark.parametrize(
@@ -265,7 +324,11 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
     assert ("ns", "rel-imagestream-controller-leader-election") in roles
     # Secrets only where asked (team-a), for both processes (a `verify: registry` receiver).
     secret_roles = [r for r in by_kind(objects, "Role") if "secrets" in json.dumps(r["rules"])]
-    assert [r["metadata"]["namespace"] for r in secret_roles] == ["team-a"]
+    assert {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in secret_roles} == {
+        ("team-a", "rel-imagestream-controller-registry-secrets"),
+        # The webhook's own generated tokens, in the release namespace, by name.
+        ("ns", "rel-imagestream-controller-webhook-generated-secret"),
+    }
     binding = named(objects, "RoleBinding", "-registry-secrets")
     assert {s["name"] for s in binding["subjects"]} == {
         "rel-imagestream-controller-controller",
@@ -275,19 +338,50 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
         assert env_of(deployment)["IMAGESTREAM_WATCH_NAMESPACES"] == "team-a,team-b"
 
 
-def test_the_integrated_registry_notifies_the_webhook_with_its_token(helm: Helm) -> None:
-    objects = helm.template(*values_args("registry"))
-    config_secret = named(objects, "Secret", "-registry-config")
-    config = yaml.safe_load(base64.b64decode(config_secret["data"]["config.yml"]))
-    token = base64.b64decode(
-        named(objects, "Secret", "-registry-notifications")["data"]["token"]
-    ).decode()
-    (endpoint,) = config["notifications"]["endpoints"]
-    assert endpoint["headers"]["Authorization"] == [f"Bearer {token}"]
-    assert (
-        endpoint["url"]
-        == "http://rel-imagestream-controller-webhook.ns.svc:80/v1/events/integrated"
-    )
+def _expand(value: str, env: dict[str, str]) -> str:
+    """The kubelet's `$(VAR)` expansion of an env value (dependent environment variables)."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), value)
+
+
+@pytest.mark.parametrize("value_set", ["registry", "s3"])
+async def test_the_integrated_registry_notifies_the_webhook_with_its_token(
+    helm: Helm,
+    value_set: str,
+    notification_receiver: NotificationReceiver,
+    tmp_path: Path,
+) -> None:
+    """The rendered registry config and env, run by a real distribution: its notification
+    carries the token from the very Secret key the webhook's integrated receiver reads."""
+    objects = helm.template(*values_args(value_set))
+    registry = named(objects, "Deployment", "-registry")
+    container = registry["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item for item in container["env"]}
+    token_ref = env["IMAGESTREAM_NOTIFICATION_TOKEN"]["valueFrom"]["secretKeyRef"]
+    http_ref = env["REGISTRY_HTTP_SECRET"]["valueFrom"]["secretKeyRef"]
+    assert http_ref == {
+        "name": "rel-imagestream-controller-webhook-generated",
+        "key": "registry-http-secret",
+    }
+    webhook = named(objects, "Deployment", "-webhook")
+    (volume,) = [
+        v
+        for v in webhook["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "registry-notifications"
+    ]
+    assert {
+        "name": volume["secret"]["secretName"],
+        "key": volume["secret"]["items"][0]["key"],
+    } == token_ref
+    assert volume["secret"]["items"][0]["path"] == token_ref["key"]
+    if value_set == "s3":  # registry.notificationToken: a Secret of the chart holds it
+        token_secret = named(objects, "Secret", "-registry-notifications")
+        token = base64.b64decode(token_secret["data"][token_ref["key"]]).decode()
+        assert token == "fixed-token-for-tests"
+    else:  # generated by the webhook at run time
+        assert token_ref["name"].endswith("-webhook-generated")
+        generated = env_of(webhook)["IMAGESTREAM_GENERATED_SECRET_KEYS"].split(",")
+        assert {token_ref["key"], "registry-http-secret"} <= set(generated)
+        token = "token-" + uuid.uuid4().hex
     receivers = parse_config(
         yaml.safe_load(named(objects, "ConfigMap", "-webhook")["data"]["receivers.yaml"]),
         source="chart",
@@ -295,13 +389,82 @@ def test_the_integrated_registry_notifies_the_webhook_with_its_token(helm: Helm)
     )
     integrated = {r.name: r for r in receivers}["integrated"]
     assert integrated.integrated is True
-    assert integrated.auth.secret_files == (Path("/etc/imagestream/integrated-registry/token"),)
+    assert integrated.auth.secret_files == (
+        Path(f"/etc/imagestream/integrated-registry/{token_ref['key']}"),
+    )
     for deployment in by_kind(objects, "Deployment"):
         if not deployment["metadata"]["name"].endswith("-registry"):
-            assert (
-                env_of(deployment)["IMAGESTREAM_INTEGRATED_REGISTRY"]
-                == "rel-imagestream-controller-registry.ns.svc:5000"
+            assert env_of(deployment)["IMAGESTREAM_INTEGRATED_REGISTRY"] == (
+                "registry.example.com"
+                if value_set == "s3"
+                else "rel-imagestream-controller-registry.ns.svc:5000"
             )
+
+    # Run it: the rendered config.yml, the env as the kubelet would give it (secrets from
+    # their Secrets, $(VAR) expanded), storage and address moved to this machine.
+    config = yaml.safe_load(named(objects, "ConfigMap", "-registry-config")["data"]["config.yml"])
+    assert "endpoints" not in config["notifications"]  # no token in the config
+    port = free_port()
+    config["http"]["addr"] = f"127.0.0.1:{port}"
+    config["storage"] = {"filesystem": {"rootdirectory": str(tmp_path / "data")}}
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    values = {"IMAGESTREAM_NOTIFICATION_TOKEN": token, "REGISTRY_HTTP_SECRET": "http-secret"}
+    for name, item in env.items():
+        if "value" in item:
+            values[name] = _expand(item["value"], values)
+    (endpoint,) = yaml.safe_load(values["REGISTRY_NOTIFICATIONS_ENDPOINTS"])
+    assert (
+        endpoint["url"]
+        == "http://rel-imagestream-controller-webhook.ns.svc:80/v1/events/integrated"
+    )
+    endpoint["url"] = notification_receiver.url
+    values["REGISTRY_NOTIFICATIONS_ENDPOINTS"] = yaml.safe_dump([endpoint])
+    process = ManagedProcess(
+        name="chart-registry",
+        argv=["docker-registry", "serve", str(config_path)],
+        log_path=tmp_path / "registry.log",
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            **{k: v for k, v in values.items() if k.startswith("REGISTRY_")},
+        },
+    ).start()
+    try:
+        await asyncio.to_thread(
+            wait_until,
+            "registry answers",
+            lambda: _http_ok(f"http://127.0.0.1:{port}/v2/"),
+            timeout_s=30.0,
+            processes=[process],
+        )
+        image = make_oci_image(tmp_path / "image", uuid.uuid4().hex)
+        await asyncio.to_thread(skopeo_push, image, f"127.0.0.1:{port}/team/app:v1")
+        arrived = await notification_receiver.wait_for(
+            lambda r: any(e["action"] == "push" for e in r.body["events"])
+        )
+    finally:
+        process.stop()
+    assert arrived.headers["Authorization"] == f"Bearer {token}"
+
+
+def test_an_integrated_receiver_of_ones_own_needs_the_integrated_registry_host(
+    helm: Helm,
+) -> None:
+    """It records pushes to that host only (issue 14, point 1), so the chart must name it."""
+    receiver = {
+        "name": "distribution",
+        "type": "distribution",
+        "integrated": True,
+        "auth": {"type": "bearer", "secretKeys": ["distribution-token"]},
+    }
+    given = ("--set-json", f"webhook.receivers={json.dumps([receiver])}")
+    refused = helm.run("template", "rel", str(CHART), *given, check=False)
+    assert refused.returncode != 0
+    assert '"distribution" is integrated' in refused.stderr, refused.stderr
+    assert "integratedRegistryHost" in refused.stderr, refused.stderr
+    objects = helm.template(*given, "--set", "integratedRegistryHost=registry.example.com:5000")
+    webhook = named(objects, "Deployment", "-webhook")
+    assert env_of(webhook)["IMAGESTREAM_INTEGRATED_REGISTRY"] == "registry.example.com:5000"
 
 
 def test_the_controller_elects_a_leader_and_the_webhook_drains(helm: Helm) -> None:
@@ -320,6 +483,20 @@ def test_the_controller_elects_a_leader_and_the_webhook_drains(helm: Helm) -> No
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     image = container["image"]
     assert image.endswith(":" + chart["appVersion"]), image
+
+
+def test_the_default_image_tag_is_the_version_the_dockerfile_builds() -> None:
+    """The chart README says image.tag defaults to appVersion = pyproject = Dockerfile."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    (version,) = re.findall(r'(?m)^version = "([^"]+)"$', pyproject)
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert chart["appVersion"] == version
+    assert f"ARG VERSION={version}" in dockerfile
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    readme = (CHART / "README.md").read_text()
+    assert f"`{values['image']['repository']}`" in readme
+    assert f"`appVersion` (`{version}`)" in readme
 
 
 # --- installing into the real control plane ------------------------------------------------------
@@ -460,7 +637,8 @@ async def namespaced_install(
 
 async def test_every_object_is_created(kube: Kube, cluster_install: Installed) -> None:
     kinds = {obj["kind"] for obj in cluster_install.objects}
-    assert {"Deployment", "Service", "ConfigMap", "Secret", "ClusterRole", "Role"} <= kinds
+    assert {"Deployment", "Service", "ConfigMap", "ClusterRole", "Role"} <= kinds
+    assert "Secret" not in kinds  # no value given: the webhook generates its tokens
     for obj in cluster_install.objects:
         assert await _exists(kube, obj, cluster_install.namespace), obj["metadata"]["name"]
     # The CRDs (crds/) exist, whether helm or an earlier test installed them.
@@ -557,7 +735,7 @@ CONTROLLER_ALLOWED = [
     *[(v, "buildconfigs.build.openshift.io") for v in ("get", "list", "create", "patch")],
     ("create", "builds.build.openshift.io"),
     ("update", "builds.build.openshift.io:status"),
-    ("create", "events.events.k8s.io"),
+    *[(v, "events.events.k8s.io") for v in ("create", "patch")],  # patch: an Event's series
     ("create", "events"),
     *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
 ]
@@ -628,6 +806,17 @@ async def test_rbac_cluster_mode(kube: Kube, cluster_install: Installed) -> None
         )
         assert not await _allowed(kube, controller, verb, lease, namespace=namespace, name="other")
     assert not await _allowed(kube, webhook, "create", lease, namespace=namespace)
+
+    # The Secret of generated tokens: the webhook may create Secrets in the release
+    # namespace only, and read or update that one Secret only.
+    generated = f"{cluster_install.fullname}-webhook-generated"
+    assert await _allowed(kube, webhook, "create", "secrets", namespace=namespace)
+    assert not await _allowed(kube, webhook, "create", "secrets", namespace=elsewhere)
+    for verb in ("get", "update"):
+        assert await _allowed(kube, webhook, verb, "secrets", namespace=namespace, name=generated)
+        assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace, name="x")
+    for verb in ("list", "watch", "delete"):
+        assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace)
 
 
 async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -> None:
@@ -748,14 +937,8 @@ async def chart_processes(
         "logging.level=debug",
         prefix="e2e",
     )
-    secret = await kube.get(
-        KINDS["Secret"], installed.namespace, f"{installed.fullname}-webhook-receivers"
-    )
     secrets_dir = workdir / "receivers"
     secrets_dir.mkdir()
-    for key, value in secret["data"].items():
-        (secrets_dir / key).write_bytes(base64.b64decode(value))
-    token = (secrets_dir / "distribution-token").read_text()
     config_map = await kube.get(
         KINDS["ConfigMap"], installed.namespace, f"{installed.fullname}-webhook"
     )
@@ -766,11 +949,8 @@ async def chart_processes(
         )
     )
     webhook_url = f"http://127.0.0.1:{webhook_port}"
-    registry = Registry(
-        workdir=workdir / "registry",
-        port=registry_port,
-        notify=NotificationEndpoint(url=f"{webhook_url}/v1/events/distribution", token=token),
-    ).start()
+    registry: Registry | None = None
+    token = ""
 
     processes: list[ManagedProcess] = []
     base_env = {
@@ -804,6 +984,27 @@ async def chart_processes(
                 env=env,
             ).start()
             processes.append(process)
+            if component == "webhook":
+                # It makes the token Secret (no value was given) under its own
+                # ServiceAccount, and is not ready until the kubelet has mounted it: mount
+                # it as the kubelet would, then give the registry the token.
+                generated = f"{installed.fullname}-webhook-generated"
+
+                async def created(generated: str = generated) -> dict[str, Any] | None:
+                    try:
+                        return await kube.get(KINDS["Secret"], installed.namespace, generated)
+                    except NotFound:
+                        return None
+
+                secret = await eventually(created, timeout_s=PROCESS_READY_S, what=generated)
+                assert not _http_ok(f"http://127.0.0.1:{health}/readyz")  # files not there
+                assert secret["metadata"]["labels"]["app.kubernetes.io/part-of"] == (
+                    "imagestream-controller"
+                )
+                for key, value in secret["data"].items():
+                    (secrets_dir / key).write_bytes(base64.b64decode(value))
+                token = (secrets_dir / "distribution-token").read_text()
+                assert len(token) == 48 and token.isalnum()
             await asyncio.to_thread(
                 wait_until,
                 f"{component} under its ServiceAccount ready",
@@ -811,6 +1012,16 @@ async def chart_processes(
                 timeout_s=PROCESS_READY_S,
                 processes=[process],
             )
+            if component == "webhook":
+                await _until_accepted(f"{webhook_url}/v1/events/distribution", token)
+                registry = Registry(
+                    workdir=workdir / "registry",
+                    port=registry_port,
+                    notify=NotificationEndpoint(
+                        url=f"{webhook_url}/v1/events/distribution", token=token
+                    ),
+                ).start()
+        assert registry is not None
         yield ChartProcesses(
             installed=installed,
             apps=apps,
@@ -822,8 +1033,27 @@ async def chart_processes(
     finally:
         for process in reversed(processes):
             process.stop()
-        registry.stop()
+        if registry is not None:
+            registry.stop()
         await _uninstall(helm, kube, installed)
+
+
+async def _until_accepted(url: str, token: str) -> None:
+    """The webhook reads a new secret file within a second: until an empty batch is a 200."""
+    request = urllib.request.Request(
+        url,
+        data=b'{"events": []}',
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/vnd.docker.distribution.events.v1+json",
+        },
+        method="POST",
+    )
+
+    async def accepted() -> bool:
+        return await asyncio.to_thread(_post, request) == 200
+
+    await eventually(accepted, timeout_s=10.0, interval_s=0.2, what="the token accepted")
 
 
 # Refusals a process expects and handles in namespaced mode: Roles cannot grant these
@@ -938,3 +1168,127 @@ async def test_push_to_rollout_under_the_charts_service_accounts(
     for process in chart_processes.processes:
         process.check_running()
         assert not _forbidden_lines(process), (process.name, _forbidden_lines(process))
+
+
+# --- CRDs as release objects (crds.enabled, crds.keep), on a control plane of their own ------
+
+CRD_RESOURCE = Resource(
+    "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
+    namespaced=False,
+)  # fmt: skip
+IMAGESTREAM_CRD = "imagestreams.image.openshift.io"
+CRD_FILE = "crds/imagestreams.image.openshift.io.yaml"
+
+
+def _chart_copy(tmp_path: Path, name: str, column: str | None) -> Path:
+    """A copy of the chart whose ImageStream CRD (in crds/, the one source) has one more
+    printer column, as a chart upgrade that changes a CRD would."""
+    copy = tmp_path / name
+    shutil.copytree(CHART, copy)
+    if column is not None:
+        path = copy / CRD_FILE
+        text = path.read_text()
+        anchor = "      additionalPrinterColumns:\n"
+        assert text.count(anchor) == 1
+        path.write_text(
+            text.replace(
+                anchor,
+                f"{anchor}        - name: {column}\n"
+                "          type: string\n"
+                "          jsonPath: .metadata.uid\n",
+            )
+        )
+    return copy
+
+
+def _columns(crd: Any) -> list[str]:
+    (version,) = crd["spec"]["versions"]
+    return [column["name"] for column in version.get("additionalPrinterColumns", [])]
+
+
+async def _crd_gone(kube: Kube) -> bool:
+    try:
+        await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+    except NotFound:
+        return True
+    return False
+
+
+async def test_crds_enabled_upgrades_the_crds_and_keep_keeps_them(
+    helm: Helm, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """helm install, then helm upgrade with a changed CRD: the CRD changes in the cluster
+    with crds.enabled and not without; helm uninstall keeps it with crds.keep (and the
+    ImageStreams with it) and deletes it without."""
+    original = _chart_copy(tmp_path, "original", None)
+    upgraded = _chart_copy(tmp_path, "upgraded", "Probe")
+    with own_control_plane(tmp_path_factory, "crd-plane") as plane:
+        kubeconfig = plane.kubeconfig_path
+
+        async def helm_run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(helm.run, *args, kubeconfig=kubeconfig, check=check)
+
+        ns = ("--namespace", "crd-test", "--create-namespace")
+        async with kube_with_crds(plane) as kube:
+            # kube_with_crds installed crds/ the way imagestream dev does; start clean.
+            for crd in load_crds():
+                await kube.delete(CRD_RESOURCE, None, crd["metadata"]["name"])
+            await eventually(lambda: _crd_gone(kube), what="CRDs deleted")
+
+            # 1. Without crds.enabled, Helm installs crds/ and never upgrades (nor deletes) them.
+            await helm_run("install", "b", str(original), *ns)
+            await helm_run("upgrade", "b", str(_chart_copy(tmp_path, "other", "Second")), *ns)
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert "Second" not in _columns(crd)
+            assert "meta.helm.sh/release-name" not in (crd["metadata"].get("annotations") or {})
+            print(f"after helm upgrade without crds.enabled: columns {_columns(crd)}")
+            await helm_run("uninstall", "b", "--namespace", "crd-test", "--wait")
+            await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+
+            # 2. The README's migration: a release with crds.enabled adopts those CRDs.
+            await helm_run("install", "a", str(original), *ns, "--skip-crds", "--take-ownership",
+                           "--set", "crds.enabled=true")  # fmt: skip
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == "a"
+            assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+            await eventually(
+                lambda: _established(kube, IMAGESTREAM_CRD), what="the CRD is Established"
+            )
+            await kube.create(
+                IMAGESTREAMS, "crd-test", {"apiVersion": "image.openshift.io/v1",
+                                           "kind": "ImageStream", "metadata": {"name": "app"}},
+            )  # fmt: skip
+
+            # 3. helm upgrade with the changed CRD: it changes in the cluster.
+            await helm_run("upgrade", "a", str(upgraded), *ns, "--set", "crds.enabled=true")
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert "Probe" in _columns(crd), _columns(crd)
+            print(f"after helm upgrade with crds.enabled: columns {_columns(crd)}")
+
+            # 4. helm uninstall with crds.keep (the default): the CRD and the stream stay.
+            await helm_run("uninstall", "a", "--namespace", "crd-test", "--wait")
+            assert "Probe" in _columns(await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD))
+            await kube.get(IMAGESTREAMS, "crd-test", "app")
+
+            # 5. crds.keep=false on a fresh install: helm uninstall deletes them, as asked.
+            for crd in load_crds():
+                await kube.delete(CRD_RESOURCE, None, crd["metadata"]["name"])
+            await eventually(lambda: _crd_gone(kube), timeout_s=60.0, what="CRDs deleted")
+            await helm_run("install", "c", str(upgraded), *ns, "--skip-crds",
+                           "--set", "crds.enabled=true", "--set", "crds.keep=false")  # fmt: skip
+            crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
+            assert "helm.sh/resource-policy" not in crd["metadata"]["annotations"]
+            await helm_run("uninstall", "c", "--namespace", "crd-test", "--wait")
+            await eventually(lambda: _crd_gone(kube), timeout_s=60.0, what="CRDs deleted")
+
+            # 6. crds.enabled without --skip-crds: Helm refuses, as the README says.
+            refused = await helm_run("install", "d", str(original), *ns,
+                                     "--set", "crds.enabled=true", check=False)  # fmt: skip
+            assert refused.returncode != 0
+            assert "invalid ownership metadata" in refused.stderr, refused.stderr
+
+
+async def _established(kube: Kube, name: str) -> bool:
+    crd = await kube.get(CRD_RESOURCE, None, name)
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)

@@ -63,7 +63,12 @@ def _check_dev(dev: subprocess.Popen[str], *, registry_port: int, webhook_port: 
         ready = _read_ready_line(dev)
         assert Path(ready["kubeconfig"]).is_file()
         assert Path(ready["token_file"]).read_text().strip()
-        assert ready["registry"] == f"127.0.0.1:{registry_port}"
+        # With a node the registry is on the node's host-only address, so pods can pull.
+        host = "127.0.0.1" if ready["node"] is None else ready["registry"].rpartition(":")[0]
+        assert ready["registry"] == f"{host}:{registry_port}"
+        assert host in ("127.0.0.1", "10.244.255.1")
+        assert Path(ready["kubectl"]).is_file() or ready["node"] is None
+        assert ready["metrics"].startswith("http://127.0.0.1:")
         assert ready["webhook"] == f"http://127.0.0.1:{webhook_port}"
         with urllib.request.urlopen(f"http://{ready['registry']}/v2/", timeout=5) as response:
             assert response.status == 200

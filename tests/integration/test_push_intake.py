@@ -6,6 +6,7 @@ See docs/openshift-behaviours.md#behaviour-12 and docs/openshift-behaviours.md#b
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import aiohttp
 
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS
+from imagestream.timestamps import parse_rfc3339, rfc3339_micro
 from tests.integration.conftest import System, eventually, new_namespace, push
 
 
@@ -90,49 +92,206 @@ async def test_behaviour_13_pushing_the_same_digest_again_writes_nothing(
     assert len(tag_items(after, "v1")) == 1
 
 
+def distribution_event(
+    event_id: str,
+    *,
+    host: str,
+    repository: str,
+    tag: str,
+    digest: str,
+    timestamp: str = "",
+) -> dict[str, Any]:
+    """One push event as CNCF distribution sends it (envelope v2)."""
+    event: dict[str, Any] = {
+        "id": event_id,
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": digest,
+            "repository": repository,
+            "tag": tag,
+        },
+        "request": {"host": host},
+    }
+    if timestamp:
+        event["timestamp"] = timestamp
+    return event
+
+
+async def post_events(
+    system: System, session: aiohttp.ClientSession, *events: dict[str, Any]
+) -> tuple[int, Any]:
+    """POST one notification to the integrated receiver, as the registry would."""
+    async with session.post(
+        f"{system.webhook_url}/v1/events/distribution",
+        data=json.dumps({"events": list(events)}),
+        headers={
+            "Authorization": f"Bearer {system.token}",
+            "Content-Type": "application/vnd.docker.distribution.events.v2+json",
+        },
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as response:
+        return response.status, await response.json()
+
+
 async def test_a_late_notification_never_moves_the_tag_back(system: System, tmp_path: Path) -> None:
     """Two pushes delivered newest first: the tag ends on the newest, history holds both."""
     namespace = await new_namespace(system.kube, "order")
     repository = f"{namespace}/app"
     older = "sha256:" + "1" * 64
     newer = "sha256:" + "2" * 64
+    host = system.registry.host
 
-    def envelope(event_id: str, digest: str, timestamp: str) -> dict[str, Any]:
-        return {
-            "events": [
-                {
-                    "id": event_id,
-                    "timestamp": timestamp,
-                    "action": "push",
-                    "target": {
-                        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": digest,
-                        "repository": repository,
-                        "tag": "v1",
-                    },
-                    "request": {"host": system.registry.host},
-                }
-            ]
-        }
-
+    # Push times within the bound (docs/delivery-semantics.md#late-and-reordered-events).
+    now = datetime.now(UTC)
     async with aiohttp.ClientSession() as session:
-        for body in (
-            envelope("e2", newer, "2026-01-01T00:00:02Z"),
-            envelope("e1", older, "2026-01-01T00:00:01Z"),
+        for event_id, digest, timestamp in (
+            ("e2", newer, rfc3339_micro(now - timedelta(minutes=1))),
+            ("e1", older, rfc3339_micro(now - timedelta(minutes=2))),
         ):
-            async with session.post(
-                f"{system.webhook_url}/v1/events/distribution",
-                data=json.dumps(body),
-                headers={
-                    "Authorization": f"Bearer {system.token}",
-                    "Content-Type": "application/vnd.docker.distribution.events.v2+json",
-                },
-            ) as response:
-                assert response.status == 200, await response.text()
-                answer = await response.json()
-                assert [a["digest"] for a in answer["applied"]] == [
-                    body["events"][0]["target"]["digest"]
-                ]
+            event = distribution_event(
+                event_id,
+                host=host,
+                repository=repository,
+                tag="v1",
+                digest=digest,
+                timestamp=timestamp,
+            )
+            status, answer = await post_events(system, session, event)
+            assert status == 200, answer
+            assert [a["digest"] for a in answer["applied"]] == [digest]
     stream = await get_stream(system, namespace, "app")
     assert stream is not None
     assert [item["image"] for item in tag_items(stream, "v1")] == [newer, older]
+
+
+async def test_the_integrated_receiver_records_only_the_integrated_registry(
+    system: System, tmp_path: Path
+) -> None:
+    """A payload naming another host is acknowledged, counted and ignored (issue 14, point 1).
+
+    One authenticated request must not point a stream, and through it every
+    workload that follows it, at a host of the sender's choosing: the
+    integrated receiver speaks for the integrated registry alone.
+    """
+    namespace = await new_namespace(system.kube, "host")
+    ignored_before = await metric(
+        system, "imagestream_webhook_events_total", outcome="not_integrated_registry"
+    )
+    forged = distribution_event(
+        "forged-host",
+        host="attacker.example.com",
+        repository=f"{namespace}/app",
+        tag="v1",
+        digest="sha256:" + "6" * 64,
+    )
+    async with aiohttp.ClientSession() as session:
+        status, answer = await post_events(system, session, forged)
+        assert status == 200, answer
+        assert answer["applied"] == []
+        assert [(i["reason"], i["eventId"]) for i in answer["ignored"]] == [
+            ("not_integrated_registry", "forged-host")
+        ]
+        assert await get_stream(system, namespace, "app") is None
+        assert (
+            await metric(
+                system, "imagestream_webhook_events_total", outcome="not_integrated_registry"
+            )
+            == ignored_before + 1
+        )
+        # A redelivery is answered the same: nothing was remembered or written.
+        status, answer = await post_events(system, session, forged)
+        assert (status, [i["reason"] for i in answer["ignored"]]) == (
+            200,
+            ["not_integrated_registry"],
+        )
+    assert await get_stream(system, namespace, "app") is None
+
+    # A real push to the integrated registry is recorded under its configured name.
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+
+    async def recorded() -> list[dict[str, Any]]:
+        stream = await get_stream(system, namespace, "app")
+        return tag_items(stream, "v1") if stream else []
+
+    (item,) = await eventually(recorded, what="the real push recorded")
+    assert item["dockerImageReference"] == f"{system.registry.host}/{namespace}/app@{digest}"
+
+
+def assert_newest_first(items: list[dict[str, Any]]) -> None:
+    times = [parse_rfc3339(item["created"]) for item in items]
+    assert all(t is not None for t in times), items
+    assert times == sorted(times, reverse=True), [item["created"] for item in items]  # type: ignore[type-var]
+
+
+async def test_a_push_time_in_the_future_does_not_pin_the_tag(
+    system: System, tmp_path: Path
+) -> None:
+    """Push time is evidence bounded by receipt (issue 14, point 2).
+
+    An event claiming a push in 2099 would otherwise be "newer" than every
+    real push until then: each one would go into the history as a late event
+    and the tag would stay where the one event put it.
+    """
+    namespace = await new_namespace(system.kube, "future")
+    host = system.registry.host
+    future = distribution_event(
+        "from-the-future",
+        host=host,
+        repository=f"{namespace}/app",
+        tag="v1",
+        digest="sha256:" + "f" * 64,
+        timestamp="2099-01-01T00:00:00Z",
+    )
+    async with aiohttp.ClientSession() as session:
+        received = datetime.now(UTC)
+        status, answer = await post_events(system, session, future)
+        assert status == 200, answer
+        assert [a["digest"] for a in answer["applied"]] == ["sha256:" + "f" * 64]
+    stream = await get_stream(system, namespace, "app")
+    assert stream is not None
+    (item,) = tag_items(stream, "v1")
+    recorded = parse_rfc3339(item["created"])
+    assert recorded is not None and recorded - received < timedelta(seconds=5), item
+
+    # A later real push, notified by the real registry, moves the tag.
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+
+    async def moved() -> list[dict[str, Any]]:
+        stream = await get_stream(system, namespace, "app")
+        items = tag_items(stream, "v1") if stream else []
+        return items if any(i["image"] == digest for i in items) else []
+
+    items = await eventually(moved, what="the real push recorded")
+    assert [i["image"] for i in items] == [digest, "sha256:" + "f" * 64]
+    assert_newest_first(items)
+
+
+async def test_an_absurdly_old_push_time_counts_as_the_time_of_receipt(
+    system: System, tmp_path: Path
+) -> None:
+    """A time older than any sender redelivers (a zero or reset clock) is not believed."""
+    namespace = await new_namespace(system.kube, "epoch")
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+
+    async def recorded() -> list[dict[str, Any]]:
+        stream = await get_stream(system, namespace, "app")
+        return tag_items(stream, "v1") if stream else []
+
+    await eventually(recorded, what="the real push recorded")
+    zero = "sha256:" + "0" * 64
+    async with aiohttp.ClientSession() as session:
+        for event_id, timestamp in (("epoch", "1970-01-01T00:00:00Z"), ("go-zero", "")):
+            event = distribution_event(
+                event_id,
+                host=system.registry.host,
+                repository=f"{namespace}/app",
+                tag="v1",
+                digest=zero if event_id == "epoch" else "sha256:" + "1" * 64,
+                timestamp=timestamp or "0001-01-01T00:00:00Z",
+            )
+            status, answer = await post_events(system, session, event)
+            assert status == 200, answer
+    items = await recorded()
+    assert [i["image"] for i in items] == ["sha256:" + "1" * 64, zero, digest]
+    assert_newest_first(items)

@@ -195,9 +195,6 @@ async def test_a_workload_deleted_between_read_and_patch_gets_no_event(
     kube = quiet_plane
     namespace = await new_namespace(kube, "gone")
     await kube.create(IMAGESTREAMS, namespace, imagestream("app"))
-    await move_tag(
-        kube, namespace, "app", "v1", f"127.0.0.1:5000/{namespace}/app", "sha256:" + "a" * 64
-    )
     await kube.create(
         DEPLOYMENTS, namespace, workload("Deployment", "web", [trigger("app:v1", "main")], ["main"])
     )
@@ -226,6 +223,18 @@ async def test_a_workload_deleted_between_read_and_patch_gets_no_event(
             return bool(deployments.get(f"{namespace}/web") and streams.get(f"{namespace}/app"))
 
         await eventually(cached, what="deployment and stream cached")
+        # The reconciler sees the trigger wait for its tag, then the tag moves: the patch
+        # it plans is push-driven, so it would take a latency sample.
+        assert await reconciler.reconcile(reactor.key(namespace, "web")) is None
+        await move_tag(
+            kube, namespace, "app", "v1", f"127.0.0.1:5000/{namespace}/app", "sha256:" + "a" * 64
+        )
+
+        async def moved() -> bool:
+            stream = streams.get(f"{namespace}/app") or {}
+            return bool((stream.get("status") or {}).get("tags"))
+
+        await eventually(moved, what="the moved tag cached")
     finally:
         for task in tasks:
             task.cancel()

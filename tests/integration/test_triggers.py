@@ -292,12 +292,13 @@ async def test_behaviour_17_field_path_forms_and_errors(system: System, tmp_path
     assert images(obj)["zero"] == " "
 
     async def explained() -> list[str] | None:
+        # Before the push every trigger warned StreamNotFound; these come once it resolves.
         found = await warnings_for(system, namespace, "app")
-        return found if len(found) >= 2 else None
+        invalid = any("InvalidFieldPath" in w for w in found)
+        missing = any("ContainerNotFound" in w and "missing" in w for w in found)
+        return found if invalid and missing else None
 
-    found = await eventually(explained, what="warnings for the malformed and missing paths")
-    assert any("InvalidFieldPath" in w for w in found), found
-    assert any("ContainerNotFound" in w and "missing" in w for w in found), found
+    await eventually(explained, what="warnings for the malformed and missing paths")
 
 
 async def test_behaviour_18_unresolved_triggers_do_not_block_the_others(

@@ -102,7 +102,9 @@ class Push:
 
 def pushes(rng: random.Random) -> list[Push]:
     """Every distinct event, with timestamps shuffled against the stream/tag/index order."""
-    base = datetime(2026, 3, 1, tzinfo=UTC)
+    # Recent push times: the webhook believes a payload's time only within a week
+    # before receipt (webhook/intake.py), and ordering by it is what is tested here.
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
     keys = [(s, t, k) for s in STREAMS for t in TAGS for k in range(PER_TAG)]
     offsets = list(range(len(keys)))
     rng.shuffle(offsets)
@@ -138,9 +140,13 @@ async def ready(webhook: WebhookProcess, session: aiohttp.ClientSession) -> bool
 
 @pytest.fixture
 async def webhooks(
-    controlplane: ControlPlane, kube: Kube, crds: list[str], tmp_path: Path
+    controlplane: ControlPlane, kube: Kube, crds: list[str], system: System, tmp_path: Path
 ) -> AsyncIterator[tuple[str, str, list[WebhookProcess]]]:
-    """(namespace, token, two webhook processes watching it); stopped by PID, then gone."""
+    """(namespace, token, two webhook processes watching it); stopped by PID, then gone.
+
+    Their integrated registry is the session system's, the host the events name.
+    """
+    system_registry_host = system.registry.host
     namespace = await new_namespace(kube, "race")
     token = "race-token-" + tmp_path.name
     token_file = tmp_path / "token"
@@ -166,6 +172,8 @@ async def webhooks(
                     metrics,
                     "--webhook-token-file",
                     str(token_file),
+                    "--integrated-registry",
+                    system_registry_host,
                     "--watch-namespaces",
                     namespace,
                     "--log-format",

@@ -6,6 +6,7 @@ docs/openshift-behaviours.md#behaviour-9 and docs/openshift-behaviours.md#behavi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given
@@ -20,6 +21,7 @@ from imagestream.imagestreams import (
     record,
     set_import_failure,
     status_tag,
+    tag_event_problem,
 )
 
 
@@ -212,3 +214,23 @@ def test_any_delivery_order_ends_on_the_newest_with_every_event_once(order: list
         add_tag_event(stream, "v1", event)
     items = status_tag(stream, "v1")["items"]  # type: ignore[index]
     assert [i["image"] for i in items] == [f"sha256:{i}" for i in reversed(range(6))]
+
+
+def test_an_event_the_schema_refuses_is_found_before_the_write() -> None:
+    """tag_event_problem mirrors the CRD: what it passes, the API server's schema takes."""
+    good = TagEvent(
+        created="2026-12-01T09:00:00.123456Z",
+        docker_image_reference="r.io/a/b@sha256:" + "a" * 64,
+        image="sha256:" + "a" * 64,
+        generation=1,
+    )
+    assert tag_event_problem("v1", good) is None
+    assert tag_event_problem("v1", None) is None  # an import failure: only the tag matters
+    for tag in ("", "vé1", "-v1", "v" * 129):
+        assert tag_event_problem(tag, good) is not None, tag
+    for event in (
+        replace(good, docker_image_reference=""),
+        replace(good, created="1-01-01T00:00:00.000000Z"),  # year 1, formatted by strftime
+        replace(good, created="yesterday"),
+    ):
+        assert tag_event_problem("v1", event) is not None, event

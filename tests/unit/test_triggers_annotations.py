@@ -17,16 +17,17 @@ from controller.triggers.annotations import (
     ContainerSelector,
     InvalidFieldPath,
     InvalidTriggers,
+    LastApplied,
     ObjectFieldTrigger,
     PathOutsidePodSpec,
     UnsupportedKind,
-    format_last_applied_images,
+    format_last_applied,
     manual_change_pauses,
     object_triggers,
     parse_field_path,
     parse_triggers,
     pause_triggers,
-    read_last_applied_images,
+    read_last_applied,
     split_stream_tag,
 )
 
@@ -271,13 +272,18 @@ def test_pause_triggers_sets_paused_and_keeps_unknown_fields() -> None:
     assert paused[2] is None
 
 
-def test_last_applied_images_round_trip_sorted_and_compact() -> None:
+def test_last_applied_round_trip_sorted_and_compact() -> None:
     images = {"b": "img-b", "a": "img-a"}
-    text = format_last_applied_images(images)
-    assert text == '{"a":"img-a","b":"img-b"}'
+    text = format_last_applied(images, generation=7)
+    assert text == '{"generation":7,"images":{"a":"img-a","b":"img-b"}}'
     obj = {"metadata": {"annotations": {LAST_APPLIED_IMAGES_ANNOTATION: text}}}
-    assert read_last_applied_images(obj) == images
-    assert read_last_applied_images({}) == {}
+    assert read_last_applied(obj) == LastApplied(images=images, generation=7, present=True)
+    assert read_last_applied({}) == LastApplied(images={})
+
+
+def test_last_applied_of_the_earlier_form_reads_as_images_without_a_generation() -> None:
+    obj = {"metadata": {"annotations": {LAST_APPLIED_IMAGES_ANNOTATION: '{"a":"img-a"}'}}}
+    assert read_last_applied(obj) == LastApplied(images={"a": "img-a"}, present=True)
 
 
 @pytest.mark.parametrize(
@@ -287,13 +293,15 @@ def test_last_applied_images_round_trip_sorted_and_compact() -> None:
         ("[]", {}),
         ("[" * 100_000, {}),
         ('{"a": 1, "b": "x"}', {"b": "x"}),
+        ('{"generation": "7", "images": {"a": "x", "b": 2}}', {"a": "x"}),
     ],
 )
 def test_unreadable_last_applied_images_read_as_empty_not_as_errors(
     value: str, expected: dict[str, str]
 ) -> None:
     obj = {"metadata": {"annotations": {LAST_APPLIED_IMAGES_ANNOTATION: value}}}
-    assert read_last_applied_images(obj) == expected
+    record = read_last_applied(obj)
+    assert (record.images, record.generation, record.present) == (expected, None, True)
 
 
 @pytest.mark.parametrize(("value", "expected"), [("pause", True), ("revert", False), ("", False)])

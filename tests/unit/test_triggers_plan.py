@@ -23,6 +23,7 @@ from controller.triggers.annotations import (
     pod_spec_path,
 )
 from controller.triggers.outcomes import Reason, allow_any_namespace
+from controller.triggers.ownership import TRIGGER_FIELD_MANAGER
 from controller.triggers.plan import (
     ContainerChange,
     TriggerPlan,
@@ -31,7 +32,7 @@ from controller.triggers.plan import (
     index_keys,
     plan_triggers,
 )
-from controller.triggers.podspec import json_pointer
+from controller.triggers.podspec import CONTAINER_KINDS, json_pointer, pod_spec_at
 
 Obj = dict[str, Any]
 Getter = Callable[[str, str], Mapping[str, Any] | None]
@@ -572,7 +573,7 @@ def opted_in(image: str, last_applied: Mapping[str, str] | None) -> Obj:
 
 def last_applied_after(obj: Obj, plan: TriggerPlan) -> dict[str, str]:
     result = applied(obj, plan)["metadata"]["annotations"]
-    parsed: dict[str, str] = json.loads(result[LAST_APPLIED_IMAGES_ANNOTATION])
+    parsed: dict[str, str] = json.loads(result[LAST_APPLIED_IMAGES_ANNOTATION])["images"]
     return parsed
 
 
@@ -665,6 +666,168 @@ def test_pause_patch_tests_the_annotation_and_keeps_images() -> None:
     assert apply_json_patch(obj, patch) == applied(obj, plan)
 
 
+# --- rollback awareness: who set the record, from managedFields ------------------------------
+
+Field = tuple[str, ...]
+"""An owned field of the model: `("annotation", key)` or `("image", container kind, name)`."""
+
+
+def field_values(obj: Obj) -> dict[Field, object]:
+    """The values of the fields the model tracks: annotations and container images."""
+    values: dict[Field, object] = {
+        ("annotation", key): value
+        for key, value in (obj.get("metadata", {}).get("annotations") or {}).items()
+    }
+    pod_spec = pod_spec_at(obj, pod_spec_path(obj["kind"]))
+    for container_kind in CONTAINER_KINDS:
+        for container in pod_spec.get(container_kind) or []:
+            values[("image", container_kind, container["name"])] = container.get("image")
+    return values
+
+
+def with_owners(obj: Obj, owners: Mapping[str, set[Field]]) -> Obj:
+    """`obj` with managedFields saying that each manager last set `owners[manager]`."""
+    result = copy.deepcopy(obj)
+    entries = []
+    for manager, owned in sorted(owners.items()):
+        fields: dict[str, Any] = {}
+        for field in sorted(owned):
+            if field[0] == "annotation":
+                annotations = fields.setdefault("f:metadata", {}).setdefault("f:annotations", {})
+                annotations[f"f:{field[1]}"] = {}
+                continue
+            node = fields
+            for part in pod_spec_path(obj["kind"]):
+                node = node.setdefault(f"f:{part}", {})
+            key = "k:" + json.dumps({"name": field[2]}, separators=(",", ":"))
+            node.setdefault(f"f:{field[1]}", {})[key] = {"f:image": {}}
+        entries.append({"manager": manager, "operation": "Update", "fieldsV1": fields})
+    result["metadata"]["managedFields"] = entries
+    return result
+
+
+def owners_of(obj: Obj) -> dict[str, set[Field]]:
+    """The inverse of `with_owners`, for the fields the model tracks."""
+    owners: dict[str, set[Field]] = {}
+    for entry in obj["metadata"].get("managedFields") or []:
+        fields = entry["fieldsV1"]
+        owned = owners.setdefault(entry["manager"], set())
+        for key in fields.get("f:metadata", {}).get("f:annotations", {}):
+            owned.add(("annotation", key[2:]))
+        node = fields
+        for part in pod_spec_path(obj["kind"]):
+            node = node.get(f"f:{part}", {})
+        for container_kind in CONTAINER_KINDS:
+            for key in node.get(f"f:{container_kind}", {}):
+                owned.add(("image", container_kind, json.loads(key[2:])["name"]))
+    return owners
+
+
+def server_update(before: Obj, after: Obj, manager: str) -> Obj:
+    """`after` as the API server stores an update of `before` by `manager`, for the fields the
+    model tracks: a value it changed is `manager`'s alone, a removed one nobody's, a manager
+    left with nothing is dropped (as structured-merge-diff does), a changed spec bumps the
+    generation. Objects without managedFields keep none."""
+    if "managedFields" not in before["metadata"]:
+        return after
+    old, new = field_values(before), field_values(after)
+    changed = {field for field, value in new.items() if old.get(field, object()) != value}
+    removed = set(old) - set(new)
+    owners = {m: owned - changed - removed for m, owned in owners_of(before).items()}
+    owners[manager] = owners.get(manager, set()) | changed
+    result = with_owners(after, {m: owned for m, owned in owners.items() if owned})
+    if before.get("spec") != after.get("spec"):
+        result["metadata"]["generation"] = before["metadata"].get("generation", 0) + 1
+    return result
+
+
+RECORD: Field = ("annotation", LAST_APPLIED_IMAGES_ANNOTATION)
+WEB_IMAGE: Field = ("image", "containers", "web")
+
+
+def undone(image: str, *, record: Mapping[str, str], owners: Mapping[str, set[Field]]) -> Obj:
+    """An opted-in workload at generation 5 whose record (written at generation 2) and image
+    were last set by `owners`; what `kubectl rollout undo` leaves is kubectl owning both."""
+    obj = opted_in(image, None)
+    obj["metadata"]["generation"] = 5
+    obj["metadata"]["annotations"][LAST_APPLIED_IMAGES_ANNOTATION] = json.dumps(
+        {"generation": 2, "images": dict(record)}
+    )
+    return with_owners(obj, owners)
+
+
+def test_kubectl_rollout_undo_restoring_our_record_pauses_instead_of_reverting() -> None:
+    # The undo brought back image and record together: they agree, and only
+    # managedFields say that kubectl, not this controller, set them.
+    get_stream = streams(("default", "app:v1", "img-2"))
+    obj = undone("img-1", record={WEB: "img-1"}, owners={"kubectl": {RECORD, WEB_IMAGE}})
+    plan = plan_of(obj, get_stream)
+    assert reasons(plan) == [Reason.PAUSED_AFTER_MANUAL_CHANGE]
+    assert plan.changes == ()
+    (pause,) = plan.pauses
+    assert (pause.current_image, pause.last_applied_image) == ("img-1", None)
+    assert "as `kubectl rollout undo` does" in plan.outcomes[0].message
+    written = json.loads(plan.annotation_updates[LAST_APPLIED_IMAGES_ANNOTATION])
+    assert written == {"generation": 5, "images": {WEB: "img-1"}}
+    # Written, the record is ours again: nothing more to do, and unpausing follows the tag.
+    paused = server_update(obj, applied(obj, plan), TRIGGER_FIELD_MANAGER)
+    assert owners_of(paused)[TRIGGER_FIELD_MANAGER] == {RECORD, ("annotation", TRIGGER_ANNOTATION)}
+    assert not plan_of(paused, get_stream).needs_write
+    paused["metadata"]["annotations"][TRIGGER_ANNOTATION] = json.dumps(
+        [trigger("app:v1", WEB, paused=False)]
+    )
+    assert reasons(plan_of(paused, get_stream)) == [Reason.APPLIED]
+
+
+def test_a_restored_record_does_not_pause_an_image_this_controller_set() -> None:
+    obj = undone(
+        "img-1",
+        record={WEB: "img-0"},
+        owners={"kubectl": {RECORD}, TRIGGER_FIELD_MANAGER: {WEB_IMAGE}},
+    )
+    plan = plan_of(obj, streams(("default", "app:v1", "img-2")))
+    assert reasons(plan) == [Reason.APPLIED]
+    assert last_applied_after(obj, plan) == {WEB: "img-2"}
+
+
+def test_a_restored_record_of_an_image_already_current_is_taken_back() -> None:
+    obj = undone("img-2", record={WEB: "img-2"}, owners={"kubectl": {RECORD, WEB_IMAGE}})
+    get_stream = streams(("default", "app:v1", "img-2"))
+    plan = plan_of(obj, get_stream)
+    assert reasons(plan) == [Reason.UP_TO_DATE]
+    assert plan.changes == ()
+    assert json.loads(plan.annotation_updates[LAST_APPLIED_IMAGES_ANNOTATION])["generation"] == 5
+    after = server_update(obj, applied(obj, plan), TRIGGER_FIELD_MANAGER)
+    assert not plan_of(after, get_stream).needs_write
+
+
+def test_our_record_keeps_the_rule_an_image_differing_from_it_was_changed_by_hand() -> None:
+    obj = undone(
+        "by-hand", record={WEB: "img-1"}, owners={TRIGGER_FIELD_MANAGER: {RECORD}, "kubectl": set()}
+    )
+    plan = plan_of(obj, streams(("default", "app:v1", "img-2")))
+    assert reasons(plan) == [Reason.PAUSED_AFTER_MANUAL_CHANGE]
+    assert plan.pauses[0].last_applied_image == "img-1"
+
+
+def test_a_record_of_the_earlier_form_set_by_an_earlier_version_is_trusted_and_rewritten() -> None:
+    obj = with_owners(opted_in("img-1", {WEB: "img-1"}), {"imagestream-controller": {RECORD}})
+    plan = plan_of(obj, streams(("default", "app:v1", "img-2")))
+    assert reasons(plan) == [Reason.APPLIED]
+    assert last_applied_after(obj, plan) == {WEB: "img-2"}
+    obj = with_owners(opted_in("img-2", {WEB: "img-2"}), {"imagestream-controller": {RECORD}})
+    plan = plan_of(obj, streams(("default", "app:v1", "img-2")))
+    assert reasons(plan) == [Reason.UP_TO_DATE]
+    assert "generation" in json.loads(plan.annotation_updates[LAST_APPLIED_IMAGES_ANNOTATION])
+
+
+def test_without_managed_fields_the_record_is_trusted_as_written() -> None:
+    obj = undone("img-1", record={WEB: "img-1"}, owners={})
+    del obj["metadata"]["managedFields"]
+    plan = plan_of(obj, streams(("default", "app:v1", "img-2")))
+    assert reasons(plan) == [Reason.APPLIED]
+
+
 # --- index keys and reasons -------------------------------------------------------------------
 
 
@@ -752,8 +915,18 @@ def worlds(draw: st.DrawFn) -> tuple[Obj, Getter, bool]:
         annotations[ON_MANUAL_CHANGE_ANNOTATION] = "pause"
     if draw(st.booleans()):
         records = draw(st.dictionaries(st.sampled_from(valid_paths), images, max_size=3))
+        if draw(st.booleans()):  # the current form; else the earlier one
+            records = {"generation": draw(st.integers(1, 9)), "images": records}
         annotations[LAST_APPLIED_IMAGES_ANNOTATION] = json.dumps(records)
     obj = workload(entries, containers, kind=kind, annotations=annotations)
+    obj["metadata"]["generation"] = draw(st.integers(1, 9))
+    if draw(st.booleans()):  # who set what last, as managedFields say
+        fields = sorted(field_values(obj))
+        owners = {
+            manager: set(draw(st.lists(st.sampled_from(fields), max_size=len(fields))))
+            for manager in (TRIGGER_FIELD_MANAGER, "kubectl")
+        }
+        obj = with_owners(obj, owners)
     tags = [
         (namespace, name) for namespace in NAMESPACES for name in ("s1:v1", "s1:latest", "s2:v1")
     ]
@@ -777,7 +950,8 @@ def test_property_applying_a_plan_then_planning_again_writes_nothing(
     patch = build_json_patch(obj, plan.changes, annotations=plan.annotation_updates)
     assert apply_json_patch(obj, patch) == result
     assert (patch == []) is (not plan.needs_write)
-    again = plan_of(result, get_stream, **options)
+    # What the API server stores: our changed values are ours now (managedFields).
+    again = plan_of(server_update(obj, result, TRIGGER_FIELD_MANAGER), get_stream, **options)
     assert again.changes == ()
     assert again.pauses == ()
     assert not again.needs_write

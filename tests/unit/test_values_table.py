@@ -42,7 +42,11 @@ def _run(chart: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_an_uncommented_value_is_an_error(chart_copy: Path) -> None:
     values = chart_copy / "values.yaml"
     values.write_text(
-        values.read_text().replace("  # Image tag; empty means the chart's appVersion.\n", "")
+        values.read_text().replace(
+            "  # Image tag; empty means the chart's appVersion, which is the project's\n"
+            "  # version (pyproject.toml) and the Dockerfile's VERSION.\n",
+            "",
+        )
     )
     result = _run(chart_copy)
     assert result.returncode == 1

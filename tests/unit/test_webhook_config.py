@@ -162,3 +162,17 @@ def test_errors_name_the_receiver_and_field(tmp_path: Path, text: str, message: 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read webhook config"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_an_integrated_receiver_needs_the_integrated_registry() -> None:
+    """It records pushes to `--integrated-registry` only (issue 14, point 1): no silent default."""
+    from webhook.app import check_integrated_registry
+
+    receivers = default_receivers(Path("/token"))
+    with pytest.raises(ConfigError, match="receiver distribution is integrated: give --integrated"):
+        check_integrated_registry(receivers, "")
+    with pytest.raises(ConfigError, match="--integrated-registry: must be host or host:port"):
+        check_integrated_registry(receivers, "https://registry.example.com/")
+    check_integrated_registry(receivers, "registry.example.com:5000")
+    external = [Receiver(name="gh", type="github", auth=AuthConfig(type="none"))]
+    check_integrated_registry(external, "")  # nothing integrated: nothing needed

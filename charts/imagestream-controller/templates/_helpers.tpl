@@ -71,8 +71,65 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-webhook" (include "imagestream.fullname" .) -}}
 {{- end -}}
 
+{{/*
+Where the receivers' secrets come from, decided without randomness so that
+`helm template` renders the same bytes every time:
+- `webhook.secret.existingSecret`: that Secret holds every key;
+- otherwise keys with a value in `webhook.secret.values` are rendered in the
+  Secret `<fullname>-webhook-receivers`, and every other key is generated at
+  run time by the webhook into `<fullname>-webhook-generated`
+  (webhook/generated_secret.py), which no manifest contains.
+*/}}
 {{- define "imagestream.webhook.secretName" -}}
 {{- default (printf "%s-webhook-receivers" (include "imagestream.fullname" .)) .Values.webhook.secret.existingSecret -}}
+{{- end -}}
+
+{{- define "imagestream.generatedSecretName" -}}
+{{- printf "%s-webhook-generated" (include "imagestream.fullname" .) -}}
+{{- end -}}
+
+{{/* Every key the receivers name, comma-separated and sorted. */}}
+{{- define "imagestream.webhook.receiverKeys" -}}
+{{- $keys := dict -}}
+{{- range .Values.webhook.receivers -}}
+{{- range (default (list) .auth.secretKeys) -}}
+{{- $_ := set $keys . true -}}
+{{- end -}}
+{{- end -}}
+{{- keys $keys | sortAlpha | join "," -}}
+{{- end -}}
+
+{{/* The Secret holding receiver key `.key`; called as (dict "root" $ "key" "<key>"). */}}
+{{- define "imagestream.webhook.secretFor" -}}
+{{- $values := .root.Values.webhook.secret -}}
+{{- if or $values.existingSecret (index $values.values .key) -}}
+{{- include "imagestream.webhook.secretName" .root -}}
+{{- else -}}
+{{- include "imagestream.generatedSecretName" .root -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The keys the webhook generates at run time, comma-separated and sorted:
+receiver keys nothing supplies, and with `registry.enabled` the registry's
+notification token (unless `registry.notificationToken`) and its HTTP secret.
+*/}}
+{{- define "imagestream.generatedKeys" -}}
+{{- $keys := list -}}
+{{- if not .Values.webhook.secret.existingSecret -}}
+{{- range (include "imagestream.webhook.receiverKeys" . | splitList "," | compact) -}}
+{{- if not (index $.Values.webhook.secret.values .) -}}
+{{- $keys = append $keys . -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if .Values.registry.enabled -}}
+{{- if not .Values.registry.notificationToken -}}
+{{- $keys = append $keys "registry-notification-token" -}}
+{{- end -}}
+{{- $keys = append $keys "registry-http-secret" -}}
+{{- end -}}
+{{- $keys | sortAlpha | join "," -}}
 {{- end -}}
 
 {{- define "imagestream.registry.name" -}}
@@ -97,35 +154,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/*
-A random secret that stays the same across upgrades: the value of `key` in
-the existing Secret `name`, else a new random one. Helm renders `lookup` as
-empty in `helm template` and `--dry-run`, which then show a fresh value.
-Called as (dict "root" $ "name" "<secret>" "key" "<key>").
-*/}}
-{{- define "imagestream.persistentRandom" -}}
-{{- $existing := lookup "v1" "Secret" .root.Release.Namespace .name -}}
-{{- if and $existing (hasKey (default (dict) $existing.data) .key) -}}
-{{- index $existing.data .key | b64dec -}}
+{{/* The Secret and key holding the integrated registry's notification token. */}}
+{{- define "imagestream.registry.tokenSecret" -}}
+{{- if .Values.registry.notificationToken -}}
+{{- include "imagestream.registry.tokenSecretName" . }}:token
 {{- else -}}
-{{- randAlphaNum 48 -}}
+{{- include "imagestream.generatedSecretName" . }}:registry-notification-token
 {{- end -}}
-{{- end -}}
-
-{{/*
-The integrated registry's notification token, computed once per render (the
-registry's config Secret and the webhook's token Secret must agree, and a
-random value differs at every call).
-*/}}
-{{- define "imagestream.registry.token" -}}
-{{- if not (hasKey .Values "_registryToken") -}}
-{{- $token := .Values.registry.notificationToken -}}
-{{- if not $token -}}
-{{- $token = include "imagestream.persistentRandom" (dict "root" . "name" (include "imagestream.registry.tokenSecretName" .) "key" "token") -}}
-{{- end -}}
-{{- $_ := set .Values "_registryToken" $token -}}
-{{- end -}}
-{{- .Values._registryToken -}}
 {{- end -}}
 
 {{/* Does any receiver resolve tags at the registry (and so need registry credentials)? */}}
