@@ -111,16 +111,17 @@ def _tar(
     dirs: Sequence[tuple[str, int]] = (),
     files: Mapping[str, tuple[bytes, int]] | None = None,
     symlinks: Mapping[str, str] | None = None,
+    owner: int = 0,
 ) -> bytes:
-    """A tar with entries in a fixed order, owned by root, mtime 0 (PAX format)."""
+    """A tar with entries in a fixed order, owned by `owner` (root), mtime 0 (PAX format)."""
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
 
         def entry(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
             info = tarfile.TarInfo(name)
             info.type, info.mode, info.mtime = kind, mode, 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = "root"
+            info.uid = info.gid = owner
+            info.uname = info.gname = "root" if owner == 0 else ""
             return info
 
         for name, mode in dirs:
@@ -160,12 +161,30 @@ def _write_layout(directory: Path, layers: Sequence[Layer], config: dict[str, ob
     for layer in layers:
         digest, size = _write_blob(blobs, layer.blob)
         descriptors.append({"mediaType": layer.media_type, "digest": digest, "size": size})
+    return write_manifest(directory, descriptors, [layer.diff_id for layer in layers], config)
+
+
+def write_manifest(
+    directory: Path,
+    layers: Sequence[Mapping[str, object]],
+    diff_ids: Sequence[str],
+    config: Mapping[str, object],
+) -> OciImage:
+    """Finish a layout whose layer blobs are already in `directory/blobs/sha256`.
+
+    `layers` are their descriptors (mediaType, digest, size), `diff_ids` the
+    sha256 of each uncompressed tar; the config, manifest and index are
+    written as every image here writes them (sorted keys, no timestamps).
+    """
+    blobs = directory / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    descriptors = [dict(layer) for layer in layers]
     config_bytes = json.dumps(
         {
             "architecture": "amd64",
             "os": "linux",
-            "config": config,
-            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+            "config": dict(config),
+            "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
         },
         sort_keys=True,
     ).encode()
@@ -256,6 +275,25 @@ def make_binary_image(
         directory,
         [layer],
         {"Entrypoint": [f"/{name}", *entrypoint], "WorkingDir": "/"},
+    )
+
+
+def make_files_image(
+    directory: Path, files: Mapping[str, tuple[bytes, int]], *, owner: int = 0
+) -> OciImage:
+    """A busybox image with `files` (path: (content, mode)) under their parent dirs.
+
+    What a build context or a wheelhouse travels in to a pod: through the
+    registry, like every image, and copied out by an init container with
+    busybox `cp`. `owner` is the uid and gid of the files and their dirs.
+    """
+    parents = sorted({str(Path(name).parent) for name in files} - {"."})
+    dirs = sorted({str(p) for name in parents for p in [Path(name), *Path(name).parents]} - {"."})
+    tar_bytes = _tar(dirs=[(name, 0o755) for name in dirs], files=files, owner=owner)
+    return _write_layout(
+        directory,
+        [busybox_layer(), _gzip_layer(tar_bytes)],
+        {"Entrypoint": ["/bin/sh"], "Env": ["PATH=/bin"], "WorkingDir": "/"},
     )
 
 

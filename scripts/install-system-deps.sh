@@ -8,6 +8,8 @@
 #   containernetworking-plugins  1.1.1, bridge/host-local/loopback/portmap in /usr/lib/cni
 #   busybox-static               /bin/busybox, the one binary our test images are made of
 #   iptables, iproute2           the egress guard, kube-proxy, and cleanup (ip link, ip netns)
+# and what makes images from Debian packages (localdev/debian_images.py):
+#   mmdebstrap                   1.3.5, a bookworm root filesystem from the host's apt sources
 # Go (for localkube/) and Python come with the machine; this script checks them.
 set -euo pipefail
 
@@ -23,6 +25,7 @@ command -v skopeo >/dev/null || missing+=(skopeo)
 [[ -x /bin/busybox ]] && ! ldd /bin/busybox >/dev/null 2>&1 || missing+=(busybox-static)
 [[ -x /usr/sbin/iptables ]] || missing+=(iptables)
 [[ -x /usr/sbin/ip || -x /usr/bin/ip ]] || missing+=(iproute2)
+[[ -x /usr/bin/mmdebstrap ]] || missing+=(mmdebstrap)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
