@@ -125,6 +125,8 @@ def error_line(error: BaseException) -> str:
     """The one line a failed command prints (pure)."""
     if isinstance(error, ServerSaid):
         return f"Error from server ({error.reason}): {error}"
+    if isinstance(error, KubeconfigError):  # nothing was contacted: it is the file's fault
+        return f"error: {' '.join(str(error).split())}"
     if isinstance(error, KubeError):
         text = re.sub(r"^\d{3}: ", "", str(error)).strip() or type(error).__name__
         if error.status is None:
