@@ -33,7 +33,7 @@ import yaml
 
 from imagestream.cli.errors import CommandError as CommandError  # one class, re-exported
 from imagestream.kube.client import Kube, connect_as_user
-from imagestream.kube.errors import KubeError
+from imagestream.kube.errors import KubeError, Unreachable
 from imagestream.kube.kubeconfig import KubeconfigError
 from imagestream.kube.resources import Resource
 from imagestream.logs import LOG_LEVELS, configure_logging
@@ -125,8 +125,11 @@ def error_line(error: BaseException) -> str:
     """The one line a failed command prints (pure)."""
     if isinstance(error, ServerSaid):
         return f"Error from server ({error.reason}): {error}"
-    if isinstance(error, KubeconfigError):  # nothing was contacted: it is the file's fault
-        return f"error: {' '.join(str(error).split())}"
+    if isinstance(error, KubeconfigError | Unreachable):
+        # Nothing was contacted, or nothing answered: the one line names the file to fix.
+        from imagestream.cli.errors import user_message
+
+        return f"error: {user_message(error)}"
     if isinstance(error, KubeError):
         text = re.sub(r"^\d{3}: ", "", str(error)).strip() or type(error).__name__
         if error.status is None:

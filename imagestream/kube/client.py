@@ -375,7 +375,8 @@ async def connect_as_user(
     target = resolve_target(kubeconfig=kubeconfig, context=context, namespace=namespace)
     configuration = k8s.Configuration()
     if target.files:
-        source = f"kubeconfig context {target.context!r}"
+        files = ", ".join(str(path) for path in target.files)
+        source = f"kubeconfig {files} ({target.origin}, context {target.context!r})"
         try:
             await k8s_config.load_kube_config(
                 config_file=os.pathsep.join(str(p) for p in target.files),

@@ -21,6 +21,7 @@ looks. The first CLI read only `--kubeconfig` and `$KUBECONFIG`, ignored
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class Target:
     context: str | None
     """The context to use (None in a pod)."""
     namespace: str
+    origin: str = ""
+    """Where the files were named (`--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`)."""
 
 
 def kubeconfig_files(
@@ -60,7 +63,9 @@ def kubeconfig_files(
     """
     if flag is not None:
         if not flag.exists():
-            raise KubeconfigError(f"kubeconfig {flag} (from --kubeconfig) does not exist")
+            raise KubeconfigError(
+                f"kubeconfig {flag} (from --kubeconfig) does not exist: no such file"
+            )
         return (flag,), "--kubeconfig"
     listed = environ.get("KUBECONFIG", "")
     if listed:
@@ -76,7 +81,10 @@ def read_documents(files: Sequence[Path]) -> list[Mapping[str, Any]]:
     for path in files:
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
+        except yaml.YAMLError as error:
+            # Never the content: a kubeconfig holds credentials.
+            raise KubeconfigError(f"kubeconfig {path} cannot be read: not valid YAML") from error
+        except OSError as error:
             first = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise KubeconfigError(f"kubeconfig {path} cannot be read: {first}") from error
         if not isinstance(loaded, Mapping):
@@ -107,8 +115,9 @@ def choose_target(
         (str(d["current-context"]) for d in documents if d.get("current-context")), None
     )
     if context is None:
+        named = ", ".join(str(path) for path in files) or "the kubeconfig"
         raise KubeconfigError(
-            "the kubeconfig sets no current-context; pass --context "
+            f"{named} sets no current-context; pass --context "
             "(or run `kubectl config use-context NAME`)"
         )
     entry = _named(documents, "contexts", context)
@@ -144,16 +153,17 @@ def resolve_target(
     home = Path.home() if home is None else home
     files, origin = kubeconfig_files(kubeconfig, environ, home)
     if files:
-        return choose_target(
+        chosen = choose_target(
             files=files,
             documents=read_documents(files),
             context_flag=context,
             namespace_flag=namespace,
         )
+        return dataclasses.replace(chosen, origin=origin)
     in_pod = environ.get("KUBERNETES_SERVICE_HOST") and (service_account_dir / "token").exists()
     if not in_pod:
         where = (
-            f"none of the files in $KUBECONFIG ({environ.get('KUBECONFIG')}) exists"
+            f"none of the files in $KUBECONFIG ({environ.get('KUBECONFIG')}) exists: no such file"
             if origin == "$KUBECONFIG"
             else "~/.kube/config does not exist"
         )

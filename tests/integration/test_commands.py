@@ -81,6 +81,8 @@ def process_flags() -> list[str]:
         f"--webhook-addr=127.0.0.1:{free_port()}",
         f"--health-addr=127.0.0.1:{free_port()}",
         f"--metrics-addr=127.0.0.1:{free_port()}",
+        # The default receiver is integrated: it needs the integrated registry named.
+        "--integrated-registry=127.0.0.1:5000",
         "--log-level=error",
     ]
 
