@@ -180,7 +180,7 @@ class ControlPlane:
         self.processes.append(etcd.start())
         wait_until(
             "etcd healthy",
-            lambda: _http_ok(f"http://127.0.0.1:{self.etcd_port}/health"),
+            lambda: http_ok(f"http://127.0.0.1:{self.etcd_port}/health"),
             timeout_s=STARTUP_TIMEOUT_S,
             processes=[etcd],
         )
@@ -265,7 +265,7 @@ class ControlPlane:
         # Without leader election there is no lease; "running" means its
         # secure port answers /healthz. We read the port back from argv.
         port = next(a.split("=", 1)[1] for a in manager.argv if a.startswith("--secure-port="))
-        return _http_ok(f"https://127.0.0.1:{port}/healthz", insecure=True)
+        return http_ok(f"https://127.0.0.1:{port}/healthz", insecure=True)
 
     def _ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_path))
@@ -321,11 +321,12 @@ class ControlPlane:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _http_ok(url: str, *, insecure: bool = False) -> bool:
+def http_ok(url: str, *, insecure: bool = False) -> bool:
+    """Whether `url` (one of our own loopback components) answers 200 now."""
     context = None
     if insecure:
-        # kube-controller-manager serves /healthz with a self-signed cert; we
-        # only ask whether it is up, on loopback.
+        # Our components serve /healthz with self-signed certs; we only ask
+        # whether they are up, on loopback.
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

@@ -71,12 +71,9 @@ import secrets
 import shlex
 import shutil
 import signal
-import ssl
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,7 +82,7 @@ from typing import IO, Any
 import yaml
 
 from localdev.certs import CertificateAuthority, KeyPair, make_certificate_authority
-from localdev.controlplane import REPO_ROOT, ControlPlane, free_port
+from localdev.controlplane import REPO_ROOT, ControlPlane, free_port, http_ok
 from localdev.images import OciImage, make_binary_image, make_pause_image, skopeo_push
 from localdev.processes import ManagedProcess, wait_until
 from localdev.registry import Registry
@@ -1228,7 +1225,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         )
         wait_until(
             "kube-scheduler healthy",
-            lambda: _http_ok(f"https://127.0.0.1:{port}/healthz", insecure=True),
+            lambda: http_ok(f"https://127.0.0.1:{port}/healthz", insecure=True),
             timeout_s=STARTUP_TIMEOUT_S,
             processes=[scheduler],
         )
@@ -1257,7 +1254,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         )
         wait_until(
             "kube-proxy synced",
-            lambda: _http_ok(f"http://127.0.0.1:{healthz}/healthz"),
+            lambda: http_ok(f"http://127.0.0.1:{healthz}/healthz"),
             timeout_s=STARTUP_TIMEOUT_S,
             processes=[proxy],
         )
@@ -1485,21 +1482,6 @@ def _kubeconfig(server: str, ca_path: Path, pair: KeyPair) -> dict[str, Any]:
         "contexts": [{"name": "localdev", "context": {"cluster": "localdev", "user": "localdev"}}],
         "current-context": "localdev",
     }
-
-
-def _http_ok(url: str, *, insecure: bool = False) -> bool:
-    context = None
-    if insecure:
-        # Self-signed serving certs of our own loopback components.
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:  # noqa: S310
-            return bool(response.status == 200)
-    except urllib.error.HTTPError as error:
-        error.close()
-        return False
 
 
 # --- the reaper ----------------------------------------------------------------------------

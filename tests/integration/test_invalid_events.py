@@ -29,17 +29,14 @@ import pytest
 import yaml
 
 from imagestream.kube.client import Kube
-from imagestream.kube.errors import Invalid, NotFound
+from imagestream.kube.errors import Invalid
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES
 from localdev.controlplane import ControlPlane
 from localdev.images import make_oci_image, skopeo_push
 from localdev.registry import NotificationEndpoint, Registry
 from localdev.system import RunningSystem, local_settings, run_system
+from tests.integration.admission import refuse_in_namespace, remove_policy
 from tests.integration.conftest import eventually, new_namespace
-from tests.integration.test_trigger_refusals import (
-    VALIDATING_ADMISSION_POLICIES,
-    VALIDATING_ADMISSION_POLICY_BINDINGS,
-)
 from webhook import app as webhook_app
 
 STREAM = "app"
@@ -65,47 +62,18 @@ class Env:
 
 async def refuse_tag_in(kube: Kube, namespace: str) -> None:
     """A ValidatingAdmissionPolicy refusing ImageStream statuses with tag `refused`."""
-    name = f"no-refused-tag-{namespace}"
-    await kube.create(
-        VALIDATING_ADMISSION_POLICIES,
-        None,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["image.openshift.io"],
-                            "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
-                            "resources": ["imagestreams/status"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "!has(object.status) || !has(object.status.tags) ||"
-                        f" object.status.tags.all(t, t.tag != '{REFUSED_TAG}')",
-                        "message": REFUSAL,
-                    }
-                ],
-            },
+    await refuse_in_namespace(
+        kube,
+        name=f"no-refused-tag-{namespace}",
+        namespace=namespace,
+        rule={
+            "apiGroups": ["image.openshift.io"],
+            "apiVersions": ["v1"],
+            "resources": ["imagestreams/status"],
         },
-    )
-    await kube.create(
-        VALIDATING_ADMISSION_POLICY_BINDINGS,
-        None,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
+        expression="!has(object.status) || !has(object.status.tags) ||"
+        f" object.status.tags.all(t, t.tag != '{REFUSED_TAG}')",
+        message=REFUSAL,
     )
 
     async def enforced() -> bool:
@@ -125,11 +93,8 @@ async def refuse_tag_in(kube: Kube, namespace: str) -> None:
     await eventually(enforced, timeout_s=POLICY_BUDGET_S, interval_s=0.2, what="policy enforced")
 
 
-async def remove_policy(kube: Kube, namespace: str) -> None:
-    name = f"no-refused-tag-{namespace}"
-    for resource in (VALIDATING_ADMISSION_POLICY_BINDINGS, VALIDATING_ADMISSION_POLICIES):
-        with contextlib.suppress(NotFound):
-            await kube.delete(resource, None, name)
+async def remove_tag_policy(kube: Kube, namespace: str) -> None:
+    await remove_policy(kube, f"no-refused-tag-{namespace}")
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +162,7 @@ async def env(
             )
     finally:
         registry.stop()
-        await remove_policy(kube, namespace)
+        await remove_tag_policy(kube, namespace)
         with contextlib.suppress(Exception):
             await kube.delete(NAMESPACES, None, namespace)
 

@@ -26,9 +26,10 @@ from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import Invalid
 from imagestream.kube.informer import InformerSet
-from imagestream.kube.resources import DEPLOYMENTS, EVENTS, IMAGESTREAMS, Resource
+from imagestream.kube.resources import DEPLOYMENTS, EVENTS, IMAGESTREAMS
 from localdev.components import metric_sum
 from localdev.controlplane import ControlPlane
+from tests.integration.admission import refuse_in_namespace
 from tests.integration.conftest import (
     System,
     eventually,
@@ -39,20 +40,6 @@ from tests.integration.conftest import (
 )
 from tests.integration.workloads import images, imagestream, move_tag, trigger, workload
 
-VALIDATING_ADMISSION_POLICIES = Resource(
-    "admissionregistration.k8s.io",
-    "v1",
-    "validatingadmissionpolicies",
-    "ValidatingAdmissionPolicy",
-    namespaced=False,
-)
-VALIDATING_ADMISSION_POLICY_BINDINGS = Resource(
-    "admissionregistration.k8s.io",
-    "v1",
-    "validatingadmissionpolicybindings",
-    "ValidatingAdmissionPolicyBinding",
-    namespaced=False,
-)
 REFUSAL = "digest pull specs are not allowed here"
 WATCH_S = 30.0
 PATCH_BUDGET = 15
@@ -74,47 +61,13 @@ def _refused_patches(plane: ControlPlane) -> float:
 
 async def _refuse_digests_in(kube: Kube, namespace: str) -> None:
     """A ValidatingAdmissionPolicy refusing any Deployment update to a digest in `namespace`."""
-    name = f"no-digests-{namespace}"
-    await kube.create(
-        VALIDATING_ADMISSION_POLICIES,
-        None,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": ["apps"],
-                            "apiVersions": ["v1"],
-                            "operations": ["UPDATE"],
-                            "resources": ["deployments"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "object.spec.template.spec.containers.all(c,"
-                        " !c.image.contains('@sha256:'))",
-                        "message": REFUSAL,
-                    }
-                ],
-            },
-        },
-    )
-    await kube.create(
-        VALIDATING_ADMISSION_POLICY_BINDINGS,
-        None,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
+    await refuse_in_namespace(
+        kube,
+        name=f"no-digests-{namespace}",
+        namespace=namespace,
+        rule={"apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]},
+        expression="object.spec.template.spec.containers.all(c, !c.image.contains('@sha256:'))",
+        message=REFUSAL,
     )
 
 
