@@ -84,6 +84,7 @@ import yaml
 from localdev.certs import CertificateAuthority, KeyPair, make_certificate_authority
 from localdev.controlplane import REPO_ROOT, ControlPlane, free_port, http_ok
 from localdev.images import OciImage, make_binary_image, make_pause_image, skopeo_push
+from localdev.private import open_private_append, private_dir
 from localdev.processes import ManagedProcess, wait_until
 from localdev.registry import Registry
 
@@ -862,8 +863,8 @@ class Node:
     def _start_reaper(self) -> None:
         assert self.state is not None
         log = (self.log_dir or self.workdir / "logs") / "node-reaper.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with open(log, "ab") as out:
+        private_dir(log.parent)
+        with open_private_append(log) as out:  # 0600: logs may quote credentials
             # Not a ManagedProcess: it must outlive us (no parent-death
             # signal), to undo the node if we are killed. We stop it by PID.
             self._reaper = subprocess.Popen(

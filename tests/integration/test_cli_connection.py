@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from imagestream.kube.resources import BUILDCONFIGS, DEPLOYMENTCONFIGS, DEPLOYMENTS
+from localdev.private import private_dir, write_private
 from tests.integration.cli import Ran, assert_one_error_line, imagestream, kubeconfig_of
 from tests.integration.conftest import System, eventually, new_namespace, push
 from tests.integration.rollouts import dc_manifest
@@ -51,8 +52,8 @@ def home_with_contexts(system: System, tmp_path: Path, namespace: str) -> Path:
         "current-context": "dead",
     }
     home = tmp_path / "home"
-    (home / ".kube").mkdir(parents=True)
-    (home / ".kube" / "config").write_text(yaml.safe_dump(config))
+    private_dir(home / ".kube")
+    write_private(home / ".kube" / "config", yaml.safe_dump(config))  # kubeconfigs are secret
     return home
 
 
@@ -102,11 +103,12 @@ async def test_the_context_namespace_and_flags_choose_where_commands_act(
     # context wins, and current-context comes from the first file that sets it.
     live_first = tmp_path / "live-first"
     base = yaml.safe_load((home / ".kube" / "config").read_text())
-    live_first.write_text(
-        yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "live"})
+    write_private(
+        live_first,
+        yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "live"}),
     )
     rest = tmp_path / "rest"
-    rest.write_text(yaml.safe_dump(base))
+    write_private(rest, yaml.safe_dump(base))
     ran = await imagestream(
         "explain",
         "deployment/web",
