@@ -40,24 +40,33 @@ def _read_ready_line(process: subprocess.Popen[str]) -> dict[str, str]:
 
 def test_dev_reaches_ready_and_exits_cleanly_on_sigint(tmp_path: Path) -> None:
     registry_port, webhook_port = free_port(), free_port()
-    with subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "imagestream.cli",
-            "dev",
-            f"--state-dir={tmp_path / 'state'}",
-            f"--registry-port={registry_port}",
-            f"--webhook-port={webhook_port}",
-            "--log-format=json",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "KUBECONFIG": ""},
-    ) as dev:
-        _check_dev(dev, registry_port=registry_port, webhook_port=webhook_port)
+    stderr_path = tmp_path / "dev.stderr"
+    with (
+        stderr_path.open("w") as err,
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "imagestream.cli",
+                "dev",
+                f"--state-dir={tmp_path / 'state'}",
+                f"--registry-port={registry_port}",
+                f"--webhook-port={webhook_port}",
+                "--log-format=json",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, "KUBECONFIG": ""},
+        ) as dev,
+    ):
+        try:
+            _check_dev(dev, registry_port=registry_port, webhook_port=webhook_port)
+        except AssertionError as error:
+            err.flush()
+            tail = "".join(stderr_path.read_text().splitlines(True)[-15:])
+            raise AssertionError(f"{error}\n--- dev's stderr, last lines:\n{tail}") from None
 
 
 def _check_dev(dev: subprocess.Popen[str], *, registry_port: int, webhook_port: int) -> None:
