@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import selectors
+import subprocess
 import time
 from pathlib import Path
 
@@ -44,3 +47,24 @@ def wait_all_gone(pids: set[int], *, timeout_s: float) -> set[int]:
             return set()
         time.sleep(0.1)
     return {pid for pid in pids if is_alive(pid)}
+
+
+READY_BUDGET_S = 180.0
+
+
+def read_ready_line(process: subprocess.Popen[str]) -> dict[str, str]:
+    """The JSON of `imagestream dev`'s READY line, within READY_BUDGET_S; fail if it ends first."""
+    assert process.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + READY_BUDGET_S
+    while time.monotonic() < deadline:
+        if not selector.select(timeout=1.0):
+            assert process.poll() is None, f"imagestream dev exited with {process.returncode}"
+            continue
+        line = process.stdout.readline()
+        if not line:
+            raise AssertionError(f"imagestream dev closed stdout (exit {process.wait()})")
+        if line.startswith("READY "):
+            return dict(json.loads(line.removeprefix("READY ")))
+    raise AssertionError(f"no READY line within {READY_BUDGET_S}s")

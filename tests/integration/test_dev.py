@@ -3,39 +3,18 @@ when one of its parts stops, it stops too and says which and why."""
 
 from __future__ import annotations
 
-import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 from localdev.controlplane import free_port
-from tests.integration.proctree import descendants, wait_all_gone
+from tests.integration.proctree import descendants, read_ready_line, wait_all_gone
 
-READY_BUDGET_S = 180.0
 EXIT_BUDGET_S = 60.0
-
-
-def _read_ready_line(process: subprocess.Popen[str]) -> dict[str, str]:
-    assert process.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + READY_BUDGET_S
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=1.0):
-            assert process.poll() is None, f"imagestream dev exited with {process.returncode}"
-            continue
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"imagestream dev closed stdout (exit {process.wait()})")
-        if line.startswith("READY "):
-            return dict(json.loads(line.removeprefix("READY ")))
-    raise AssertionError(f"no READY line within {READY_BUDGET_S}s")
 
 
 def test_dev_reaches_ready_and_exits_cleanly_on_sigint(tmp_path: Path) -> None:
@@ -71,7 +50,7 @@ def test_dev_reaches_ready_and_exits_cleanly_on_sigint(tmp_path: Path) -> None:
 
 def _check_dev(dev: subprocess.Popen[str], *, registry_port: int, webhook_port: int) -> None:
     try:
-        ready = _read_ready_line(dev)
+        ready = read_ready_line(dev)
         assert Path(ready["kubeconfig"]).is_file()
         assert Path(ready["token_file"]).read_text().strip()
         # With a node the registry is on the node's host-only address, so pods can pull.
@@ -130,7 +109,7 @@ def test_dev_exits_with_the_reason_when_one_of_its_parts_stops(tmp_path: Path) -
         reader = threading.Thread(target=lambda: stderr.extend(dev.stderr or []), daemon=True)
         reader.start()
         try:
-            _read_ready_line(dev)
+            read_ready_line(dev)
             children = descendants(dev.pid)
             (registry,) = [pid for pid in children if "docker-registry" in _cmdline(pid)[0]]
             os.kill(registry, signal.SIGKILL)  # a child of the dev we started, by its PID

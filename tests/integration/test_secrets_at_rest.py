@@ -15,14 +15,11 @@ token at all.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import selectors
 import signal
 import stat
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,8 +33,8 @@ from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES
 from localdev.controlplane import ControlPlane, free_port
 from localdev.images import make_oci_image, skopeo_push
 from tests.integration.conftest import System, eventually, new_namespace, push
+from tests.integration.proctree import read_ready_line
 
-READY_BUDGET_S = 180.0
 EXIT_BUDGET_S = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,23 +93,6 @@ def _admin_token(kubeconfig: Path) -> str:
 # --- imagestream dev -----------------------------------------------------------------------
 
 
-def _read_ready_line(process: subprocess.Popen[str]) -> dict[str, str]:
-    assert process.stdout is not None
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + READY_BUDGET_S
-    while time.monotonic() < deadline:
-        if not selector.select(timeout=1.0):
-            assert process.poll() is None, f"imagestream dev exited with {process.returncode}"
-            continue
-        line = process.stdout.readline()
-        if not line:
-            raise AssertionError(f"imagestream dev closed stdout (exit {process.wait()})")
-        if line.startswith("READY "):
-            return dict(json.loads(line.removeprefix("READY ")))
-    raise AssertionError(f"no READY line within {READY_BUDGET_S}s")
-
-
 async def _push_and_wait_recorded(kubeconfig: Path, registry: str, tmp_path: Path) -> None:
     """A real push to the dev registry, until its notification has moved the tag."""
     kube = await connect(kubeconfig)
@@ -157,7 +137,7 @@ def test_the_dev_system_keeps_every_secret_to_its_owner(tmp_path: Path) -> None:
         env={**os.environ, "KUBECONFIG": ""},
     ) as dev:
         try:
-            ready = _read_ready_line(dev)
+            ready = read_ready_line(dev)
             asyncio.run(
                 _push_and_wait_recorded(Path(ready["kubeconfig"]), ready["registry"], tmp_path)
             )
