@@ -153,6 +153,18 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--builder-image",
+        "",
+        "image the default build Job template runs (default: a public buildah image)",
+    )
+    add_flag(
+        parser,
+        "--build-insecure-registries",
+        "",
+        "comma-separated host[:port] of registries builds reach over plain HTTP",
+    )
+    add_flag(
+        parser,
         "--allowed-registries",
         "",
         "comma-separated registry host patterns imports may contact (e.g. "
@@ -202,6 +214,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         integrated_registry=args.integrated_registry,
         workers=args.workers,
         build_job_template=optional_path(args.build_job_template),
+        builder_image=args.builder_image,
+        build_insecure_registries=tuple(
+            r.strip() for r in args.build_insecure_registries.split(",") if r.strip()
+        ),
         generated_secret=args.generated_secret,
         generated_secret_keys=tuple(
             k.strip() for k in args.generated_secret_keys.split(",") if k.strip()
