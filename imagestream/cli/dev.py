@@ -164,7 +164,8 @@ def run_dev(
             kubectl = str(node.kubectl)
             parts += list(node.processes.values())
 
-        builder_image, insecure = "", tuple[str, ...]()
+        builder_image = ""
+        insecure: tuple[str, ...] = ()
         if node is not None:
             _progress("dev: making (or finding cached) the builder image and pushing it")
             builder_image = push_builder(registry.host, log=_progress)

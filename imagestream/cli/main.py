@@ -255,11 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(dev, "--webhook-port", "8080", "loopback port of the webhook", type=int)
     add_log_flags(dev)
 
-    from imagestream.cli import describe, explain, importimage, rollout, setcmd, startbuild, tag
+    from imagestream.cli import (
+        builds,
+        describe,
+        explain,
+        importimage,
+        rollout,
+        setcmd,
+        startbuild,
+        tag,
+    )
 
     explain.add_parser(commands, add_flag, _boolean)
     rollout.add_parser(commands, add_flag)
     startbuild.add_parser(commands, add_flag)
+    builds.add_parsers(commands, add_flag)
     tag.add_parser(commands, add_flag)
     importimage.add_parser(commands, add_flag)
     setcmd.add_parser(commands, add_flag)
