@@ -155,15 +155,15 @@ async def wait_ended(kube: Kube, namespace: str, build: str, *, timeout_s: float
 
 
 def outcome(build: Mapping[str, Any]) -> Printed:
-    """What `start-build --wait` ends with: nothing more when Complete, else why, exit 1."""
+    """What `start-build --wait` ends with: nothing more when Complete, else oc's line, exit 1."""
     phase = build_phase(build)
     if phase is BuildPhase.COMPLETE:
         return Printed("")
-    status = status_of(build)
-    why = status.get("message") or status.get("reason") or ""
+    metadata = mapping(build.get("metadata"))
     return Printed(
         "",
-        stderr=f'error: build "{name_of(build)}" {phase.value.lower()}: {why}'.rstrip(": "),
+        stderr=f"error: the build {metadata.get('namespace')}/{metadata.get('name')}"
+        f' status is "{phase.value}"',
         code=1,
     )
 
