@@ -1,4 +1,4 @@
-"""`python -m bench` (`make bench`): every figure of issues 7 and 11 beside its floor.
+"""`python -m bench` (`make bench`): every figure of issues 7, 11 and 12 beside its floor.
 
 Starts its own control plane (etcd + kube-apiserver, on loopback), installs
 the CRDs, starts a real distribution registry whose notifications go to the
@@ -9,11 +9,14 @@ their processes stopped, it starts a cluster of its own with a real node
 (`localdev.node`: control plane with kube-controller-manager on the node's
 host address, registry there, containerd, kubelet, scheduler, kube-proxy;
 no CoreDNS), and a controller and webhook of its own, and stops them all.
+The `builds` section (issue 12) does the same with a cluster of its own, and
+the builder image made here (`localdev.builder`) for the controller's builds.
 One node per machine: if another one runs, it waits up to BENCH_NODE_WAIT_S.
 
 Environment:
     BENCH_SCALE      multiplies every size (default 1: the issue's sizes); 0.1 while developing
-    BENCH_SECTIONS   comma-separated subset of: latency,intake,fanout,convergence,scale,pods;
+    BENCH_SECTIONS   comma-separated subset of:
+                     latency,intake,fanout,convergence,scale,pods,builds;
                      or `peers` (push to patch beside Keel; `make bench-peers`), never by default
     BENCH_PROFILE    1: run the controller and webhook under pyinstrument; profiles go to
                      bench/profiles/ (figures from a profiled run are marked as such)
@@ -48,10 +51,11 @@ from typing import Any
 
 import aiohttp
 
-from bench import peers, pods, repetitions, sections
+from bench import builds, peers, pods, repetitions, sections
 from bench.common import Sender, create_namespace
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
+from localdev.builder import push_builder
 from localdev.components import ComponentProcess, start_component
 from localdev.controlplane import REPO_ROOT, ControlPlane, binary_dir, free_port
 from localdev.node import Node, NodeUnavailableError, node_binary_dir, preflight
@@ -59,14 +63,16 @@ from localdev.private import write_private
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint, Registry
 
-ORDER = ("latency", "intake", "fanout", "convergence", "peers", "scale", "pods")
+ORDER = ("latency", "intake", "fanout", "convergence", "peers", "scale", "pods", "builds")
 """Every section, in the order they run: `scale` stops the main processes, so it comes after
-every section that uses them; `pods` needs a cluster of its own, so it comes last."""
+every section that uses them; `pods` and `builds` need a cluster of their own, so they come
+last."""
 PEER_SECTIONS = ("peers",)
 """Not in `make bench` (they need a peer built from Go first): `make bench-peers`."""
 SECTIONS = tuple(s for s in ORDER if s not in PEER_SECTIONS)
-PLANE_SECTIONS = ORDER[:-1]
-"""Measured on the loopback control plane; `pods` has its own cluster, with a node."""
+NODE_SECTIONS = ("pods", "builds")
+PLANE_SECTIONS = tuple(s for s in ORDER if s not in NODE_SECTIONS)
+"""Measured on the loopback control plane; `pods` and `builds` have a cluster with a node."""
 BENCH_DIR = REPO_ROOT / "bench"
 TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 - a loopback-only test token
 
@@ -389,6 +395,28 @@ def table(figures: dict[str, Any]) -> str:
                     "",
                 )
             )
+        elif section == "builds":
+            rows.append(
+                (
+                    f"base push->rolled pod Ready p50/p95 ms ({figure['builds']} builds)",
+                    f"{fmt(ours['p50_ms'])}/{fmt(ours['p95_ms'])}",
+                    "-",
+                    "-",
+                    figure["goal"],
+                    "",
+                )
+            )
+            rows.append(
+                (
+                    "  of which the build (Running->output tagged) p50 ms, share p50",
+                    f"{fmt(ours['build_running_to_output_tagged']['p50_ms'])}"
+                    f", {fmt(figure['build_share_p50'])}",
+                    "-",
+                    "-",
+                    "(reported)",
+                    "",
+                )
+            )
         elif section == "intake":
             burst = figure["burst"]
             rows.append(
@@ -560,11 +588,42 @@ async def run_pods(
         await kube.close()
 
 
-def measure_pods(
-    workdir: Path, scale: float, versions: dict[str, Any]
+async def run_builds(
+    plane: ControlPlane, registry: Registry, workdir: Path, scale: float
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The `pods` section on a cluster of its own; an unmeasurable run is an error figure."""
-    print("[bench] pods ...", file=sys.stderr, flush=True)
+    builder = await asyncio.to_thread(push_builder, registry.host)
+    kube = await connect(plane.kubeconfig_path)
+    launcher = Launcher(plane.kubeconfig_path, workdir, workdir / "token", registry.host)
+    try:
+        await install_crds(kube, load_crds())
+        scope = ["--watch-namespaces", builds.NAMESPACE]
+        webhook = launcher.start(
+            "webhook", "builds-webhook", scope, webhook_addr=registry_webhook_addr(registry)
+        )
+        controller = launcher.start(
+            "controller",
+            "builds-controller",
+            [*scope, "--builder-image", builder, "--build-insecure-registries", registry.host],
+        )
+        await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
+        figure = await builds.push_to_rolled_pod(kube, registry.host, workdir, scale)
+        processes = {
+            name: {"peak_rss_mib": round(process.peak_rss_kib() / sections.MIB, 1)}
+            for name, process in (("builds-webhook", webhook), ("builds-controller", controller))
+        }
+        return figure, processes
+    finally:
+        launcher.stop_all()
+        await kube.close()
+
+
+def measure_pods(
+    workdir: Path, scale: float, versions: dict[str, Any], section: str = "pods"
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The `pods` (or `builds`) section on a cluster of its own; an unmeasurable run is an
+    error figure."""
+    print(f"[bench] {section} ...", file=sys.stderr, flush=True)
+    run = run_pods if section == "pods" else run_builds
     began = time.monotonic()
     workdir.mkdir(parents=True)
     processes: dict[str, Any] = {}
@@ -574,12 +633,12 @@ def measure_pods(
             (workdir / "token").write_text(TOKEN)
             versions.setdefault("kube", plane.version().get("gitVersion", "unknown"))
             versions["node"] = node_versions(node)
-            figure, processes = asyncio.run(run_pods(plane, registry, workdir, scale))
+            figure, processes = asyncio.run(run(plane, registry, workdir, scale))
         finally:
             node.stop()  # also the control plane and registry, before their address goes
     except Exception as error:
-        figure = {"title": "pods", "error": f"{type(error).__name__}: {error}"}
-        print(f"[bench] pods failed: {error}", file=sys.stderr, flush=True)
+        figure = {"title": section, "error": f"{type(error).__name__}: {error}"}
+        print(f"[bench] {section} failed: {error}", file=sys.stderr, flush=True)
     figure["section_seconds"] = round(time.monotonic() - began, 1)
     return figure, processes
 
@@ -620,9 +679,12 @@ def main() -> int:
             figures, processes, versions["kube"] = measure_on_plane(
                 workdir / "plane-run", bin_dir, scale, on_plane
             )
-        if "pods" in chosen:
-            figures["pods"], pods_processes = measure_pods(workdir / "pods-run", scale, versions)
-            processes.update(pods_processes)
+        for section in NODE_SECTIONS:
+            if section in chosen:
+                figures[section], node_processes = measure_pods(
+                    workdir / f"{section}-run", scale, versions, section
+                )
+                processes.update(node_processes)
     finally:
         stop_all()
         if keep:

@@ -76,3 +76,7 @@ class Settings:
     """The keys it must hold; an existing key is never changed."""
     build_job_template: Path | None = None
     """A YAML Job manifest that runs Builds (a container named `build`); none: rootless buildah."""
+    builder_image: str = ""
+    """The image of the default template's `build` container; empty: the public buildah image."""
+    build_insecure_registries: tuple[str, ...] = ()
+    """Registries (`host[:port]`) builds pull from and push to over plain HTTP."""

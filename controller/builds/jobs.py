@@ -23,8 +23,17 @@ instead set the Job annotation `build.openshift.io/output-digest`, which wins. E
 the controller only reads (pods: get, list); the build pod needs no API credentials.
 
 The default template is rootless buildah (vfs storage, chroot isolation, uid 1000 with
-SETUID/SETGID for its user namespace). Clusters whose pod security forbids that need their
-own template (`--build-job-template`).
+SETUID/SETGID for its user namespace), its image `BUILDER_IMAGE` unless the controller is
+given `--builder-image` (`imagestream dev` and the node tests give the image made here from
+Debian packages, by digest). Clusters whose pod security forbids that need their own
+template (`--build-job-template`). Registries named in `--build-insecure-registries` are
+spoken to over plain HTTP (`TLS_VERIFY=false`), as the local system's registry is.
+
+How a failure says why: the script exits 2 when the build step fails, 3 when the push
+fails, 4 when the base image cannot be pulled (`EXIT_*` below; the controller turns them
+into OpenShift's reasons). The container's `terminationMessagePolicy` is
+`FallbackToLogsOnError`, so a failed container's termination message is the tail of its
+log, which becomes the Build's `status.logSnippet`, as OpenShift's builder pods do.
 
 Invariant: the digest taken is a well-formed `sha256:<64 hex>` from the `build` container
 of a pod that succeeded, or the annotation; anything else is no digest (the Build still
@@ -36,7 +45,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,6 +58,7 @@ from controller.builds.model import (
     strategy_type,
 )
 from imagestream.objects import Obj, mapping, name_of, namespace_of, spec_of, string
+from imagestream.references import parse_image_reference
 
 BUILD_CONTAINER: Final = "build"
 BUILD_NAME_ANNOTATION: Final = "openshift.io/build.name"
@@ -58,6 +68,9 @@ BUILDER_IMAGE: Final = "quay.io/buildah/stable:v1.38.0"
 PUSH_SECRET_PATH: Final = "/var/run/secrets/openshift.io/push"  # noqa: S105 - a mount path
 PULL_SECRET_PATH: Final = "/var/run/secrets/openshift.io/pull"  # noqa: S105 - a mount path
 JOB_NAME_MAX: Final = 63
+EXIT_BUILD_FAILED: Final = 2
+EXIT_PUSH_FAILED: Final = 3
+EXIT_PULL_FAILED: Final = 4
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -92,6 +105,13 @@ RUN /usr/libexec/s2i/assemble
 CMD ["/usr/libexec/s2i/run"]
 EOF
 fi
+if [ -n "${FROM_IMAGE:-}" ]; then
+  # The base (or builder) image first, so a pull failure says so (exit 4).
+  set --
+  if [ -n "${PULL_DOCKERCFG_PATH:-}" ]; then set -- "$@" --authfile "$PULL_DOCKERCFG_PATH"; fi
+  if [ "${TLS_VERIFY:-true}" = false ]; then set -- "$@" --tls-verify=false; fi
+  buildah pull "$@" "$FROM_IMAGE" || exit 4
+fi
 set --
 if [ -n "$dockerfile" ]; then set -- "$@" --file "$dockerfile"; fi
 if [ "${BUILD_STRATEGY:-Docker}" = Docker ] && [ -n "${FROM_IMAGE:-}" ]; then
@@ -107,16 +127,19 @@ if [ -n "${BUILD_ARGS:-}" ]; then
 $BUILD_ARGS
 EOF
 fi
-buildah build --tag "$OUTPUT_IMAGE" "$@" "$context"
+buildah build --tag "$OUTPUT_IMAGE" "$@" "$context" || exit 2
 set --
 if [ -n "${PUSH_DOCKERCFG_PATH:-}" ]; then set -- "$@" --authfile "$PUSH_DOCKERCFG_PATH"; fi
 if [ "${TLS_VERIFY:-true}" = false ]; then set -- "$@" --tls-verify=false; fi
-buildah push "$@" --digestfile "${DIGEST_FILE:-/dev/termination-log}" "$OUTPUT_IMAGE" "docker://$OUTPUT_IMAGE"
+buildah push "$@" --digestfile "${DIGEST_FILE:-/dev/termination-log}" "$OUTPUT_IMAGE" \
+  "docker://$OUTPUT_IMAGE" || exit 3
 """
 
 
-def default_job_template() -> Obj:
-    """Rootless buildah (vfs storage, chroot isolation): no privileged pod, no /dev/fuse."""
+def default_job_template(builder_image: str = "") -> Obj:
+    """Rootless buildah (vfs storage, chroot isolation): no privileged pod, no /dev/fuse.
+
+    `builder_image`: the `build` container's image (default `BUILDER_IMAGE`)."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -130,7 +153,7 @@ def default_job_template() -> Obj:
                     "containers": [
                         {
                             "name": BUILD_CONTAINER,
-                            "image": BUILDER_IMAGE,
+                            "image": builder_image or BUILDER_IMAGE,
                             "command": ["/bin/sh", "-c", BUILD_SCRIPT],
                             "env": [
                                 {"name": "STORAGE_DRIVER", "value": "vfs"},
@@ -142,7 +165,8 @@ def default_job_template() -> Obj:
                                 "runAsGroup": 1000,
                                 "capabilities": {"add": ["SETUID", "SETGID"]},
                             },
-                            "terminationMessagePolicy": "File",
+                            # The digest on success; the log's tail on failure.
+                            "terminationMessagePolicy": "FallbackToLogsOnError",
                         }
                     ],
                 },
@@ -190,9 +214,16 @@ class OutputTarget:
 
 
 def build_job(
-    build: Mapping[str, Any], *, template: Mapping[str, Any], output: OutputTarget
+    build: Mapping[str, Any],
+    *,
+    template: Mapping[str, Any],
+    output: OutputTarget,
+    insecure_registries: Collection[str] = (),
 ) -> Obj:
-    """The Job that runs `build`, from `template` (validated), pushing to `output`."""
+    """The Job that runs `build`, from `template` (validated), pushing to `output`.
+
+    `insecure_registries`: when the output or the strategy's `from` is on one of them, the
+    builder speaks plain HTTP (`TLS_VERIFY=false`)."""
     job = copy.deepcopy(dict(template))
     name, namespace = name_of(build), namespace_of(build)
     metadata = dict(mapping(job.get("metadata")))
@@ -234,7 +265,7 @@ def build_job(
     if isinstance(node_selector, Mapping) and node_selector:
         pod_spec["nodeSelector"] = dict(node_selector)
     container = next(c for c in pod_spec["containers"] if c.get("name") == BUILD_CONTAINER)
-    env, volumes, mounts = _inputs(build, output)
+    env, volumes, mounts = _inputs(build, output, insecure_registries)
     container["env"] = [*(container.get("env") or []), *env]
     if mounts:
         container["volumeMounts"] = [*(container.get("volumeMounts") or []), *mounts]
@@ -245,8 +276,15 @@ def build_job(
     return job
 
 
+def _registry_of(pull_spec: str) -> str:
+    try:
+        return parse_image_reference(pull_spec).registry
+    except ValueError:
+        return ""
+
+
 def _inputs(
-    build: Mapping[str, Any], output: OutputTarget
+    build: Mapping[str, Any], output: OutputTarget, insecure_registries: Collection[str]
 ) -> tuple[list[Obj], list[Obj], list[Obj]]:
     source = mapping(spec_of(build).get("source"))
     git = mapping(source.get("git"))
@@ -272,6 +310,9 @@ def _inputs(
         values["BUILD_ARGS"] = "\n".join(build_args)
     if params.get("noCache") is True:
         values["NO_CACHE"] = "true"
+    insecure = {r.lower() for r in insecure_registries}
+    if insecure & {_registry_of(output.push_spec), _registry_of(values["FROM_IMAGE"])}:
+        values["TLS_VERIFY"] = "false"
     env: list[Obj] = [{"name": key, "value": value} for key, value in values.items() if value]
     volumes: list[Obj] = []
     mounts: list[Obj] = []
@@ -342,4 +383,33 @@ def output_digest(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> 
             found = _DIGEST.search(string(terminated.get("message")))
             if terminated.get("exitCode") == 0 and found:
                 return found.group(0)
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerEnd:
+    """How the `build` container of a build pod ended (its kubelet-written terminated state)."""
+
+    exit_code: int
+    reason: str
+    """The kubelet's: `Completed`, `Error`, `OOMKilled`..."""
+    message: str
+    """The termination message: the digest, or (`FallbackToLogsOnError`) the log's tail."""
+
+
+def build_container_end(pods: Iterable[Mapping[str, Any]]) -> ContainerEnd | None:
+    """The `build` container's end, from the first pod where it has terminated."""
+    for pod in pods:
+        for container in mapping(pod.get("status")).get("containerStatuses") or []:
+            container = mapping(container)
+            if container.get("name") != BUILD_CONTAINER:
+                continue
+            terminated = mapping(mapping(container.get("state")).get("terminated"))
+            code = terminated.get("exitCode")
+            if isinstance(code, int):
+                return ContainerEnd(
+                    exit_code=code,
+                    reason=string(terminated.get("reason")),
+                    message=string(terminated.get("message")),
+                )
     return None

@@ -11,8 +11,11 @@ until Ctrl-C. When everything is up (the node Ready) it prints one line:
     READY {"kubeconfig": ..., "kubectl": ..., "registry": ..., "webhook": ...,
            "token_file": ..., "health": ..., "metrics": ..., "node": ...}
 
+With a node, Builds run the builder image made here from Debian packages
+(`localdev.builder`: cached, pushed to the registry at start, given to the
+controller by digest with the registry as a plain-HTTP one for builds).
 Without a node (not root, no containerd) it says why and runs the rest:
-pods then stay Pending.
+pods (and Builds) then stay Pending.
 
 Invariants:
 - whatever happens (Ctrl-C during the build, a process that fails to start,
@@ -36,6 +39,7 @@ import secrets
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,7 +49,9 @@ from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
 from imagestream.process import run_components
 from imagestream.settings import HostPort, Settings
+from localdev.builder import push_builder
 from localdev.controlplane import ControlPlane, binary_dir, free_port
+from localdev.debian_images import ImageBuildError
 from localdev.node import Node, NodeUnavailableError, node_binary_dir, preflight
 from localdev.private import private_dir, write_private
 from localdev.processes import ManagedProcess, ProcessFailedError, stop_all
@@ -158,6 +164,13 @@ def run_dev(
             kubectl = str(node.kubectl)
             parts += list(node.processes.values())
 
+        builder_image = ""
+        insecure: tuple[str, ...] = ()
+        if node is not None:
+            _progress("dev: making (or finding cached) the builder image and pushing it")
+            builder_image = push_builder(registry.host, log=_progress)
+            insecure = (registry.host,)
+            _progress(f"dev: builds run {builder_image}")
         settings = Settings(
             kubeconfig=kubeconfig,
             webhook_addr=HostPort("127.0.0.1", webhook_port),
@@ -167,6 +180,8 @@ def run_dev(
             log_level=log_level,
             webhook_token_file=token_file,
             integrated_registry=registry.host,
+            builder_image=builder_image,
+            build_insecure_registries=insecure,
         )
         ready = {
             "kubeconfig": str(kubeconfig),
@@ -195,6 +210,8 @@ def run_dev(
     except (FileNotFoundError, TimeoutError) as error:
         # A binary that is not installed or built; a part that never answered.
         raise CommandError(f"{error} (logs in {logs})") from None
+    except (ImageBuildError, subprocess.CalledProcessError) as error:
+        raise CommandError(f"the builder image could not be made or pushed: {error}") from None
     finally:
         _progress("dev: stopping")
         if node is not None:

@@ -153,6 +153,18 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--builder-image",
+        "",
+        "image the default build Job template runs (default: a public buildah image)",
+    )
+    add_flag(
+        parser,
+        "--build-insecure-registries",
+        "",
+        "comma-separated host[:port] of registries builds reach over plain HTTP",
+    )
+    add_flag(
+        parser,
         "--allowed-registries",
         "",
         "comma-separated registry host patterns imports may contact (e.g. "
@@ -202,6 +214,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
         integrated_registry=args.integrated_registry,
         workers=args.workers,
         build_job_template=optional_path(args.build_job_template),
+        builder_image=args.builder_image,
+        build_insecure_registries=tuple(
+            r.strip() for r in args.build_insecure_registries.split(",") if r.strip()
+        ),
         generated_secret=args.generated_secret,
         generated_secret_keys=tuple(
             k.strip() for k in args.generated_secret_keys.split(",") if k.strip()
@@ -239,11 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(dev, "--webhook-port", "8080", "loopback port of the webhook", type=int)
     add_log_flags(dev)
 
-    from imagestream.cli import describe, explain, importimage, rollout, setcmd, startbuild, tag
+    from imagestream.cli import (
+        builds,
+        describe,
+        explain,
+        importimage,
+        rollout,
+        setcmd,
+        startbuild,
+        tag,
+    )
 
     explain.add_parser(commands, add_flag, _boolean)
     rollout.add_parser(commands, add_flag)
     startbuild.add_parser(commands, add_flag)
+    builds.add_parsers(commands, add_flag)
     tag.add_parser(commands, add_flag)
     importimage.add_parser(commands, add_flag)
     setcmd.add_parser(commands, add_flag)

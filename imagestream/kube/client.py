@@ -60,6 +60,8 @@ REQUEST_TIMEOUT_S = 30.0
 RETRY_ATTEMPTS = 4
 CONNECTION_POOL_SIZE = 64
 LIST_PAGE_SIZE = 500
+LOG_STREAM_TIMEOUT_S = 3600.0
+PODS_LOG_PATH = "/api/v1/namespaces/{namespace}/pods/{pod}/log"
 
 RequestObserver = Callable[[str, str, int, float], None]
 """Called after each request with (verb, resource, HTTP status or 0, seconds)."""
@@ -269,6 +271,46 @@ class Kube:
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as error:
             raise Retryable(
                 f"watch {resource.plural}: {type(error).__name__}: {error}"[:256]
+            ) from error
+
+    async def stream_log(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str,
+        follow: bool,
+        timeout_s: float = LOG_STREAM_TIMEOUT_S,
+    ) -> AsyncIterator[bytes]:
+        """A container's log (`pods/NAME/log`), chunk by chunk as the kubelet sends it.
+
+        With `follow` it ends when the container does (the API server closes the stream),
+        or after `timeout_s`; without it, at the end of what is logged so far.
+        """
+        params = {"container": container, "follow": "true" if follow else "false"}
+        headers = await self._headers(None)
+        headers["Accept"] = "text/plain, */*"
+        url = self.api_client.configuration.host + PODS_LOG_PATH.format(
+            namespace=namespace, pod=pod
+        )
+        try:
+            async with self._session.get(
+                url,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=10),
+                proxy=self.proxy,
+                proxy_auth=self.proxy_auth,
+            ) as response:
+                if response.status >= 400:
+                    raise translate_status(response.status, await response.read(), response.headers)
+                async for chunk in response.content.iter_any():
+                    yield chunk
+        except KubeError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise Retryable(
+                f"log of {namespace}/{pod}: {type(error).__name__}: {error}"[:256]
             ) from error
 
     async def create(self, resource: Resource, namespace: str | None, body: Obj) -> Obj:
