@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from controller.triggers.outcomes import NamespacePolicy, Reason, StreamGetter, Unresolved
 from controller.triggers.podspec import quoted
-from imagestream.imagestreams import resolve_latest_tagged_image
+from imagestream.imagestreams import DEFAULT_TAG, resolve_latest_tagged_image
 
-__all__ = ["resolve_image_stream_tag", "resolve_latest_tagged_image"]
+__all__ = ["DEFAULT_TAG", "resolve_image_stream_tag", "resolve_latest_tagged_image"]
+
 
 def resolve_image_stream_tag(
     *,
