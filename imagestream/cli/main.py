@@ -170,6 +170,51 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "comma-separated registry host patterns imports may contact (e.g. "
         "quay.io,*.example.com); empty: any",
     )
+    add_flag(
+        parser,
+        "--admission-addr",
+        "",
+        "address the admission webhook listens on (HTTPS); empty: no admission webhook",
+    )
+    add_flag(
+        parser,
+        "--admission-cert-dir",
+        None,
+        "directory with tls.crt and tls.key for the admission webhook (e.g. cert-manager's"
+        " Secret); without it the webhook makes its own CA in --admission-secret",
+    )
+    add_flag(
+        parser,
+        "--admission-secret",
+        "",
+        "namespace/name of the Secret keeping the self-made admission CA and certificate",
+    )
+    add_flag(
+        parser,
+        "--admission-hosts",
+        "",
+        "comma-separated DNS names and IPs of the self-made admission certificate",
+    )
+    add_flag(
+        parser,
+        "--admission-webhook-configuration",
+        "imagestream-controller",
+        "name of the Mutating/ValidatingWebhookConfiguration whose caBundle the webhook keeps",
+    )
+    add_flag(
+        parser,
+        "--admission-cert-validity",
+        str(365 * 86400),
+        "seconds a self-made serving certificate is valid (renewed with a third left)",
+        type=float,
+    )
+    add_flag(
+        parser,
+        "--admission-cert-check-interval",
+        "3600",
+        "seconds between checks of the admission certificate and caBundle",
+        type=float,
+    )
     add_log_flags(parser)
 
 
@@ -225,6 +270,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allowed_registries=tuple(
             p.strip() for p in args.allowed_registries.split(",") if p.strip()
         ),
+        admission_addr=HostPort.parse(args.admission_addr) if args.admission_addr else None,
+        admission_cert_dir=optional_path(args.admission_cert_dir),
+        admission_secret=args.admission_secret,
+        admission_hosts=tuple(h.strip() for h in args.admission_hosts.split(",") if h.strip()),
+        admission_webhook_configuration=args.admission_webhook_configuration,
+        admission_cert_validity_s=args.admission_cert_validity,
+        admission_cert_check_interval_s=args.admission_cert_check_interval,
     )
 
 
