@@ -43,6 +43,7 @@ from imagestream.cli.errors import CommandError, user_message
 from imagestream.health import ListenError, StopSignal
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
+from imagestream.kube.roles import install_image_roles, load_image_roles
 from imagestream.process import run_components
 from imagestream.settings import HostPort, Settings
 from localdev.controlplane import ControlPlane, binary_dir, free_port
@@ -69,9 +70,12 @@ def _token_file(state_dir: Path) -> Path:
 
 
 async def _install_crds(kubeconfig: Path) -> list[str]:
+    """Our CRDs, and OpenShift's image ClusterRoles the image-puller rule names."""
     kube = await connect(kubeconfig)
     try:
-        return await install_crds(kube, load_crds())
+        return await install_crds(kube, load_crds()) + await install_image_roles(
+            kube, load_image_roles()
+        )
     finally:
         await kube.close()
 
@@ -138,7 +142,7 @@ def run_dev(
         ).start()
         kubeconfig = write_private(state_dir / "kubeconfig", plane.kubeconfig_path.read_bytes())
         applied = asyncio.run(_install_crds(kubeconfig))
-        _progress(f"dev: installed CRDs {applied}")
+        _progress(f"dev: installed CRDs and ClusterRoles {applied}")
 
         webhook_url = f"http://127.0.0.1:{webhook_port}"
         address = node.registry_address if node is not None else "127.0.0.1"
