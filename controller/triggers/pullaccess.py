@@ -7,7 +7,8 @@ stream: `get` on `imagestreams/layers` (group `image.openshift.io`) of the strea
 That is the question OpenShift's registry asks of every pull, and what the default
 `system:image-puller` RoleBinding of each namespace (to the group
 `system:serviceaccounts:<namespace>`) and `oc policy add-role-to-group` grant. We ask it
-once, as a SubjectAccessReview for the groups every service account of A carries, before
+once, as a (local) SubjectAccessReview in B for the groups every service account of A
+carries, before
 the planner resolves the trigger; the planner gets the answers as input and stays pure.
 
 Invariants:

@@ -1,16 +1,19 @@
-"""Asking the API server's authorizer a question: one SubjectAccessReview.
+"""Asking the API server's authorizer a question: one LocalSubjectAccessReview.
 
 The controller asks whether the service accounts of one namespace may pull
 from an ImageStream of another (docs/openshift-behaviours.md#behaviour-16).
 OpenShift's registry decides a pull with the same question, `get` on
 `imagestreams/layers` (group `image.openshift.io`) of the stream, in the
 stream's namespace. The answer comes from whatever authorizer the cluster
-runs (RBAC here), so a RoleBinding added or removed changes it at once.
+runs (RBAC here), so a RoleBinding added or removed changes it at once. It is
+a *local* review, made in the namespace asked about (as OpenShift's registry
+makes it), so a Role in that namespace grants the asking: the chart's
+namespaced mode needs no cluster-wide grant for it.
 
 Invariant: a review either answers (allowed or not, with the authorizer's
 reason) or raises one of our API errors (`imagestream.kube.errors`): a 403
-means the caller itself may not create SubjectAccessReviews (`Terminal`, the
-chart grants it), a connection failure or a 5xx is `Retryable`. An answer
+means the caller itself may not create LocalSubjectAccessReviews there
+(`Terminal`; the chart grants it), a connection failure or a 5xx is `Retryable`. An answer
 is never guessed: an error is never read as "not allowed", which would post
 a Warning naming a RoleBinding that may already exist.
 """
@@ -24,12 +27,8 @@ from typing import Final
 from imagestream.kube.client import Kube
 from imagestream.kube.resources import Resource
 
-SUBJECTACCESSREVIEWS: Final = Resource(
-    "authorization.k8s.io",
-    "v1",
-    "subjectaccessreviews",
-    "SubjectAccessReview",
-    namespaced=False,
+LOCALSUBJECTACCESSREVIEWS: Final = Resource(
+    "authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview"
 )
 
 
@@ -71,14 +70,22 @@ class Review:
 async def review_access(
     kube: Kube, access: ResourceAccess, *, groups: Sequence[str], user: str = ""
 ) -> Review:
-    """Whether a subject with `groups` (and `user`, if given) may do `access`."""
+    """Whether a subject with `groups` (and `user`, if given) may do `access`, asked in
+    `access.namespace` (which must be set: a local review is about one namespace)."""
+    if not access.namespace:
+        raise ValueError("a local access review needs the namespace it is about")
     spec: dict[str, object] = {"resourceAttributes": access.to_json(), "groups": list(groups)}
     if user:
         spec["user"] = user
     answer = await kube.create(
-        SUBJECTACCESSREVIEWS,
-        None,
-        {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec},
+        LOCALSUBJECTACCESSREVIEWS,
+        access.namespace,
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "LocalSubjectAccessReview",
+            "metadata": {"namespace": access.namespace},
+            "spec": spec,
+        },
     )
     status = answer.get("status")
     if not isinstance(status, dict):
