@@ -241,11 +241,9 @@ def own_control_plane(
 async def kube_with_crds(plane: ControlPlane) -> AsyncIterator[Kube]:
     """A connection to `plane`, with our CRDs installed."""
     from imagestream.kube.crds import install_crds, load_crds
-    from imagestream.kube.roles import install_image_roles, load_image_roles
 
     handle = await connect(plane.kubeconfig_path)
     await install_crds(handle, load_crds())
-    await install_image_roles(handle, load_image_roles())
     try:
         yield handle
     finally:

@@ -371,7 +371,9 @@ def test_openshifts_image_roles_and_public_image_namespaces(helm: Helm) -> None:
             "metadata": {**expected["metadata"], "labels": {}},
         }
     # Namespaced mode makes nothing cluster-wide, these roles included; the bindings stay.
-    namespaced = helm.template(*values_args("namespaced"))
+    namespaced = helm.template(
+        *values_args("namespaced"), "--set-json", 'rbac.publicImageNamespaces=["team-b"]'
+    )
     assert not by_kind(namespaced, "ClusterRole")
     (binding,) = [
         b
