@@ -4,7 +4,9 @@ BuildConfigs (key `namespace/name`) are woken by their own changes, by a change 
 ImageStream one of their ImageChange triggers follows (through a `TriggerIndex`), and by
 Builds appearing or disappearing. A reconcile plans with `triggers.plan_buildconfig` and
 instantiates at most one Build: create the Build (fixed name), then record `lastVersion`
-and `status.imageChangeTriggers` with a resourceVersion precondition.
+and `status.imageChangeTriggers` with a resourceVersion precondition. Streams of other
+namespaces are reviewed first (the image-puller rule, behaviour 16): a refusal is a
+Warning, once, and a refused base image builds nothing until a grant is seen.
 
 Builds (key `namespace/name`) are woken by their own changes, by their Job's, and by any
 change to a Build of the same BuildConfig (a Serial queue moves when one ends). A

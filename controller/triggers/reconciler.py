@@ -21,6 +21,13 @@ never confused (docs/architecture.md#api-errors):
 * the object is gone (`NotFound`): nothing was written, so nothing is said:
   no `ImageTriggered` Event, no latency sample, no log line.
 
+A stream in another namespace is followed only where the object's service
+accounts may pull from it (the image-puller rule, behaviour 16): the answers
+are asked before planning (`controller.triggers.pullaccess`, cached for a
+TTL), the plan gets them as input, and a refused object is reconciled again
+when its answers expire, so a RoleBinding granted later takes effect with no
+other change.
+
 Every patch is explained by a Normal Event on the object (each one counted:
 repeats join the Event's series), and every trigger that cannot act by a
 Warning Event, once per change of its state (`controller.triggers.warnings`).

@@ -25,6 +25,9 @@ from typing import Any
 
 import pytest
 
+from controller.triggers.outcomes import Reason
+from controller.triggers.pullaccess import PullAccess
+from imagestream.cli.explain import explain
 from imagestream.kube.client import APPLY_PATCH
 from imagestream.kube.errors import Conflict, NotFound
 from imagestream.kube.resources import (
@@ -264,6 +267,17 @@ async def test_the_rolebinding_the_warning_names_allows_that_namespace_only(
     # The grant names one namespace's service accounts; the other is still refused.
     assert await warnings_on(system, other, "web")
     assert images(await system.kube.get(DEPLOYMENTS, other, "web")) == {"main": " "}
+    # `imagestream explain` asks the same question and gets the same answers.
+    reviewing = PullAccess.reviewing(system.kube)
+    (refused,) = await explain(
+        system.kube, namespace=other, target="deployment/web", pull_access=reviewing
+    )
+    assert refused.reason is Reason.NAMESPACE_NOT_ALLOWED
+    assert f"--group=system:serviceaccounts:{other} -n {source}" in refused.message
+    (granted,) = await explain(
+        system.kube, namespace=allowed, target="deployment/web", pull_access=reviewing
+    )
+    assert granted.reason is Reason.UP_TO_DATE
     for namespace in (source, allowed, other):
         with contextlib.suppress(NotFound):
             await system.kube.delete(NAMESPACES, None, namespace)
