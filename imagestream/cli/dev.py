@@ -48,6 +48,7 @@ from imagestream.cli.errors import CommandError, user_message
 from imagestream.health import ListenError, StopSignal
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
+from imagestream.kube.roles import install_image_roles, load_image_roles
 from imagestream.process import run_components
 from imagestream.settings import HostPort, Settings
 from localdev.admission import register_admission
@@ -87,10 +88,13 @@ LOOKUP_NAMESPACES = {
 
 
 async def _install_crds(kubeconfig: Path, admission_url: str) -> list[str]:
-    """The CRDs, and our admission webhooks (before the webhook starts: it fills caBundle)."""
+    """The CRDs, OpenShift's image ClusterRoles the image-puller rule names, and our admission
+    webhooks (before the webhook starts: it fills caBundle)."""
     kube = await connect(kubeconfig)
     try:
-        applied = await install_crds(kube, load_crds())
+        applied = await install_crds(kube, load_crds()) + await install_image_roles(
+            kube, load_image_roles()
+        )
         await register_admission(
             kube, ADMISSION_NAME, admission_url, lookup_namespace_selector=LOOKUP_NAMESPACES
         )
@@ -163,7 +167,10 @@ def run_dev(
         admission_addr = HostPort("127.0.0.1", free_port())
         admission_url = f"https://{admission_addr}"
         applied = asyncio.run(_install_crds(kubeconfig, admission_url))
-        _progress(f"dev: installed CRDs {applied} and the admission webhooks ({admission_url})")
+        _progress(
+            f"dev: installed CRDs and ClusterRoles {applied} and the admission webhooks"
+            f" ({admission_url})"
+        )
 
         webhook_url = f"http://127.0.0.1:{webhook_port}"
         address = node.registry_address if node is not None else "127.0.0.1"

@@ -121,8 +121,16 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         parser,
         "--allow-cross-namespace-triggers",
         "false",
-        "let triggers follow ImageStreams in other namespaces",
+        "let triggers follow ImageStreams in any namespace with no check, as OpenShift's"
+        " trigger controller (default: only where the object's service accounts may pull)",
         type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--pull-access-cache-ttl",
+        "30",
+        "seconds an image-puller review of a cross-namespace stream is trusted",
+        type=float,
     )
     add_flag(parser, "--resync-period", "600", "seconds between full resyncs", type=float)
     add_flag(
@@ -253,6 +261,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         import_interval_s=args.import_interval,
         leader_elect=args.leader_elect,
         allow_cross_namespace_triggers=args.allow_cross_namespace_triggers,
+        pull_access_ttl_s=args.pull_access_cache_ttl,
         resync_period_s=args.resync_period,
         watch_timeout_s=args.watch_timeout,
         leader_election_namespace=args.leader_election_namespace,

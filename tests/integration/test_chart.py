@@ -37,6 +37,7 @@ from imagestream.kube.client import Kube
 from imagestream.kube.crds import load_crds
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES, PODS, Resource
+from imagestream.kube.roles import load_image_roles
 from localdev.controlplane import ControlPlane, free_port
 from localdev.images import make_oci_image, skopeo_push
 from localdev.private import private_dir, write_private
@@ -48,6 +49,7 @@ from tests.integration.conftest import (
     kube_with_crds,
     own_control_plane,
 )
+from tests.integration.openshift_library import public_images_binding
 from webhook.config import parse_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -340,6 +342,52 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
         assert env_of(deployment)["IMAGESTREAM_WATCH_NAMESPACES"] == "team-a,team-b"
 
 
+def test_openshifts_image_roles_and_public_image_namespaces(helm: Helm) -> None:
+    """OpenShift's ClusterRoles as the one file has them (the file `imagestream dev` and
+    the tests apply), and each public namespace readable by every authenticated user."""
+    objects = helm.template("--set-json", 'rbac.publicImageNamespaces=["openshift","shared"]')
+    shipped = {role["metadata"]["name"]: role for role in load_image_roles()}
+    assert set(shipped) == {"system:image-puller", "system:image-pusher", "system:image-builder"}
+    rendered = {r["metadata"]["name"]: r for r in by_kind(objects, "ClusterRole")}
+    for name, role in shipped.items():
+        assert {**rendered[name], "metadata": {**rendered[name]["metadata"], "labels": {}}} == {
+            **role,
+            "metadata": {**role["metadata"], "labels": {}},
+        }
+    assert shipped["system:image-puller"]["rules"] == [
+        {
+            "apiGroups": ["image.openshift.io", ""],
+            "resources": ["imagestreams/layers"],
+            "verbs": ["get"],
+        }
+    ]
+    bindings = [
+        b for b in by_kind(objects, "RoleBinding") if b["roleRef"]["name"] == "system:image-puller"
+    ]
+    assert len(bindings) == 2
+    for binding in bindings:
+        expected = public_images_binding(binding["metadata"]["namespace"])
+        assert {**binding, "metadata": {**binding["metadata"], "labels": {}}} == {
+            **expected,
+            "metadata": {**expected["metadata"], "labels": {}},
+        }
+    # Namespaced mode makes nothing cluster-wide, these roles included; the bindings stay.
+    namespaced = helm.template(
+        *values_args("namespaced"), "--set-json", 'rbac.publicImageNamespaces=["team-b"]'
+    )
+    assert not by_kind(namespaced, "ClusterRole")
+    (binding,) = [
+        b
+        for b in by_kind(namespaced, "RoleBinding")
+        if b["roleRef"]["name"] == "system:image-puller"
+    ]
+    assert binding["metadata"]["namespace"] == "team-b"
+    # No check at all: the controller is not even allowed to ask.
+    unchecked = helm.template("--set", "controller.allowCrossNamespaceTriggers=true")
+    assert "localsubjectaccessreviews" not in json.dumps(by_kind(unchecked, "ClusterRole"))
+    assert "localsubjectaccessreviews" in json.dumps(by_kind(objects, "ClusterRole"))
+
+
 def _expand(value: str, env: dict[str, str]) -> str:
     """The kubelet's `$(VAR)` expansion of an env value (dependent environment variables)."""
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), value)
@@ -609,7 +657,12 @@ async def _exists(kube: Kube, obj: Any, namespace: str) -> bool:
 async def cluster_install(
     helm: Helm, controlplane: ControlPlane, kube: Kube
 ) -> AsyncIterator[Installed]:
-    installed = await _install(helm, controlplane, kube, prefix="chart")
+    # The session cluster has OpenShift's image ClusterRoles already (the crds fixture
+    # applies them, as `imagestream dev` does), and helm adopts nothing it did not make:
+    # this release leaves them to that owner, as one on OpenShift would.
+    installed = await _install(
+        helm, controlplane, kube, "--set", "rbac.openshiftImageRoles=false", prefix="chart"
+    )
     yield installed
     await _uninstall(helm, kube, installed)
 
@@ -740,6 +793,7 @@ CONTROLLER_ALLOWED = [
     *[(v, "events.events.k8s.io") for v in ("create", "patch")],  # patch: an Event's series
     ("create", "events"),
     *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
+    ("create", "localsubjectaccessreviews.authorization.k8s.io"),  # the image-puller rule
 ]
 CONTROLLER_DENIED = [
     ("create", "imagestreams.image.openshift.io"),

@@ -472,7 +472,9 @@ def test_cross_namespace_streams_are_refused_by_default_and_never_read() -> None
     assert reasons(plan) == [Reason.NAMESPACE_NOT_ALLOWED]
     assert not plan.needs_write
     assert looked_up == []
-    allowed = plan_of(obj, recording, namespace_allowed=lambda w, s: (w, s) == ("default", "other"))
+    allowed = plan_of(
+        obj, recording, namespace_allowed=lambda w, s, _n: (w, s) == ("default", "other")
+    )
     assert reasons(allowed) == [Reason.APPLIED]
 
 
