@@ -151,7 +151,11 @@ def _buildah_build(
     *, context: Path, storage: Path, base: BuiltImage, wheels: Path, target: str, out: Path
 ) -> None:
     """One build in storage of its own; the image ends as an OCI layout in `out`."""
-    store = [f"--root={storage / 'root'}", f"--runroot={storage / 'run'}", "--storage-driver=overlay"]
+    store = [
+        f"--root={storage / 'root'}",
+        f"--runroot={storage / 'run'}",
+        "--storage-driver=overlay",
+    ]
     log_file = storage / "build.log"
     _run(
         [
@@ -220,7 +224,8 @@ def build(
     names = context_files(repo_root)
     files = _digest_files(repo_root, names)
     root = root or cache_root() / "project"
-    final = root / f"{target}-{image_key(files=files, wheels=wheels, base=base, target=target, version=version)}"
+    key = image_key(files=files, wheels=wheels, base=base, target=target, version=version)
+    final = root / f"{target}-{key}"
     with _locked(final.with_name(final.name + ".lock")):
         if (final / "image.json").is_file():
             return _load(final, target, cached=True)
@@ -235,14 +240,24 @@ def build(
                 (context / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(repo_root / name, context / name)
             _buildah_build(
-                context=context, storage=storage, base=base, wheels=wheels, target=target, out=temporary
+                context=context,
+                storage=storage,
+                base=base,
+                wheels=wheels,
+                target=target,
+                out=temporary,
             )
             index = json.loads((temporary / "index.json").read_text())
             digest = index["manifests"][0]["digest"]
             seconds = round(time.monotonic() - began, 1)
             (temporary / "image.json").write_text(
                 json.dumps(
-                    {"digest": digest, "target": target, "build_seconds": seconds, "base": base.digest},
+                    {
+                        "digest": digest,
+                        "target": target,
+                        "build_seconds": seconds,
+                        "base": base.digest,
+                    },
                     sort_keys=True,
                     indent=1,
                 )

@@ -132,10 +132,19 @@ class NodeCluster:
 
 @contextlib.contextmanager
 def node_cluster(
-    workdir: Path, *, with_dns: bool = True, notify: NotificationEndpoint | None = None
+    workdir: Path,
+    *,
+    with_dns: bool = True,
+    notify: NotificationEndpoint | None = None,
+    plain_http_registries: tuple[str, ...] = (),
 ) -> Iterator[NodeCluster]:
     skip_unless_node_can_run()
-    node = Node(workdir=workdir / "node", bin_dir=node_binary_dir(build=True), with_dns=with_dns)
+    node = Node(
+        workdir=workdir / "node",
+        bin_dir=node_binary_dir(build=True),
+        with_dns=with_dns,
+        plain_http_registries=plain_http_registries,
+    )
     plane: ControlPlane | None = None
     registry: Registry | None = None
     try:
