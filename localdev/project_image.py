@@ -18,8 +18,9 @@ The build is the Dockerfile unchanged:
   mounts, which leave nothing in a layer (there is no PyPI inside a build);
 * the context is a copy of the repository's files that git knows or would
   know (tracked, or untracked and not ignored) as they are in the working
-  tree, so an edit is built before it is committed and `.venv`, caches and
-  `.dev` never are; `--timestamp 0`, so the created times are fixed.
+  tree, less what `.dockerignore` leaves out: an edit is built before it is
+  committed, `.venv`, caches and `.dev` never are, and an edit of a test or
+  a doc does not change the key; `--timestamp 0`, so created times are fixed.
 
 The default target is `runtime`: only `imagestream`, `controller` and
 `webhook` are installed (the Dockerfile copies nothing else), never
@@ -40,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import fnmatch
 import hashlib
 import json
 import os
@@ -63,6 +65,8 @@ FORMAT = 1
 BUILDAH = "buildah"
 BUILD_TIMEOUT_S = 900.0
 TARGETS = ("runtime", "dev")
+# What the builder reads itself, whatever .dockerignore says (as Docker does).
+ALWAYS_IN_CONTEXT = ("Dockerfile", ".dockerignore")
 BASE_TAG = "localhost/imagestream-python-base:build"
 OUTPUT_TAG = "localhost/imagestream-controller:build"
 
@@ -88,7 +92,8 @@ class ProjectImage:
 
 
 def context_files(root: Path = REPO_ROOT) -> list[str]:
-    """The files the build context holds: tracked, or untracked and not ignored, that exist."""
+    """The build context: files git tracks, or would (untracked, not ignored), that exist,
+    less what `.dockerignore` leaves out, so an edit elsewhere does not rebuild the image."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=root,
@@ -96,7 +101,45 @@ def context_files(root: Path = REPO_ROOT) -> list[str]:
         check=True,
     ).stdout.split(b"\0")
     names = {name.decode() for name in listed if name}
-    return sorted(name for name in names if (root / name).is_file())
+    ignore = root / ".dockerignore"
+    rules = dockerignore_rules(ignore.read_text()) if ignore.is_file() else []
+    kept = {name for name in names if not dockerignored(name, rules)} | set(ALWAYS_IN_CONTEXT)
+    return sorted(name for name in kept if (root / name).is_file())
+
+
+def dockerignore_rules(text: str) -> list[tuple[bool, str]]:
+    """(excludes, pattern) per line of a .dockerignore, comments and blanks dropped."""
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        include = line.startswith("!")
+        rules.append((not include, line.removeprefix("!").strip("/")))
+    return rules
+
+
+def dockerignored(path: str, rules: Sequence[tuple[bool, str]]) -> bool:
+    """Docker's rule: the last pattern matching the path, or a directory above it, decides.
+
+    Patterns match with `fnmatch` per path prefix; a leading `**/` matches at any depth
+    (the subset of Docker's syntax our .dockerignore uses).
+    """
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for excludes, pattern in rules:
+        if pattern.startswith("**/"):
+            tail = pattern.removeprefix("**/")
+            hit = any(fnmatch.fnmatchcase(part, tail) for part in parts)
+        else:
+            hit = any(
+                fnmatch.fnmatchcase(prefix, pattern) and prefix.count("/") == pattern.count("/")
+                for prefix in prefixes
+            )
+        if hit:
+            excluded = excludes
+    return excluded
 
 
 def _digest_files(base: Path, names: Sequence[str]) -> list[tuple[str, str]]:
