@@ -1,4 +1,4 @@
-"""The helm binary built by localkube/build.sh, run with its state kept out of $HOME.
+"""The helm and tilt binaries built by localkube/build.sh; helm run with its state out of $HOME.
 
 Shared by the chart tests on the bare control plane (tests/integration/
 test_chart.py) and the in-cluster tier (tests/incluster/), so both run the
@@ -59,18 +59,23 @@ class Helm:
         return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 
 
-def helm_dir() -> Path:
-    """The directory holding the cached helm binary, built first if it is missing."""
+def tool(name: str) -> Path:
+    """A binary localkube/build.sh makes (`helm`, `tilt`), built first if it is missing."""
     directory = Path(
         subprocess.run(
-            [str(BUILD_SCRIPT), "helm", "--print-dir"], check=True, capture_output=True, text=True
+            [str(BUILD_SCRIPT), name, "--print-dir"], check=True, capture_output=True, text=True
         ).stdout.strip()
     )
-    if not (directory / "helm").exists():  # `make test` builds it first; a bare pytest may not
+    if not (directory / name).exists():  # `make test` builds them first; a bare pytest may not
         subprocess.run(
-            [str(BUILD_SCRIPT), "helm"],
+            [str(BUILD_SCRIPT), name],
             check=True,
             capture_output=True,
             timeout=HELM_BUILD_TIMEOUT_S,
         )
-    return directory
+    return directory / name
+
+
+def helm_dir() -> Path:
+    """The directory holding the cached helm binary."""
+    return tool("helm").parent
