@@ -752,6 +752,9 @@ class Node:
     # registry the cluster runs itself, at a fixed Service address the host
     # reaches through kube-proxy (the chart's integrated registry).
     plain_http_registries: tuple[str, ...] = ()
+    # Pods get their ServiceAccount's token mounted (the control plane's
+    # ServiceAccount admission on), as in-cluster processes need: the chart's.
+    service_account_tokens: bool = False
     log_dir: Path | None = None
     progress: Callable[[str], None] = field(default=lambda line: None)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -818,6 +821,7 @@ class Node:
                 f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
             ),
             "apiserver_args": self.apiserver_args,
+            "service_account_admission": self.service_account_tokens,
         }
 
     # -- start ----------------------------------------------------------------------------

@@ -4,10 +4,11 @@ No Docker engine here, and none is needed: Debian's buildah (1.28, the
 `buildah` package) runs as root on the host with `--isolation chroot`, its
 storage (overlay on the host's ext4) in a temporary directory of its own, so
 it shares nothing with any other buildah and leaves nothing behind. Why the
-host and not a builder pod on the node: the build then needs no node, no
-registry and no pod (Tilt's `custom_build` and the tests call the same
-function), and it is twice as fast as the rootless pod (docs/images-from-
-debian.md, "Our image, on the host").
+host and not the rootless builder pod of tests/integration/test_images.py:
+the build then needs no node, no registry and no pod, and no context image
+to carry the sources in, so Tilt's `custom_build` and the tests call the
+same function before any cluster exists (docs/images-from-debian.md, "Our
+image, on the host").
 
 The build is the Dockerfile unchanged:
 

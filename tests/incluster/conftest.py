@@ -105,7 +105,9 @@ def built() -> BuiltImages:
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory, built: BuiltImages) -> Iterator[NodeCluster]:
     with node_cluster(
-        tmp_path_factory.mktemp("incluster"), plain_http_registries=(IN_CLUSTER_REGISTRY,)
+        tmp_path_factory.mktemp("incluster"),
+        plain_http_registries=(IN_CLUSTER_REGISTRY,),
+        service_account_tokens=True,
     ) as running:
         yield running
 

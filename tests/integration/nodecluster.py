@@ -137,6 +137,7 @@ def node_cluster(
     with_dns: bool = True,
     notify: NotificationEndpoint | None = None,
     plain_http_registries: tuple[str, ...] = (),
+    service_account_tokens: bool = False,
 ) -> Iterator[NodeCluster]:
     skip_unless_node_can_run()
     node = Node(
@@ -144,6 +145,7 @@ def node_cluster(
         bin_dir=node_binary_dir(build=True),
         with_dns=with_dns,
         plain_http_registries=plain_http_registries,
+        service_account_tokens=service_account_tokens,
     )
     plane: ControlPlane | None = None
     registry: Registry | None = None
