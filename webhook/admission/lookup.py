@@ -135,6 +135,27 @@ def resolve(image: str, stream: Mapping[str, Any] | None, *, force: bool) -> str
     return None
 
 
+def unresolved(
+    obj: Mapping[str, Any], kind: str, streams: Mapping[str, Mapping[str, Any]]
+) -> set[str]:
+    """Names of `streams` that leave one of the object's local names unresolved.
+
+    The server reads those again from the API server: a cached copy may predate the
+    `lookupPolicy` or the tag a user set a moment ago.
+    """
+    template = _template(obj, kind)
+    if template is None:
+        return set()
+    force = resolves_all_names(obj, kind)
+    names = set()
+    for container in _containers(template):
+        match = _LOCAL_NAME.match(container["image"])
+        stream = streams.get(match["name"]) if match else None
+        if match and stream is not None and not resolve(container["image"], stream, force=force):
+            names.add(match["name"])
+    return names
+
+
 def rewrite(
     obj: Mapping[str, Any], kind: str, streams: Mapping[str, Mapping[str, Any]]
 ) -> Obj | None:

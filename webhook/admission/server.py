@@ -37,7 +37,7 @@ from webhook.admission.defaults import (
     default_imagestream,
     stamp_tag_generations,
 )
-from webhook.admission.lookup import TEMPLATE_PATHS, local_names, rewrite
+from webhook.admission.lookup import TEMPLATE_PATHS, local_names, rewrite, unresolved
 from webhook.admission.review import (
     Request,
     ReviewError,
@@ -78,8 +78,10 @@ class Streams:
     cached: Callable[[str], Mapping[str, Any] | None]
     kube: Kube
 
-    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        found = self.cached(f"{namespace}/{name}")
+    async def get(
+        self, namespace: str, name: str, *, fresh: bool = False
+    ) -> Mapping[str, Any] | None:
+        found = None if fresh else self.cached(f"{namespace}/{name}")
         if found is not None:
             return found
         try:
@@ -158,6 +160,10 @@ class AdmissionRoutes:
         streams: dict[str, Mapping[str, Any]] = {}
         for name in sorted(local_names(request.object, request.kind)):
             stream = await self.streams.get(request.namespace, name)
+            if stream is not None:
+                streams[name] = stream
+        for name in sorted(unresolved(request.object, request.kind, streams)):
+            stream = await self.streams.get(request.namespace, name, fresh=True)
             if stream is not None:
                 streams[name] = stream
         mutated = rewrite(request.object, request.kind, streams) if streams else None
