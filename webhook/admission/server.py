@@ -155,6 +155,9 @@ class AdmissionRoutes:
             request.operation not in ("CREATE", "UPDATE")
             or request.subresource
             or request.kind not in TEMPLATE_PATHS
+            # A running pod's image is never changed behind its back (a restart): pods are
+            # resolved when created; templates whenever they are written.
+            or (request.kind == "Pod" and request.operation != "CREATE")
         ):
             return allow(request), "allowed"
         streams: dict[str, Mapping[str, Any]] = {}
