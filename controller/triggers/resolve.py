@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from controller.triggers.outcomes import NamespacePolicy, Reason, StreamGetter, Unresolved
 from controller.triggers.podspec import quoted
+from controller.triggers.pullaccess import denial_message
 from imagestream.imagestreams import DEFAULT_TAG, resolve_latest_tagged_image
 
 __all__ = ["DEFAULT_TAG", "resolve_image_stream_tag", "resolve_latest_tagged_image"]
@@ -34,11 +35,10 @@ def resolve_image_stream_tag(
     The policy is asked before the cache, so a forbidden stream is never read and its
     existence never shows up in an outcome.
     """
-    if not namespace_allowed(workload_namespace, stream_namespace):
+    if not namespace_allowed(workload_namespace, stream_namespace, stream):
         return Unresolved(
             reason=Reason.NAMESPACE_NOT_ALLOWED,
-            message=f"ImageStreams in namespace {quoted(stream_namespace)} may not trigger"
-            f" objects in namespace {quoted(workload_namespace)}",
+            message=denial_message(workload_namespace, stream_namespace, stream),
         )
     image_stream = get_stream(stream_namespace, stream)
     if image_stream is None:

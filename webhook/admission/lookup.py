@@ -2,7 +2,7 @@
 
 OpenShift's image policy admission resolves "local names" in Pods and in the pod templates
 of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and DeploymentConfigs
-(docs/openshift-behaviours.md#behaviour-34). A local name is an image with no registry and
+(docs/openshift-behaviours.md#behaviour-30). A local name is an image with no registry and
 no repository path: `app`, `app:v1`, `app@sha256:...`. It is resolved when an ImageStream of
 that name in the object's namespace has `spec.lookupPolicy.local: true`, or when the object
 (or its pod template) carries `alpha.image.policy.openshift.io/resolve-names: "*"`:
