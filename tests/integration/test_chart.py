@@ -80,6 +80,20 @@ KINDS = {
         Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
         Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
         Resource("networking.k8s.io", "v1", "ingresses", "Ingress"),
+        Resource(
+            "admissionregistration.k8s.io",
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            namespaced=False,
+        ),
+        Resource(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            namespaced=False,
+        ),
         Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
         Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
         Resource(
@@ -551,6 +565,11 @@ async def _install(
         str(CHART),
         "--namespace",
         namespace,
+        # The chart's webhook pods never run on this control plane (no node), and its
+        # webhook configurations are cluster-wide: a Fail policy would refuse every other
+        # test's BuildConfigs while the release is installed.
+        "--set",
+        "admission.failurePolicy.buildsAndDeploymentConfigs=Ignore",
         *args,
         kubeconfig=installed.kubeconfig,
     )
@@ -934,6 +953,10 @@ async def chart_processes(
         f"integratedRegistryHost=127.0.0.1:{registry_port}",
         "--set",
         "logging.level=debug",
+        # Namespaced mode takes admission certificates from cert-manager only, which this
+        # control plane does not run (docs/admission.md#certificates).
+        "--set",
+        "admission.enabled=false",
         prefix="e2e",
     )
     secrets_dir = workdir / "receivers"

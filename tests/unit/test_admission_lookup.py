@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webhook.admission.lookup import RESOLVE_NAMES, local_names, resolve, rewrite
+from webhook.admission.lookup import RESOLVE_NAMES, local_names, resolve, rewrite, unresolved
 
 DIGEST = "sha256:" + "cd" * 32
 REFERENCE = f"quay.io/team/app@{DIGEST}"
@@ -97,3 +97,9 @@ def test_annotation_on_the_template_forces_resolution() -> None:
 def test_nothing_to_change_is_none() -> None:
     assert rewrite(pod("nginx"), "Pod", {}) is None
     assert rewrite({"spec": {}}, "Service", {"app": stream()}) is None
+
+
+def test_unresolved_names_are_read_again() -> None:
+    names = unresolved(pod("app:v1", "base:1"), "Pod", {"app": stream(local=False)})
+    assert names == {"app"}
+    assert unresolved(pod("app:v1"), "Pod", {"app": stream()}) == set()

@@ -4,8 +4,9 @@ OpenShift decodes `apps.openshift.io/v1`, `build.openshift.io/v1` and `image.ope
 objects into internal types, converting legacy spellings and filling defaults on the way,
 and stores what comes out. A CRD stores what it is sent, and its schema refuses the legacy
 spellings. Our mutating webhook runs these functions before schema validation, so a manifest
-written for OpenShift is stored as OpenShift stores it (docs/openshift-behaviours.md#behaviour-30
-and the behaviours after it).
+written for OpenShift is stored as OpenShift stores it (docs/openshift-behaviours.md#behaviour-26,
+docs/openshift-behaviours.md#behaviour-27 and, for tag generations,
+docs/openshift-behaviours.md#behaviour-28).
 
 Invariant: each function takes an object and returns a new one (the input is never changed);
 applying it twice gives what applying it once gives, so a re-admitted object (an update that

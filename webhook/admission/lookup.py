@@ -2,7 +2,7 @@
 
 OpenShift's image policy admission resolves "local names" in Pods and in the pod templates
 of Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and DeploymentConfigs
-(docs/openshift-behaviours.md#behaviour-36). A local name is an image with no registry and
+(docs/openshift-behaviours.md#behaviour-30). A local name is an image with no registry and
 no repository path: `app`, `app:v1`, `app@sha256:...`. It is resolved when an ImageStream of
 that name in the object's namespace has `spec.lookupPolicy.local: true`, or when the object
 (or its pod template) carries `alpha.image.policy.openshift.io/resolve-names: "*"`:
@@ -133,6 +133,27 @@ def resolve(image: str, stream: Mapping[str, Any] | None, *, force: bool) -> str
     if isinstance(repository, str) and repository:
         return f"{repository}:{tag_name}"
     return None
+
+
+def unresolved(
+    obj: Mapping[str, Any], kind: str, streams: Mapping[str, Mapping[str, Any]]
+) -> set[str]:
+    """Names of `streams` that leave one of the object's local names unresolved.
+
+    The server reads those again from the API server: a cached copy may predate the
+    `lookupPolicy` or the tag a user set a moment ago.
+    """
+    template = _template(obj, kind)
+    if template is None:
+        return set()
+    force = resolves_all_names(obj, kind)
+    names = set()
+    for container in _containers(template):
+        match = _LOCAL_NAME.match(container["image"])
+        stream = streams.get(match["name"]) if match else None
+        if match and stream is not None and not resolve(container["image"], stream, force=force):
+            names.add(match["name"])
+    return names
 
 
 def rewrite(

@@ -37,7 +37,7 @@ from webhook.admission.defaults import (
     default_imagestream,
     stamp_tag_generations,
 )
-from webhook.admission.lookup import TEMPLATE_PATHS, local_names, rewrite
+from webhook.admission.lookup import TEMPLATE_PATHS, local_names, rewrite, unresolved
 from webhook.admission.review import (
     Request,
     ReviewError,
@@ -78,8 +78,10 @@ class Streams:
     cached: Callable[[str], Mapping[str, Any] | None]
     kube: Kube
 
-    async def get(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        found = self.cached(f"{namespace}/{name}")
+    async def get(
+        self, namespace: str, name: str, *, fresh: bool = False
+    ) -> Mapping[str, Any] | None:
+        found = None if fresh else self.cached(f"{namespace}/{name}")
         if found is not None:
             return found
         try:
@@ -153,11 +155,18 @@ class AdmissionRoutes:
             request.operation not in ("CREATE", "UPDATE")
             or request.subresource
             or request.kind not in TEMPLATE_PATHS
+            # A running pod's image is never changed behind its back (a restart): pods are
+            # resolved when created; templates whenever they are written.
+            or (request.kind == "Pod" and request.operation != "CREATE")
         ):
             return allow(request), "allowed"
         streams: dict[str, Mapping[str, Any]] = {}
         for name in sorted(local_names(request.object, request.kind)):
             stream = await self.streams.get(request.namespace, name)
+            if stream is not None:
+                streams[name] = stream
+        for name in sorted(unresolved(request.object, request.kind, streams)):
+            stream = await self.streams.get(request.namespace, name, fresh=True)
             if stream is not None:
                 streams[name] = stream
         mutated = rewrite(request.object, request.kind, streams) if streams else None

@@ -1,4 +1,5 @@
-"""The checks OpenShift's API server makes that need a lookup, with its messages.
+"""The checks OpenShift's API server makes that need a lookup, with its messages
+(docs/openshift-behaviours.md#behaviour-29).
 
 OpenShift's image stream strategy follows each new or changed spec tag whose `from` is an
 ImageStreamTag or ImageStreamImage of another stream, and refuses the write when that
