@@ -408,8 +408,8 @@ def table(figures: dict[str, Any]) -> str:
             )
             rows.append(
                 (
-                    "  of which the build (Running->output tagged) p50 ms, share p50",
-                    f"{fmt(ours['build_running_to_output_tagged']['p50_ms'])}"
+                    "  of which the build (container started->output tagged) p50 ms, share p50",
+                    f"{fmt(ours['container_started_to_output_tagged']['p50_ms'])}"
                     f", {fmt(figure['build_share_p50'])}",
                     "-",
                     "-",
@@ -531,7 +531,7 @@ def start_node_cluster(workdir: Path, webhook_port: int) -> tuple[Node, ControlP
         except NodeUnavailableError as error:
             if time.monotonic() > deadline:
                 raise
-            print(f"[bench] pods: {error}; waiting", file=sys.stderr, flush=True)
+            print(f"[bench] node: {error}; waiting", file=sys.stderr, flush=True)
             time.sleep(5)
     plane: ControlPlane | None = None
     registry: Registry | None = None

@@ -18,8 +18,9 @@ record the output tag through `StreamRecorder.record` before writing `Complete`.
 Invariants:
 - Every status write carries the resourceVersion it was planned from; a conflict, or a
   create that finds its object already there, re-plans from fresher caches.
-- The controller reads pods only to learn a finished build's digest (a termination
-  message); it never writes pods.
+- The controller reads a build's pods only while it is Pending (has its container
+  started? the Job's `ready` count lags by seconds) and once it has ended (the digest, or
+  why it failed); it never writes pods.
 
 Failures this prevents: two Builds for one trigger, a Build that never leaves Pending
 because its Job was created but the status write was lost (the Job's name is fixed, so
@@ -44,8 +45,10 @@ from controller.builds.jobs import (
     BUILD_NAME_ANNOTATION,
     OutputTarget,
     build_container_end,
+    build_container_started,
     build_job,
     default_job_template,
+    job_ended,
     job_failed,
     job_name,
     job_succeeded,
@@ -269,6 +272,9 @@ class BuildReconciler:
                 digest = output_digest(job, []) or output_digest(job, await self._pods(job))
             elif job_failed(job) is not None:
                 ended = build_container_end(await self._pods(job))
+        started = False
+        if job is not None and phase is BuildPhase.PENDING and not job_ended(job):
+            started = build_container_started(await self._pods(job))
         config = buildconfig_of(build)
         siblings = [
             b
@@ -283,6 +289,7 @@ class BuildReconciler:
             job_gone=job_gone,
             digest=digest,
             ended=ended,
+            started=started,
             now=self.clock(),
         )
         try:
