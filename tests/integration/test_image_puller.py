@@ -18,6 +18,7 @@ the right `from` and cause is the honest limit of this tier.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from pathlib import Path
@@ -41,7 +42,13 @@ from imagestream.kube.resources import (
     ROLEBINDINGS,
     Resource,
 )
-from tests.integration.conftest import System, eventually, new_namespace, push
+from tests.integration.conftest import (
+    PULL_ACCESS_TTL_S,
+    System,
+    eventually,
+    new_namespace,
+    push,
+)
 from tests.integration.openshift_library import (
     load,
     mirrored,
@@ -91,6 +98,16 @@ async def warnings_on(system: System, namespace: str, name: str) -> list[str]:
         for e in listed
         if (e.get("regarding") or {}).get("name") == name and e.get("reason") == DENIED
     ]
+
+
+async def denial_occurrences(system: System, namespace: str, name: str) -> int:
+    """How often the denial was said: the Events' counts (events.k8s.io series)."""
+    listed, _ = await system.kube.list(EVENTS, namespace)
+    return sum(
+        (e.get("series") or {}).get("count", 1)
+        for e in listed
+        if (e.get("regarding") or {}).get("name") == name and e.get("reason") == DENIED
+    )
 
 
 async def warned(system: System, namespace: str, name: str) -> list[str] | None:
@@ -175,7 +192,9 @@ async def test_library_templates_follow_openshift_streams_once_it_is_readable_by
             f" -n {SHARED}" in note
             for note in notes
         ), notes
-    # ... and nothing changed: no Build, the Deployment keeps its placeholder image.
+    # ... and nothing changes, however often it is looked at again (a negative check has
+    # to wait: two rechecks), and it is said once: no Build, the placeholder image stays.
+    await asyncio.sleep(2 * PULL_ACCESS_TTL_S + 1)
     builds, _ = await system.kube.list(BUILDS, namespace)
     assert builds == []
     redis = await system.kube.get(DEPLOYMENTS, namespace, "redis")
@@ -214,6 +233,9 @@ async def test_library_templates_follow_openshift_streams_once_it_is_readable_by
                     "name": f"{stream}:{SHARED_TAGS[stream]}",
                 },
             }
+        # Refused through several rechecks until one saw the grant: said once each.
+        for name in ("httpd-example", "django-example", "redis"):
+            assert await denial_occurrences(system, namespace, name) == 1, name
     finally:
         await system.kube.delete(ROLEBINDINGS, SHARED, binding["metadata"]["name"])
 
