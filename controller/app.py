@@ -265,7 +265,8 @@ async def start(collaborators: Collaborators) -> Controller:
             build_index=build_index,
             recorder=recorder,
             events=events,
-            job_template=load_job_template(settings.build_job_template),
+            job_template=load_job_template(settings.build_job_template, settings.builder_image),
+            insecure_registries=settings.build_insecure_registries,
         )
         bcs.add_handler(buildconfig_loop.on_buildconfig)
         streams.add_handler(buildconfig_loop.on_imagestream)

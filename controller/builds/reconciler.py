@@ -8,6 +8,8 @@ and `status.imageChangeTriggers` with a resourceVersion precondition. Streams of
 namespaces are reviewed first (the image-puller rule, behaviour 16): a refusal is a
 Warning, once, and a refused base image builds nothing until a grant is seen.
 
+A reconcile first deletes the ended Builds beyond the history limits (`prune`).
+
 Builds (key `namespace/name`) are woken by their own changes, by their Job's, and by any
 change to a Build of the same BuildConfig (a Serial queue moves when one ends). A
 reconcile plans with `lifecycle.plan_build`: start the Job, follow it, and on success
@@ -41,8 +43,10 @@ from controller.builds.instantiate import InstantiateError, instantiate
 from controller.builds.jobs import (
     BUILD_NAME_ANNOTATION,
     OutputTarget,
+    build_container_end,
     build_job,
     default_job_template,
+    job_failed,
     job_name,
     job_succeeded,
     output_digest,
@@ -50,6 +54,7 @@ from controller.builds.jobs import (
 )
 from controller.builds.lifecycle import BuildStep, plan_build, resolve_output
 from controller.builds.model import BuildPhase, build_phase, buildconfig_of
+from controller.builds.prune import builds_to_prune
 from controller.builds.triggers import base_image, index_keys, plan_buildconfig, pulled_stream_keys
 from controller.events import EventRecorder
 from controller.loop.outcomes import Requeue, RetryLater
@@ -144,6 +149,10 @@ class BuildConfigReconciler:
             return Requeue(after_s=access.recheck_after_s or STALE_RETRY_S)
         recheck = Requeue(after_s=access.recheck_after_s) if access.recheck_after_s else None
         builds = [b for k in self.build_index.of(key) if (b := self.builds.get(k)) is not None]
+        for doomed in builds_to_prune(bc, builds):
+            with contextlib.suppress(NotFound):
+                await self.kube.delete(BUILDS, namespace_of(bc), doomed)
+            log.info("build_pruned", key=key, build=doomed)
         plan = plan_buildconfig(
             bc, builds, get_stream=self.get_stream, namespace_allowed=access.namespace_allowed
         )
@@ -205,7 +214,7 @@ class BuildReconciler:
     kube: Kube
     queue: WorkQueue
     buildconfig_queue: WorkQueue
-    """The build loop wakes a BuildConfig when one of its Builds is created or deleted."""
+    """The build loop wakes a BuildConfig when one of its Builds is created, ends or goes."""
     builds: InformerSet
     jobs: InformerSet
     streams: InformerSet
@@ -213,6 +222,7 @@ class BuildReconciler:
     recorder: StreamRecorder
     events: EventRecorder
     job_template: Obj
+    insecure_registries: tuple[str, ...] = ()
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -230,8 +240,9 @@ class BuildReconciler:
             build = self.builds.get(sibling)
             if build is not None and not build_phase(build).terminal:
                 self.queue.add(sibling)
-        if old is None or new is None:
-            self.buildconfig_queue.add(bc_key)
+        ended = new is not None and build_phase(new).terminal
+        if old is None or new is None or (ended and not build_phase(old).terminal):
+            self.buildconfig_queue.add(bc_key)  # a Build came, went, or ended (history limits)
 
     def on_job(self, _key: str, old: Obj | None, new: Obj | None) -> None:
         if (build_key := build_of_job(new or old or {})) is not None:
@@ -252,9 +263,12 @@ class BuildReconciler:
                 job = await self.kube.get(JOBS, namespace, job_name(name))
             except NotFound:
                 job_gone = True
-        digest = None
-        if job is not None and job_succeeded(job) and status_of(build).get("cancelled") is not True:
-            digest = await self._digest(job)
+        digest, ended = None, None
+        if job is not None and status_of(build).get("cancelled") is not True:
+            if job_succeeded(job):
+                digest = output_digest(job, []) or output_digest(job, await self._pods(job))
+            elif job_failed(job) is not None:
+                ended = build_container_end(await self._pods(job))
         config = buildconfig_of(build)
         siblings = [
             b
@@ -268,6 +282,7 @@ class BuildReconciler:
             job=job,
             job_gone=job_gone,
             digest=digest,
+            ended=ended,
             now=self.clock(),
         )
         try:
@@ -280,7 +295,12 @@ class BuildReconciler:
     async def _perform(self, build: Obj, step: BuildStep) -> None:
         namespace, name = namespace_of(build), name_of(build)
         if step.create_job is not None:
-            job = build_job(build, template=self.job_template, output=step.create_job)
+            job = build_job(
+                build,
+                template=self.job_template,
+                output=step.create_job,
+                insecure_registries=self.insecure_registries,
+            )
             try:
                 await self.kube.create(JOBS, namespace, job)
                 log.info("build_job_created", build=f"{namespace}/{name}", job=name_of(job))
@@ -308,15 +328,13 @@ class BuildReconciler:
                 build, type_=note.type, reason=note.reason, action="Build", note=note.message
             )
 
-    async def _digest(self, job: Mapping[str, Any]) -> str | None:
-        found = output_digest(job, [])
-        if found is not None:
-            return found
+    async def _pods(self, job: Mapping[str, Any]) -> list[Obj]:
+        """The Job's pods (read only when it has ended: the digest, or why it failed)."""
         uid = mapping(job.get("metadata")).get("uid", "")
         pods, _ = await self.kube.list(
             PODS, namespace_of(job), label_selector=f"batch.kubernetes.io/controller-uid={uid}"
         )
-        return output_digest(job, pods)
+        return pods
 
     async def _record(self, build: Obj, target: OutputTarget, digest: str) -> None:
         """The output tag gets a tag event exactly as an integrated-registry push records it."""
@@ -353,13 +371,14 @@ class BuildReconciler:
         )
 
 
-def load_job_template(path: Path | None) -> Obj:
-    """The Job template Builds run from: the file's (validated), else rootless buildah.
+def load_job_template(path: Path | None, builder_image: str = "") -> Obj:
+    """The Job template Builds run from: the file's (validated), else rootless buildah
+    running `builder_image` (default: the public one).
 
     Read once at start; a bad file stops the process there rather than failing every Build.
     """
     if path is None:
-        return default_job_template()
+        return default_job_template(builder_image)
     try:
         return validate_job_template(yaml.safe_load(path.read_text()))
     except (OSError, yaml.YAMLError, ValueError) as error:
