@@ -17,6 +17,7 @@ run: install controlplane node ## Run the whole system here: control plane, regi
 test: install controlplane node helm tilt prometheus ## Install everything, then run the whole test suite
 	$(BIN)/pytest -ra tests/unit tests/integration
 	$(BIN)/pytest -ra tests/node
+	$(BIN)/pytest -ra tests/incluster
 
 ##@ Development
 
@@ -82,6 +83,10 @@ test-faults: install controlplane ## Fault-injection suite (tests/faults): real 
 .PHONY: test-node
 test-node: install controlplane node ## Run the node tier only (tests/node: a real one-node cluster; needs root)
 	$(BIN)/pytest -ra tests/node
+
+.PHONY: test-incluster
+test-incluster: install controlplane node helm tilt ## Run the in-cluster tier only (tests/incluster: the chart's pods and tilt ci on the real node; needs root)
+	$(BIN)/pytest -ra tests/incluster
 
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only (no control plane needed)
