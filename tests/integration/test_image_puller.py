@@ -10,7 +10,9 @@ as `oc new-app` would: httpd-example and django-example (a BuildConfig building 
 `openshift/redis`). Until `openshift` is readable by all authenticated users (the chart's
 `rbac.publicImageNamespaces`), each says with a Warning which RoleBinding would allow it,
 and nothing changes; once it is, the BuildConfigs start Builds on the streams' digests
-and the Deployment follows its stream, as on OpenShift, without restarting anything.
+and the Deployment follows its stream, as on OpenShift, without restarting anything;
+a new upstream image imported into the shared streams (`imagestream import-image`, as an
+admin updates `openshift` on OpenShift) is followed and built on in turn.
 
 Builds are not run here (real builds run on the node, tests/node): a Build object with
 the right `from` and cause is the honest limit of this tier.
@@ -42,6 +44,8 @@ from imagestream.kube.resources import (
     ROLEBINDINGS,
     Resource,
 )
+from tests.integration.cli import imagestream as command
+from tests.integration.cli import kubeconfig_of
 from tests.integration.conftest import (
     PULL_ACCESS_TTL_S,
     System,
@@ -172,7 +176,7 @@ def build_of(builds: list[dict[str, Any]], config: str) -> dict[str, Any] | None
 
 
 async def test_library_templates_follow_openshift_streams_once_it_is_readable_by_all(
-    system: System, shared_streams: dict[str, str]
+    system: System, shared_streams: dict[str, str], tmp_path: Path
 ) -> None:
     namespace = await new_namespace(system.kube, "library-app")
     binding = public_images_binding(SHARED)
@@ -233,6 +237,35 @@ async def test_library_templates_follow_openshift_streams_once_it_is_readable_by
                     "name": f"{stream}:{SHARED_TAGS[stream]}",
                 },
             }
+        # A new upstream image, imported into the shared streams as an admin does on
+        # OpenShift (`oc import-image`): the Deployment follows it and the BuildConfig
+        # builds on it.
+        for stream in ("redis", "httpd"):
+            upstream = upstream_repository(load(STREAM_FILES[stream]), SHARED_TAGS[stream])
+            digest = push(system, tmp_path, upstream)
+            ran = await command(
+                "import-image",
+                f"{stream}:{SHARED_TAGS[stream]}",
+                "-n",
+                SHARED,
+                kubeconfig=kubeconfig_of(system),
+                home=tmp_path,
+            )
+            assert ran.ok, ran.stderr
+            repository = shared_streams[stream].rpartition("@")[0]
+            shared_streams = {**shared_streams, stream: f"{repository}@{digest}"}
+        await eventually(followed, what="redis follows the newly imported image")
+
+        async def rebuilt() -> dict[str, Any] | None:
+            listed, _ = await system.kube.list(BUILDS, namespace)
+            return next((b for b in listed if b["metadata"]["name"] == "httpd-example-2"), None)
+
+        second = await eventually(rebuilt, what="a second Build of httpd-example")
+        assert (
+            second["spec"]["strategy"]["sourceStrategy"]["from"]["name"]
+            == (shared_streams["httpd"])
+        )
+
         # Refused through several rechecks until one saw the grant: said once each.
         for name in ("httpd-example", "django-example", "redis"):
             assert await denial_occurrences(system, namespace, name) == 1, name
