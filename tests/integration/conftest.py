@@ -126,6 +126,8 @@ def registry_to_receiver(
 
 # --- the running system -------------------------------------------------------------------
 
+PULL_ACCESS_TTL_S = 2.0
+"""The session controller's image-puller answers expire this soon (default 30 s)."""
 RECEIVER_SECRET = "receiver-secret-0123456789"
 RECEIVER_BASIC = "acr-user:acr-password-0123"
 
@@ -172,7 +174,7 @@ async def system(
         webhook_token_file=token_file,
         import_interval_s=5.0,
         # A RoleBinding granted in a test takes effect within this (plus one requeue).
-        pull_access_ttl_s=2.0,
+        pull_access_ttl_s=PULL_ACCESS_TTL_S,
         # Tests may name registries elsewhere (OpenShift manifests do); the
         # controller must never contact them from here.
         allowed_registries=("127.0.0.1:*", "localhost:*"),

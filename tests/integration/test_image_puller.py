@@ -10,7 +10,9 @@ as `oc new-app` would: httpd-example and django-example (a BuildConfig building 
 `openshift/redis`). Until `openshift` is readable by all authenticated users (the chart's
 `rbac.publicImageNamespaces`), each says with a Warning which RoleBinding would allow it,
 and nothing changes; once it is, the BuildConfigs start Builds on the streams' digests
-and the Deployment follows its stream, as on OpenShift, without restarting anything.
+and the Deployment follows its stream, as on OpenShift, without restarting anything;
+a new upstream image imported into the shared streams (`imagestream import-image`, as an
+admin updates `openshift` on OpenShift) is followed and built on in turn.
 
 Builds are not run here (real builds run on the node, tests/node): a Build object with
 the right `from` and cause is the honest limit of this tier.
@@ -18,6 +20,7 @@ the right `from` and cause is the honest limit of this tier.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from pathlib import Path
@@ -41,7 +44,15 @@ from imagestream.kube.resources import (
     ROLEBINDINGS,
     Resource,
 )
-from tests.integration.conftest import System, eventually, new_namespace, push
+from tests.integration.cli import imagestream as command
+from tests.integration.cli import kubeconfig_of
+from tests.integration.conftest import (
+    PULL_ACCESS_TTL_S,
+    System,
+    eventually,
+    new_namespace,
+    push,
+)
 from tests.integration.openshift_library import (
     load,
     mirrored,
@@ -91,6 +102,16 @@ async def warnings_on(system: System, namespace: str, name: str) -> list[str]:
         for e in listed
         if (e.get("regarding") or {}).get("name") == name and e.get("reason") == DENIED
     ]
+
+
+async def denial_occurrences(system: System, namespace: str, name: str) -> int:
+    """How often the denial was said: the Events' counts (events.k8s.io series)."""
+    listed, _ = await system.kube.list(EVENTS, namespace)
+    return sum(
+        (e.get("series") or {}).get("count", 1)
+        for e in listed
+        if (e.get("regarding") or {}).get("name") == name and e.get("reason") == DENIED
+    )
 
 
 async def warned(system: System, namespace: str, name: str) -> list[str] | None:
@@ -155,7 +176,7 @@ def build_of(builds: list[dict[str, Any]], config: str) -> dict[str, Any] | None
 
 
 async def test_library_templates_follow_openshift_streams_once_it_is_readable_by_all(
-    system: System, shared_streams: dict[str, str]
+    system: System, shared_streams: dict[str, str], tmp_path: Path
 ) -> None:
     namespace = await new_namespace(system.kube, "library-app")
     binding = public_images_binding(SHARED)
@@ -175,7 +196,9 @@ async def test_library_templates_follow_openshift_streams_once_it_is_readable_by
             f" -n {SHARED}" in note
             for note in notes
         ), notes
-    # ... and nothing changed: no Build, the Deployment keeps its placeholder image.
+    # ... and nothing changes, however often it is looked at again (a negative check has
+    # to wait: two rechecks), and it is said once: no Build, the placeholder image stays.
+    await asyncio.sleep(2 * PULL_ACCESS_TTL_S + 1)
     builds, _ = await system.kube.list(BUILDS, namespace)
     assert builds == []
     redis = await system.kube.get(DEPLOYMENTS, namespace, "redis")
@@ -214,6 +237,38 @@ async def test_library_templates_follow_openshift_streams_once_it_is_readable_by
                     "name": f"{stream}:{SHARED_TAGS[stream]}",
                 },
             }
+        # A new upstream image, imported into the shared streams as an admin does on
+        # OpenShift (`oc import-image`): the Deployment follows it and the BuildConfig
+        # builds on it.
+        for stream in ("redis", "httpd"):
+            upstream = upstream_repository(load(STREAM_FILES[stream]), SHARED_TAGS[stream])
+            digest = push(system, tmp_path, upstream)
+            ran = await command(
+                "import-image",
+                f"{stream}:{SHARED_TAGS[stream]}",
+                "-n",
+                SHARED,
+                kubeconfig=kubeconfig_of(system),
+                home=tmp_path,
+            )
+            assert ran.ok, ran.stderr
+            repository = shared_streams[stream].rpartition("@")[0]
+            shared_streams = {**shared_streams, stream: f"{repository}@{digest}"}
+        await eventually(followed, what="redis follows the newly imported image")
+
+        async def rebuilt() -> dict[str, Any] | None:
+            listed, _ = await system.kube.list(BUILDS, namespace)
+            return next((b for b in listed if b["metadata"]["name"] == "httpd-example-2"), None)
+
+        second = await eventually(rebuilt, what="a second Build of httpd-example")
+        assert (
+            second["spec"]["strategy"]["sourceStrategy"]["from"]["name"]
+            == (shared_streams["httpd"])
+        )
+
+        # Refused through several rechecks until one saw the grant: said once each.
+        for name in ("httpd-example", "django-example", "redis"):
+            assert await denial_occurrences(system, namespace, name) == 1, name
     finally:
         await system.kube.delete(ROLEBINDINGS, SHARED, binding["metadata"]["name"])
 
