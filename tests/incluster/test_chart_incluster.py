@@ -67,8 +67,10 @@ class Release:
         return [p for p in listed["items"] if p["metadata"].get("deletionTimestamp") is None]
 
     def lease_holder(self) -> str:
+        """The pod whose controller holds the Lease (identity `<hostname>_<pid>`)."""
         lease: dict[str, Any] = self.cluster.get("-n", self.namespace, "lease", LEASE)
-        return str(lease["spec"].get("holderIdentity") or "")
+        holder = str(lease["spec"].get("holderIdentity") or "")
+        return holder.rpartition("_")[0] or holder
 
 
 def _ready(pod: dict[str, Any]) -> bool:
