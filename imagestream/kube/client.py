@@ -381,7 +381,7 @@ class Kube:
 
 def _wait_honouring_retry_after(retry_state: Any) -> float:
     error = retry_state.outcome.exception() if retry_state.outcome else None
-    backoff = float(wait_exponential_jitter(initial=0.1, max=2.0)(retry_state))
+    backoff = float(wait_exponential_jitter(multiplier=0.1, max=2.0)(retry_state))
     if isinstance(error, Retryable) and error.retry_after_s is not None:
         return min(max(backoff, error.retry_after_s), 10.0)
     return backoff
