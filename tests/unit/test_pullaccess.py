@@ -4,6 +4,8 @@ server's (tests/integration/test_image_puller.py asks the real one)."""
 
 from __future__ import annotations
 
+import pytest
+
 from controller.triggers.outcomes import Reason
 from controller.triggers.pullaccess import (
     PullAccess,
@@ -16,6 +18,7 @@ from controller.triggers.pullaccess import (
 )
 from controller.triggers.resolve import resolve_image_stream_tag
 from imagestream.kube.authorization import Review
+from imagestream.kube.errors import Terminal
 
 
 class Clock:
@@ -127,3 +130,21 @@ def test_a_denied_stream_is_never_read_and_says_how_to_allow_it() -> None:
 def test_answers_for_one_namespace_do_not_allow_another() -> None:
     answers = PullAnswers(namespace="app", allowed=frozenset({("openshift", "redis")}))
     assert not answers.namespace_allowed("elsewhere", "openshift", "redis")
+
+
+async def test_a_failed_review_raises_and_is_not_remembered_as_a_refusal() -> None:
+    calls: list[str] = []
+
+    async def failing(namespace: str, stream_namespace: str, stream: str) -> Review:
+        calls.append(stream)
+        if len(calls) == 1:
+            raise Terminal("403: localsubjectaccessreviews is forbidden", status=403)
+        return Review(allowed=True)
+
+    access = PullAccess(review=failing)
+    with pytest.raises(Terminal):
+        await access.answers("app", ["openshift/httpd"])
+    # The next reconcile asks again (nothing was guessed) and gets the real answer.
+    answers = await access.answers("app", ["openshift/httpd"])
+    assert answers.namespace_allowed("app", "openshift", "httpd")
+    assert calls == ["httpd", "httpd"]
