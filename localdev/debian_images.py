@@ -592,7 +592,31 @@ GIT_SERVER = DebianImage(
     labels=(("io.imagestream.image.purpose", "git server: git daemon from Debian packages"),),
 )
 
-IMAGES = {spec.name: spec for spec in (BUILDER, PYTHON_BASE, GIT_SERVER)}
+
+# The chart's pods run as the distroless "nonroot" uid/gid; so do these images.
+NONROOT = "65532:65532"
+
+# The chart's integrated registry (`registry.enabled`): CNCF distribution 2.8
+# as Debian packages it. The chart passes `serve <its config>` as args.
+REGISTRY = DebianImage(
+    name="registry",
+    packages=("docker-registry",),
+    entrypoint=("/usr/bin/docker-registry",),
+    cmd=("serve", "/etc/docker/registry/config.yml"),
+    user=NONROOT,
+    labels=(("io.imagestream.image.purpose", "registry: Debian's docker-registry"),),
+)
+
+# The chart's `helm test` pod: curl (7.88) and a shell.
+CURL = DebianImage(
+    name="curl",
+    packages=("curl", "ca-certificates"),
+    cmd=("curl", "--version"),
+    user=NONROOT,
+    labels=(("io.imagestream.image.purpose", "helm test: Debian's curl"),),
+)
+
+IMAGES = {spec.name: spec for spec in (BUILDER, PYTHON_BASE, GIT_SERVER, REGISTRY, CURL)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -517,6 +517,10 @@ def job_failed(job: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return job_condition(job, "Failed")
 
 
+def job_ended(job: Mapping[str, Any]) -> bool:
+    return job_succeeded(job) or job_failed(job) is not None
+
+
 def job_running(job: Mapping[str, Any]) -> bool:
     """A build pod is running (ready: the kubelet started the container)."""
     ready = mapping(job.get("status")).get("ready")
@@ -573,3 +577,20 @@ def build_container_end(pods: Iterable[Mapping[str, Any]]) -> ContainerEnd | Non
                     message=string(terminated.get("message")),
                 )
     return None
+
+
+def build_container_started(pods: Iterable[Mapping[str, Any]]) -> bool:
+    """The `build` container of one of the pods runs, or has run.
+
+    The pod says so as soon as the kubelet reports it; the Job's `status.ready` count
+    follows many seconds later on a busy node (13 s was seen here), so the Build's
+    Running phase is read from the pod."""
+    for pod in pods:
+        for container in mapping(pod.get("status")).get("containerStatuses") or []:
+            container = mapping(container)
+            state = mapping(container.get("state"))
+            if container.get("name") == BUILD_CONTAINER and (
+                state.get("running") or state.get("terminated")
+            ):
+                return True
+    return False

@@ -59,6 +59,8 @@ INVALID_OUTPUT: Final = "InvalidOutputReference"
 OUTPUT_UNRESOLVED: Final = "Output image could not be resolved."
 OUTPUT_RETRY_S: Final = 10.0
 JOB_LAG_RETRY_S: Final = 0.5
+POD_POLL_S: Final = 1.0
+"""How often a Pending Build's pod is read, to see its build container start."""
 LOG_SNIPPET_LINES: Final = 5
 """OpenShift keeps the last five lines of a failed build's log in `status.logSnippet`."""
 
@@ -192,13 +194,15 @@ def plan_build(
     job_gone: bool = False,
     digest: str | None = None,
     ended: ContainerEnd | None = None,
+    started: bool = False,
     now: datetime,
 ) -> BuildStep:
     """The next step for `build`.
 
     `job` is its Job from the cache; `job_gone` says a live read confirmed there is none;
     `digest` is what the builder reported, read by the caller once the Job has succeeded;
-    `ended` how its build container ended, read by the caller once the Job has failed.
+    `ended` how its build container ended, read by the caller once the Job has failed;
+    `started` whether its build container runs, read by the caller while it is Pending.
     """
     phase = build_phase(build)
     status = status_of(build)
@@ -277,11 +281,13 @@ def plan_build(
                 ),
             ),
         )
-    if job_running(job) and phase is not BuildPhase.RUNNING:
+    if (started or job_running(job)) and phase is not BuildPhase.RUNNING:
         running: Obj = {"phase": BuildPhase.RUNNING.value}
         if not status.get("startTimestamp"):
             running["startTimestamp"] = rfc3339_seconds(now)
         return BuildStep(status=running)
+    if phase is BuildPhase.PENDING:
+        return BuildStep(requeue_after_s=POD_POLL_S)  # until its pod's container starts
     return BuildStep()
 
 

@@ -70,6 +70,11 @@ DOCKERFILE = (
     'RUN echo "writing marker built-$GREETING" && '
     'echo "<html><body>marker=built-$GREETING</body></html>" > /www/index.html\n'
 )
+RUNNING_S = 3
+"""The loop's RUN also sleeps this long, so the pod is surely seen running: the Job
+controller reports a ready pod up to a second late, and a build faster than that
+goes from Pending straight to Complete (as OpenShift's does when its pod ends first)."""
+LOOP_DOCKERFILE = DOCKERFILE + f"RUN sleep {RUNNING_S}\n"
 FAILING_DOCKERFILE = 'FROM base\nRUN echo "about to fail on purpose" && exit 7\n'
 SLOW_DOCKERFILE = "FROM base\nRUN sleep 600\n"
 
@@ -265,7 +270,11 @@ async def test_a_base_image_push_builds_moves_the_tag_and_rolls_the_workloads(
         dc_manifest("web", image=" ", image_triggers=[image_change("app:latest")]), "web"
     )
     await kube.create(DEPLOYMENTCONFIGS, namespace, dc)
-    await kube.create(BUILDCONFIGS, namespace, buildconfig("loop", image_change=True))
+    await kube.create(
+        BUILDCONFIGS,
+        namespace,
+        buildconfig("loop", dockerfile=LOOP_DOCKERFILE, image_change=True),
+    )
 
     async with watching_builds(kube, namespace) as history:
         base = await push_base(system, workdir, namespace, "base-one")

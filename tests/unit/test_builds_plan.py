@@ -20,6 +20,7 @@ from controller.builds.jobs import (
     ContainerEnd,
     OutputTarget,
     build_container_end,
+    build_container_started,
     build_job,
     default_job_template,
     job_name,
@@ -681,3 +682,15 @@ def test_the_build_script_exits_with_the_step_that_failed(
     }
     ran = subprocess.run(["sh", "-c", BUILD_SCRIPT], env=environment, check=False, timeout=30)
     assert ran.returncode == exit_code
+
+
+def test_a_pending_build_is_running_once_its_pod_says_so() -> None:
+    pending = build(phase="Pending")
+    waiting = plan_build(pending, siblings=[], output=TARGET, job=job(active=1), now=NOW)
+    assert waiting.status is None and waiting.requeue_after_s  # reads the pod again
+    step = plan_build(pending, siblings=[], output=TARGET, job=job(active=1), started=True, now=NOW)
+    assert step.status == {"phase": "Running", "startTimestamp": "2026-05-01T12:00:00Z"}
+    running = {"name": "build", "state": {"running": {"startedAt": "2026-05-01T12:00:00Z"}}}
+    waiting_pod = {"name": "build", "state": {"waiting": {"reason": "ContainerCreating"}}}
+    assert build_container_started([{"status": {"containerStatuses": [running]}}])
+    assert not build_container_started([{"status": {"containerStatuses": [waiting_pod]}}])
