@@ -14,7 +14,7 @@ run: install controlplane node ## Run the whole system here: control plane, regi
 	$(BIN)/imagestream dev --log-format console
 
 .PHONY: test
-test: install controlplane node helm tilt prometheus ## Install everything, then run the whole test suite
+test: install controlplane node helm tilt prometheus images ## Install everything, then run the whole test suite
 	$(BIN)/pytest -ra tests/unit tests/integration
 	$(BIN)/pytest -ra tests/node
 	$(BIN)/pytest -ra tests/incluster
@@ -53,6 +53,12 @@ helm: ## Build helm (cached outside the repo; the chart tests use it)
 .PHONY: tilt
 tilt: ## Build tilt (cached outside the repo; checks the Tiltfile)
 	localkube/build.sh tilt >/dev/null
+
+.PHONY: images
+images: install ## Make the images from Debian packages the tests run (cached outside the repo, keyed by their inputs)
+	@for name in builder python-base git-server registry curl; do \
+	  $(BIN)/python -m localdev.debian_images build $$name >/dev/null || exit 1; \
+	done
 
 .PHONY: prometheus
 prometheus: ## Fetch Debian's prometheus and promtool (cached outside the repo; the observability tests use them)
