@@ -202,7 +202,9 @@ async def start(collaborators: Collaborators) -> Controller:
     streams.add_handler(stream_loop.on_imagestream)
     if image_config.configs is not None:
         # A new integrated or external hostname changes every stream's repositories.
-        def requeue_streams(_key: str, _old: Obj | None, _new: Obj | None) -> None:
+        def requeue_streams(_key: str, old: Obj | None, new: Obj | None) -> None:
+            if old is new:  # a resync: the streams' own resync requeues them
+                return
             for stream in streams.values():
                 stream_loop.queue.add(object_key(stream))
 

@@ -163,19 +163,27 @@ class RegistryPolicy:
         return self.config.external_hostnames[0] if self.config.external_hostnames else ""
 
     def decide(
-        self, registry: str, *, repository: str = "", insecure: bool, importing: bool
+        self,
+        registry: str,
+        *,
+        repository: str = "",
+        insecure: bool,
+        importing: bool,
+        contacting: bool = True,
     ) -> Access:
         """May `registry` be asked about `repository`, and how.
 
         `insecure`: the caller asked for plain HTTP (a tag's
         `importPolicy.insecure`, a receiver's `insecure: true`).
         `importing`: a spec tag's import (`allowedRegistriesForImport`
-        applies), not a push verification.
+        applies), not a push verification. `contacting`: false for a
+        digest-pinned import, which asks no registry, so only the cluster
+        object's rules apply (`--allowed-registries` is about whom we ask).
         """
         host = registry.lower()
         if self.config.invalid:
             return Access(refused=self.config.invalid)
-        if not registry_allowed(host, self.flag_allowed):
+        if contacting and not registry_allowed(host, self.flag_allowed):
             return Access(
                 refused=f"registry {registry} is not in the registries allowed for import"
             )

@@ -109,8 +109,8 @@ class ClusterImageConfig:
     def integrated_registry(self) -> str:
         return self.policy().integrated_registry
 
-    def _changed(self, key: str, _old: Obj | None, new: Obj | None) -> None:
-        if key != CLUSTER:
+    def _changed(self, key: str, old: Obj | None, new: Obj | None) -> None:
+        if key != CLUSTER or old is new:  # a resync: nothing changed
             return
         config = parse_image_config(new)
         if config.invalid:

@@ -177,6 +177,7 @@ class ImageStreamReconciler:
             repository=reference.repository,
             insecure=request.insecure,
             importing=True,
+            contacting=not reference.digest,
         )
         if refusal.refused:
             log.info(

@@ -33,7 +33,7 @@ import yaml
 
 from imagestream.image_config import DEFAULT_TRUSTED_CA_NAMESPACE
 from imagestream.kube.client import Kube
-from imagestream.kube.errors import Conflict, NotFound
+from imagestream.kube.errors import Conflict, Invalid, NotFound
 from imagestream.kube.resources import CONFIGMAPS, IMAGE_CONFIGS, IMAGESTREAMS, NAMESPACES
 from localdev.certs import make_serving_certificate
 from localdev.controlplane import ControlPlane, free_port
@@ -310,6 +310,20 @@ async def test_blocked_registries_refuse_a_push_verification_until_unblocked(
                 assert recorded, "no push was recorded after the block was lifted"
         finally:
             registry.stop()
+
+
+async def test_the_api_server_refuses_another_name_and_both_registry_lists(
+    kube: Kube, crds: list[str]
+) -> None:
+    """OpenShift's validation, by our CRD: one object named `cluster`; allowed or blocked."""
+    base = {"apiVersion": IMAGE_CONFIGS.api_version, "kind": IMAGE_CONFIGS.kind}
+    with pytest.raises(Invalid, match="the one object named cluster"):
+        await kube.create(IMAGE_CONFIGS, None, {**base, "metadata": {"name": "other"}, "spec": {}})
+    both = {"registrySources": {"allowedRegistries": ["a.io"], "blockedRegistries": ["b.io"]}}
+    with pytest.raises(Invalid, match="Only one of BlockedRegistries or AllowedRegistries"):
+        await kube.create(
+            IMAGE_CONFIGS, None, {**base, "metadata": {"name": "cluster"}, "spec": both}
+        )
 
 
 def test_the_chart_grants_what_reading_the_image_config_needs(tmp_path: Path) -> None:

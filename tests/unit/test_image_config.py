@@ -195,3 +195,13 @@ def test_public_registry_is_the_first_external_hostname() -> None:
     config = ImageConfig(external_hostnames=("a.example.com", "b.example.com"))
     assert RegistryPolicy(config=config).public_registry() == "a.example.com"
     assert RegistryPolicy().public_registry() == ""
+
+
+def test_a_digest_pinned_import_asks_no_registry_so_only_the_cluster_rules_apply() -> None:
+    policy = RegistryPolicy(
+        flag_allowed=("127.0.0.1:*",),
+        config=ImageConfig(blocked_registries=("evil.io",)),
+    )
+    assert not policy.decide("quay.io", insecure=False, importing=True, contacting=False).refused
+    assert policy.decide("quay.io", insecure=False, importing=True).refused
+    assert policy.decide("evil.io", insecure=False, importing=True, contacting=False).refused
