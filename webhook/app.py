@@ -125,7 +125,7 @@ async def start_admission(collaborators: Collaborators, streams: InformerSet) ->
     serving = ServingContext()
     try:
         certificates = admission_certificates(collaborators, serving)
-        await certificates.check()
+        settled = await certificates.check()
         routes = AdmissionRoutes(
             streams=Streams(cached=streams.get, kube=collaborators.kube),
             metrics=AdmissionMetrics.create(collaborators.metrics),
@@ -142,7 +142,7 @@ async def start_admission(collaborators: Collaborators, streams: InformerSet) ->
         raise
     stop = asyncio.Event()
     task = asyncio.create_task(
-        keep(certificates, settings.admission_cert_check_interval_s, stop),
+        keep(certificates, settings.admission_cert_check_interval_s, stop, settled=settled),
         name="webhook-admission-certificates",
     )
     return Admission(runner=runner, serving=serving, stop=stop, task=task)

@@ -179,3 +179,42 @@ async def test_certificate_from_files_as_cert_manager_mounts_it(
             assert await ca_bundles(kube, name) == {encoded}
     finally:
         await unregister_admission(kube, name)
+
+
+async def test_configurations_registered_after_the_start_get_the_ca_bundle_soon(
+    controlplane: ControlPlane, kube: Kube, crds: list[str], tmp_path: Path
+) -> None:
+    """Helm may create the webhook configurations after the pods start: the webhook looks
+    again every few seconds until both carry its CA, not only at the hourly check."""
+    name = f"admission-{uuid.uuid4().hex[:8]}"
+    secret_namespace = await new_namespace(kube, "admission-tls")
+    port = free_port()
+    token_file = tmp_path / "token"
+    write_private(token_file, "unused-receiver-token-0123456789")
+    settings = local_settings(
+        kubeconfig=controlplane.kubeconfig_path,
+        webhook_token_file=token_file,
+        integrated_registry="registry.invalid:5000",
+        admission_addr=HostPort("127.0.0.1", port),
+        admission_secret=f"{secret_namespace}/admission-tls",
+        admission_hosts=("127.0.0.1",),
+        admission_webhook_configuration=name,
+        admission_cert_check_interval_s=3600.0,
+    )
+    try:
+        async with run_system(settings, [webhook_app.start]):
+            await register_admission(
+                kube,
+                name,
+                f"https://127.0.0.1:{port}",
+                namespace_selector={"matchLabels": {LABEL: name}},
+            )
+            secret = await kube.get(SECRETS, secret_namespace, "admission-tls")
+
+            async def patched() -> bool:
+                return await ca_bundles(kube, name) == {secret["data"]["ca.crt"]}
+
+            await eventually(patched, timeout_s=60, interval_s=0.5, what="the caBundle")
+            assert await defaults_applied(kube, name)
+    finally:
+        await unregister_admission(kube, name)

@@ -44,8 +44,6 @@ from tests.node.test_builds import ended, phase, push_base, streams_with_reposit
 
 Obj = dict[str, Any]
 
-pytestmark = pytest.mark.timeout(600)  # the first also makes the git-server image when cold
-
 SERVER = "git"
 SERVER_BUDGET_S = 180.0
 """The Git server pod: pull the image (54 MB) once, start, answer on 9418."""

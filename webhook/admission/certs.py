@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from imagestream.certificates import self_signed_ca
+
 CA_VALIDITY = datetime.timedelta(days=3650)
 RENEW_FRACTION_LEFT = 1 / 3
 BACKDATE = datetime.timedelta(minutes=5)
@@ -64,32 +66,8 @@ def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
 
 def new_ca(now: datetime.datetime) -> tuple[bytes, bytes]:
     """(certificate, key) of a new CA."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "imagestream-admission-ca")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - BACKDATE)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
+    cert, key = self_signed_ca(
+        "imagestream-admission-ca", not_before=now - BACKDATE, not_after=now + CA_VALIDITY
     )
     return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
 

@@ -110,12 +110,13 @@ class SecretCertificates:
     validity: datetime.timedelta
     serving: ServingContext
 
-    async def check(self) -> None:
+    async def check(self) -> bool:
+        """Returns whether everything is in place (False: a configuration is missing)."""
         material = await self._ensure_secret()
         if serial(material.cert) != self.serving.serial:
             self.serving.load(material.cert, material.key)
             log.info("admission_certificate_loaded", serial=self.serving.serial)
-        await self._ensure_ca_bundle(material.ca_bundle)
+        return await self._ensure_ca_bundle(material.ca_bundle)
 
     async def _ensure_secret(self) -> Material:
         for _ in range(ATTEMPTS):
@@ -152,14 +153,17 @@ class SecretCertificates:
             return material
         raise KubeError(f"Secret {self.namespace}/{self.name}: contended past {ATTEMPTS} attempts")
 
-    async def _ensure_ca_bundle(self, bundle: bytes) -> None:
+    async def _ensure_ca_bundle(self, bundle: bytes) -> bool:
         encoded = base64.b64encode(bundle).decode()
+        settled = True
         for resource in (MUTATING_WEBHOOK_CONFIGURATIONS, VALIDATING_WEBHOOK_CONFIGURATIONS):
             for _ in range(ATTEMPTS):
                 try:
                     config = await self.kube.get(resource, None, self.webhook_configuration)
                 except NotFound:
-                    break  # not registered (yet): the next check tries again
+                    # Not registered yet (Helm may create it after the pods start).
+                    settled = False
+                    break
                 webhooks = config.get("webhooks") or []
                 if all((w.get("clientConfig") or {}).get("caBundle") == encoded for w in webhooks):
                     break
@@ -174,6 +178,9 @@ class SecretCertificates:
                     configuration=f"{resource.kind}/{self.webhook_configuration}",
                 )
                 break
+            else:
+                settled = False
+        return settled
 
 
 @dataclass
@@ -184,27 +191,39 @@ class FileCertificates:
     serving: ServingContext
     _signature: tuple[int, ...] | None = None
 
-    async def check(self) -> None:
+    async def check(self) -> bool:
         cert_path, key_path = self.directory / "tls.crt", self.directory / "tls.key"
         stats = [cert_path.stat(), key_path.stat()]
         signature = tuple(v for s in stats for v in (s.st_ino, s.st_mtime_ns, s.st_size))
-        if signature == self._signature:
-            return
-        self.serving.load(cert_path.read_bytes(), key_path.read_bytes())
-        self._signature = signature
-        log.info("admission_certificate_loaded", serial=self.serving.serial, source="files")
+        if signature != self._signature:
+            self.serving.load(cert_path.read_bytes(), key_path.read_bytes())
+            self._signature = signature
+            log.info("admission_certificate_loaded", serial=self.serving.serial, source="files")
+        return True
+
+
+UNSETTLED_RECHECK_S = 5.0
+"""How soon to look again while a configuration is missing or a check failed."""
 
 
 async def keep(
-    certificates: SecretCertificates | FileCertificates, interval_s: float, stop: asyncio.Event
+    certificates: SecretCertificates | FileCertificates,
+    interval_s: float,
+    stop: asyncio.Event,
+    *,
+    settled: bool = True,
 ) -> None:
-    """Check every `interval_s` until `stop`; a failed check keeps the last certificate."""
+    """Check every `interval_s` until `stop` (every few seconds while not settled: a
+    caBundle left empty for an hour would fail every call); a failed check keeps the last
+    certificate."""
     while not stop.is_set():
+        wait = interval_s if settled else min(interval_s, UNSETTLED_RECHECK_S)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
+            await asyncio.wait_for(stop.wait(), wait)
         if stop.is_set():
             return
         try:
-            await certificates.check()
+            settled = await certificates.check()
         except (KubeError, OSError, ValueError, ssl.SSLError) as error:
+            settled = False
             log.warning("admission_certificate_check_failed", error=str(error)[:256])
