@@ -57,6 +57,7 @@ from controller.triggers.pullaccess import DenialNotices, PullAccess
 from controller.triggers.reactors import REACTORS
 from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.health import ReadinessCheck, StopSignal
+from imagestream.image_config_source import ClusterImageConfig
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import KubeError
@@ -71,6 +72,7 @@ from imagestream.kube.resources import (
     REPLICATIONCONTROLLERS,
     Resource,
 )
+from imagestream.objects import Obj, object_key
 from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
@@ -152,6 +154,8 @@ async def start(collaborators: Collaborators) -> Controller:
     # OpenShift the platform runs them).
     ours = served - await _native_groups(kube, served)
     streams = cache(IMAGESTREAMS)
+    # The cluster image configuration: read at every import (behaviour 31).
+    image_config = ClusterImageConfig.create(kube, settings, served=served)
     session = aiohttp.ClientSession()
     writes = Counter(
         "imagestream_controller_status_writes",
@@ -189,11 +193,22 @@ async def start(collaborators: Collaborators) -> Controller:
         queue=WorkQueue(),
         streams=streams,
         recorder=recorder,
-        registry_access=RegistryAccess.from_settings(settings, session=session, kube=kube),
+        registry_access=RegistryAccess.from_settings(
+            settings, session=session, kube=kube, policy=image_config.policy
+        ),
         import_interval_s=settings.import_interval_s,
         integrated_registry=settings.integrated_registry,
     )
     streams.add_handler(stream_loop.on_imagestream)
+    if image_config.configs is not None:
+        # A new integrated or external hostname changes every stream's repositories.
+        def requeue_streams(_key: str, old: Obj | None, new: Obj | None) -> None:
+            if old is new:  # a resync: the streams' own resync requeues them
+                return
+            for stream in streams.values():
+                stream_loop.queue.add(object_key(stream))
+
+        image_config.configs.add_handler(requeue_streams)
 
     # The trigger loop: one reactor and one cache per kind whose API is served.
     reactors = [r for r in REACTORS if r.resource.group in served or not r.resource.group]
@@ -219,7 +234,7 @@ async def start(collaborators: Collaborators) -> Controller:
         Loop("imagestreams", stream_loop.queue, stream_loop.reconcile),
         Loop("workloads", trigger_loop.queue, trigger_loop.reconcile),
     ]
-    informer_sets = [streams, *workloads.values()]
+    informer_sets = [streams, *workloads.values(), *image_config.informer_sets]
 
     if DEPLOYMENTCONFIGS.group in ours:
         # The rollout loop: DeploymentConfigs -> ReplicationControllers.

@@ -17,16 +17,19 @@ by the controller's imports. Three things are added around
   plain HTTP lets anyone on the path choose the digest we record. Before
   this, `verify: registry` against the system's own registry insisted on
   TLS, failed the handshake and recorded nothing.
+- the cluster image configuration (`imagestream.image_config`): each request
+  asks the current `RegistryPolicy` (flags merged with
+  `images.config.openshift.io/cluster`) whether the registry may be asked,
+  over what transport and with which extra CAs, so a change to the object
+  or its CA ConfigMap applies to the next request without a restart.
 """
 
 from __future__ import annotations
 
 import base64
-import fnmatch
-import ipaddress
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,12 @@ from typing import Any
 import aiohttp
 import structlog
 
+from imagestream.image_config import (
+    RegistryPolicy,
+    is_loopback_host,
+    plain_http,
+    registry_allowed,
+)
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import KubeError
 from imagestream.kube.resources import SECRETS
@@ -68,13 +77,21 @@ class RegistryAccess:
     """Host patterns (`*.example.com`, `127.0.0.1:*`) we may ask; empty: any."""
     integrated_registry: str = ""
     """`--integrated-registry` (`host[:port]`): plain HTTP for it if it is on loopback."""
+    policy: Callable[[], RegistryPolicy] | None = None
+    """The current merged policy (the cluster image configuration's informers); none: the
+    flags above alone."""
     _tokens: TokenCache = field(default_factory=TokenCache)
     _secrets: dict[str, tuple[float, list[Mapping[str, Any]]]] = field(default_factory=dict)
     _backoff_until: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, session: aiohttp.ClientSession, kube: Kube
+        cls,
+        settings: Settings,
+        *,
+        session: aiohttp.ClientSession,
+        kube: Kube,
+        policy: Callable[[], RegistryPolicy] | None = None,
     ) -> RegistryAccess:
         return cls(
             session=session,
@@ -83,16 +100,33 @@ class RegistryAccess:
             ca_bundle=settings.registry_ca_bundle,
             allowed_registries=settings.allowed_registries,
             integrated_registry=settings.integrated_registry,
+            policy=policy,
+        )
+
+    def current_policy(self) -> RegistryPolicy:
+        if self.policy is not None:
+            return self.policy()
+        return RegistryPolicy(
+            flag_allowed=self.allowed_registries,
+            flag_integrated_registry=self.integrated_registry,
         )
 
     async def resolve(
-        self, *, registry: str, repository: str, tag: str, namespace: str, insecure: bool
+        self,
+        *,
+        registry: str,
+        repository: str,
+        tag: str,
+        namespace: str,
+        insecure: bool,
+        importing: bool = False,
     ) -> ResolvedManifest:
-        if not registry_allowed(registry, self.allowed_registries):
-            raise ResolveError(
-                ResolveReason.FORBIDDEN,
-                f"registry {registry} is not in the registries allowed for import",
-            )
+        """`importing`: a spec tag's import (`allowedRegistriesForImport` applies too)."""
+        access = self.current_policy().decide(
+            registry, repository=repository, insecure=insecure, importing=importing
+        )
+        if access.refused:
+            raise ResolveError(ResolveReason.FORBIDDEN, access.refused)
         until = self._backoff_until.get(registry, 0.0)
         if until > time.monotonic():
             raise ResolveError(
@@ -111,10 +145,9 @@ class RegistryAccess:
                 repository=repository,
                 tag=tag,
                 credentials=credentials,
-                insecure=plain_http(
-                    registry, insecure=insecure, integrated_registry=self.integrated_registry
-                ),
+                insecure=access.plain_http,
                 ca_bundle=self.ca_bundle,
+                extra_ca_pem=access.ca_pem,
                 timeout_s=self.timeout_s,
                 token_cache=self._tokens,
             )
@@ -171,43 +204,4 @@ class RegistryAccess:
         return configs
 
 
-def plain_http(registry: str, *, insecure: bool, integrated_registry: str) -> bool:
-    """Whether `registry` is spoken to over plain HTTP (see the module docstring).
-
-    `insecure`: asked for by the caller's configuration. Otherwise only the
-    integrated registry, named exactly as configured (`host[:port]`, the
-    port included), and only when its host is a loopback address.
-    """
-    if insecure:
-        return True
-    if not integrated_registry or registry.lower() != integrated_registry.lower():
-        return False
-    return is_loopback_host(registry)
-
-
-def is_loopback_host(registry: str) -> bool:
-    """`localhost`, 127.0.0.0/8 or ::1, with or without a port (`[::1]:5000`)."""
-    host = registry.lower()
-    if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    elif host.count(":") == 1:
-        host = host.partition(":")[0]
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def registry_allowed(registry: str, patterns: tuple[str, ...]) -> bool:
-    """Whether `registry` (host[:port]) matches one of `patterns`; no patterns allow all.
-
-    Patterns are shell-style (`fnmatch`) over the lower-cased `host[:port]`,
-    as OpenShift's `allowedRegistriesForImport` domain names, e.g.
-    `quay.io`, `*.corp.example.com`, `127.0.0.1:*`.
-    """
-    if not patterns:
-        return True
-    host = registry.lower()
-    return any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in patterns)
+__all__ = ["RegistryAccess", "is_loopback_host", "plain_http", "registry_allowed"]

@@ -25,7 +25,8 @@ Failures this prevents:
 `insecure: true` (OpenShift's `importPolicy.insecure`) means the registry
 is spoken to over plain HTTP, and any HTTPS on the way (a token realm, a
 redirect) is not verified. Otherwise HTTPS is verified against the system
-CAs plus the optional `ca_bundle`.
+CAs plus the optional `ca_bundle` file plus `extra_ca_pem` (the registry's
+own bundle from the cluster image configuration's `additionalTrustedCA`).
 """
 
 from __future__ import annotations
@@ -184,6 +185,7 @@ async def resolve_digest(
     ca_bundle: Path | None,
     timeout_s: float,
     token_cache: TokenCache | None = None,
+    extra_ca_pem: str = "",
 ) -> ResolvedManifest:
     """The digest and media type `registry/repository:tag` points to now.
 
@@ -208,7 +210,7 @@ async def resolve_digest(
         tag=tag,
         credentials=credentials,
         insecure=insecure,
-        ssl_setting=False if insecure else _ssl_context(ca_bundle),
+        ssl_setting=False if insecure else _ssl_context(ca_bundle, extra_ca_pem),
         cache=TokenCache() if token_cache is None else token_cache,
     )
     reference = f"{registry}/{repository}:{tag}"
@@ -471,12 +473,12 @@ def _pick_challenge(values: list[str]) -> _Challenge | None:
     return found.get("bearer") or found.get("basic")
 
 
-_ssl_contexts: dict[tuple[str, int, int] | None, ssl.SSLContext] = {}
+_ssl_contexts: dict[tuple[tuple[str, int, int] | None, str], ssl.SSLContext] = {}
 
 
-def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
-    """System CAs plus `ca_bundle`; cached until the bundle file changes."""
-    key: tuple[str, int, int] | None = None
+def _ssl_context(ca_bundle: Path | None, extra_ca_pem: str = "") -> ssl.SSLContext:
+    """System CAs plus `ca_bundle` plus `extra_ca_pem`; cached until either changes."""
+    file_key: tuple[str, int, int] | None = None
     if ca_bundle is not None:
         try:
             stat = os.stat(ca_bundle)
@@ -484,7 +486,8 @@ def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
             raise ResolveError(
                 ResolveReason.INTERNAL_ERROR, f"cannot read CA bundle {ca_bundle}: {error.strerror}"
             ) from None
-        key = (str(ca_bundle), stat.st_mtime_ns, stat.st_size)
+        file_key = (str(ca_bundle), stat.st_mtime_ns, stat.st_size)
+    key = (file_key, hashlib.sha256(extra_ca_pem.encode()).hexdigest() if extra_ca_pem else "")
     context = _ssl_contexts.get(key)
     if context is None:
         context = ssl.create_default_context()
@@ -494,6 +497,14 @@ def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
             except (ssl.SSLError, OSError) as error:
                 raise ResolveError(
                     ResolveReason.INTERNAL_ERROR, f"cannot load CA bundle {ca_bundle}: {error}"
+                ) from None
+        if extra_ca_pem:
+            try:
+                context.load_verify_locations(cadata=extra_ca_pem)
+            except (ssl.SSLError, ValueError) as error:
+                raise ResolveError(
+                    ResolveReason.INTERNAL_ERROR,
+                    f"cannot load the registry's trusted CA bundle (additionalTrustedCA): {error}",
                 ) from None
         if len(_ssl_contexts) >= 16:  # bundles replaced many times: start over
             _ssl_contexts.clear()

@@ -66,6 +66,10 @@ class Settings:
     workers: int = 8
     allowed_registries: tuple[str, ...] = ()
     """Registries imports and verification may contact (patterns); empty: any."""
+    image_config: bool = True
+    """Read `images.config.openshift.io/cluster` where the API is served (see image_config)."""
+    image_config_namespace: str = "openshift-config"
+    """Where the `additionalTrustedCA` ConfigMap of the cluster image configuration lives."""
     allow_cross_namespace_triggers: bool = False
     """No check of cross-namespace streams at all, as OpenShift's trigger controller."""
     pull_access_ttl_s: float = 30.0

@@ -8,7 +8,9 @@ events, the registry client for verification, and the routes.
 
 Readiness is true only when the API server answers and the ImageStream
 cache has synced: before that, the index could miss a spec tag and a push
-would be acknowledged without moving it. With `--generated-secret`, also
+would be acknowledged without moving it; and the cluster image configuration
+(imagestream/image_config_source.py) has synced, or a verification could ask
+a registry the cluster blocks. With `--generated-secret`, also
 only once that Secret holds every key (webhook/generated_secret.py: the
 tokens the Helm chart does not make up at render time) and every receiver
 file named after one of its keys has content (the kubelet has mounted it).
@@ -29,6 +31,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from imagestream.health import ReadinessCheck, cached, health_routes, metrics_routes, serve
+from imagestream.image_config_source import ClusterImageConfig
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
 from imagestream.process import Collaborators
@@ -206,28 +209,43 @@ async def start(collaborators: Collaborators) -> Webhook:
         on_written=collaborators.written_imagestreams.publish,
     )
     collaborators.written_imagestreams.subscribe(streams.observe)
+    # The cluster image configuration: read at every verification (behaviour 31).
+    image_config = ClusterImageConfig.create(kube, settings, served=await kube.served_groups())
     session = aiohttp.ClientSession()
-    registry_access = RegistryAccess.from_settings(settings, session=session, kube=kube)
+    registry_access = RegistryAccess.from_settings(
+        settings, session=session, kube=kube, policy=image_config.policy
+    )
     intake = Intake(
         recorder=recorder,
         index=index,
         registry_access=registry_access,
         integrated_registry=settings.integrated_registry,
+        live_integrated_registry=image_config.integrated_registry,
         watched_namespaces=frozenset(settings.watch_namespaces),
     )
 
     async def synced() -> bool:
         return streams.has_synced()
 
+    async def image_config_synced() -> bool:
+        return image_config.synced()
+
     # Asked before every write; the API server's reachability is checked at
     # most once a second, not once per push.
     apiserver_reachable = cached(kube.reachable)
 
     async def ready() -> bool:
-        return streams.has_synced() and await apiserver_reachable()
+        return streams.has_synced() and image_config.synced() and await apiserver_reachable()
 
-    checks: dict[str, ReadinessCheck] = {"imagestreams-synced": synced}
+    checks: dict[str, ReadinessCheck] = {
+        "imagestreams-synced": synced,
+        "image-config-synced": image_config_synced,
+    }
     tasks = [asyncio.create_task(streams.run(), name="webhook-imagestreams-informer")]
+    tasks += [
+        asyncio.create_task(informers.run(), name=f"webhook-image-config-informer-{i}")
+        for i, informers in enumerate(image_config.informer_sets)
+    ]
     if settings.generated_secret:
         try:
             wanted = GeneratedSecret.parse(

@@ -135,6 +135,9 @@ class Intake:
     integrated_registry: str = ""
     """`host[:port]` of the integrated registry (`--integrated-registry`): the only host an
     `integrated` receiver records. Empty: integrated receivers record nothing."""
+    live_integrated_registry: Callable[[], str] | None = None
+    """The integrated registry now (the cluster image configuration's
+    `status.internalRegistryHostname`, else the flag); none: `integrated_registry`."""
     write_budget_s: float = WRITE_BUDGET_S
     watched_namespaces: frozenset[str] = frozenset()
     """Empty: every namespace. Otherwise pushes for others are acknowledged and ignored:
@@ -210,16 +213,22 @@ class Intake:
             )
         return targets
 
+    def current_integrated_registry(self) -> str:
+        if self.live_integrated_registry is not None:
+            return self.live_integrated_registry() or self.integrated_registry
+        return self.integrated_registry
+
     def integrated_names(self, receiver: Receiver) -> frozenset[str]:
         """The hosts a payload on `receiver` may name: the integrated registry, and the
         receiver's `registry` (another name it is reached under, such as its route)."""
-        names = {self.integrated_registry, receiver.registry} - {""}
+        names = {self.current_integrated_registry(), receiver.registry} - {""}
         return frozenset(normalize_registry(name) for name in names)
 
     def _integrated_targets(
         self, receiver: Receiver, record: PushRecord, ignored: list[Ignored]
     ) -> list[Target]:
-        if not self.integrated_registry:
+        integrated_registry = self.current_integrated_registry()
+        if not integrated_registry:
             # The process refuses to start like this (webhook/app.py); a
             # collaborator built by hand must not record a payload's host either.
             ignored.append(
@@ -235,7 +244,7 @@ class Intake:
                     "not_integrated_registry",
                     record.event_id,
                     f"{record.registry}/{record.repository}:{record.tag}: this receiver "
-                    f"records pushes to {self.integrated_registry} only",
+                    f"records pushes to {integrated_registry} only",
                 )
             )
             return []
@@ -243,7 +252,7 @@ class Intake:
         targets: list[Target] = []
         for name in sorted(names):
             targets += self.index.followers(name, record.repository, record.tag)
-        integrated = integrated_target(record, registry=self.integrated_registry)
+        integrated = integrated_target(record, registry=integrated_registry)
         if (
             isinstance(integrated, Target)
             and self.watched_namespaces
@@ -263,7 +272,7 @@ class Intake:
         if record.digest and receiver.verify != "registry":
             return record.digest, None
         registry = (
-            self.integrated_registry
+            self.current_integrated_registry()
             if receiver.integrated
             else record.registry or receiver.registry
         )

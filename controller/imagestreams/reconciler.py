@@ -11,6 +11,14 @@ Scheduled imports (`importPolicy.scheduled: true`) are the safety net for
 pushes whose notification was lost (distribution keeps its queue in memory
 only): every `import_interval_s` each such stream is imported again, and
 an unchanged digest writes nothing.
+
+The cluster image configuration (docs/openshift-behaviours.md#behaviour-31)
+is asked at each reconcile, through the registry access's current policy:
+the integrated registry's host (`status.dockerImageRepository`), the first
+external hostname (`status.publicDockerImageRepository`), and whether each
+import may name its registry at all, digest-pinned ones included (OpenShift
+refuses those in admission): a refused import records `ImportSuccess=False`
+with reason `Forbidden` and the policy's message, and nothing else changes.
 """
 
 from __future__ import annotations
@@ -81,9 +89,11 @@ class ImageStreamReconciler:
             now_s - self._last_scheduled.get(key, float("-inf")) >= self.import_interval_s
         )
         now = rfc3339_micro(self.clock())
-        repository = (
-            f"{self.integrated_registry}/{namespace}/{name}" if self.integrated_registry else ""
-        )
+        policy = self.registry_access.current_policy()
+        integrated = policy.integrated_registry or self.integrated_registry
+        repository = f"{integrated}/{namespace}/{name}" if integrated else ""
+        public = policy.public_registry()
+        public_repository = f"{public}/{namespace}/{name}" if public else ""
         sync = plan_spec_sync(
             stream,
             now=now,
@@ -93,6 +103,11 @@ class ImageStreamReconciler:
         )
         if repository and (stream.get("status") or {}).get("dockerImageRepository") != repository:
             sync.status_fields["dockerImageRepository"] = repository
+        if (
+            public_repository
+            and (stream.get("status") or {}).get("publicDockerImageRepository") != public_repository
+        ):
+            sync.status_fields["publicDockerImageRepository"] = public_repository
         retry_after: float | None = None
         updates = list(sync.updates)
         for request in sync.imports:
@@ -157,6 +172,21 @@ class ImageStreamReconciler:
             reference = parse_image_reference(request.from_name)
         except ValueError as error:
             return failed(INVALID_IMAGE_REFERENCE, str(error)), None
+        refusal = self.registry_access.current_policy().decide(
+            reference.registry,
+            repository=reference.repository,
+            insecure=request.insecure,
+            importing=True,
+            contacting=not reference.digest,
+        )
+        if refusal.refused:
+            log.info(
+                "import_refused",
+                imagestream_namespace=namespace,
+                tag=request.tag,
+                message=refusal.refused,
+            )
+            return failed(str(ResolveReason.FORBIDDEN), refusal.refused), None
         if reference.digest:
             digest = reference.digest
         else:
@@ -167,6 +197,7 @@ class ImageStreamReconciler:
                     tag=reference.tag,
                     namespace=namespace,
                     insecure=request.insecure,
+                    importing=True,
                 )
             except ResolveError as error:
                 if error.reason == ResolveReason.TOO_MANY_REQUESTS:

@@ -180,6 +180,20 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--image-config",
+        "true",
+        "read the cluster image configuration (images.config.openshift.io/cluster) where"
+        " its API is served; it adds to --allowed-registries, never widens it",
+        type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--image-config-namespace",
+        "openshift-config",
+        "namespace of the cluster image configuration's additionalTrustedCA ConfigMap",
+    )
+    add_flag(
+        parser,
         "--admission-addr",
         "",
         "address the admission webhook listens on (HTTPS); empty: no admission webhook",
@@ -279,6 +293,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allowed_registries=tuple(
             p.strip() for p in args.allowed_registries.split(",") if p.strip()
         ),
+        image_config=args.image_config,
+        image_config_namespace=args.image_config_namespace,
         admission_addr=HostPort.parse(args.admission_addr) if args.admission_addr else None,
         admission_cert_dir=optional_path(args.admission_cert_dir),
         admission_secret=args.admission_secret,

@@ -205,6 +205,13 @@ notification token (unless `registry.notificationToken`) and its HTTP secret.
 - name: IMAGESTREAM_REGISTRY_CA_BUNDLE
   value: /etc/imagestream/registry-ca/ca.crt
 {{- end }}
+{{- if and .Values.registryAccess.clusterImageConfig .Values.watchNamespaces }}
+{{- fail "registryAccess.clusterImageConfig needs cluster mode: images.config.openshift.io is cluster-scoped, and namespaced mode grants nothing cluster-wide" }}
+{{- end }}
+- name: IMAGESTREAM_IMAGE_CONFIG
+  value: {{ .Values.registryAccess.clusterImageConfig | quote }}
+- name: IMAGESTREAM_IMAGE_CONFIG_NAMESPACE
+  value: {{ .Values.registryAccess.trustedCANamespace | quote }}
 {{- end -}}
 
 {{- define "imagestream.commonVolumeMounts" -}}
