@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -193,9 +193,20 @@ async def system(
         registry.stop()
 
 
-async def new_namespace(kube: Kube, prefix: str = "t") -> str:
+async def new_namespace(
+    kube: Kube, prefix: str = "t", *, labels: Mapping[str, str] | None = None
+) -> str:
+    """A fresh namespace, with its `labels` from the start.
+
+    Labels matter at creation: the API server matches webhook namespace selectors against
+    its own cache of namespaces, so a label patched on just after the create may not be
+    seen by the next request (it would skip the webhook).
+    """
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    await kube.create(NAMESPACES, None, {"metadata": {"name": name}})
+    metadata: dict[str, object] = {"name": name}
+    if labels:
+        metadata["labels"] = dict(labels)
+    await kube.create(NAMESPACES, None, {"metadata": metadata})
     return name
 
 

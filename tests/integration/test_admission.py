@@ -28,7 +28,6 @@ from imagestream.kube.resources import (
     DEPLOYMENTCONFIGS,
     DEPLOYMENTS,
     IMAGESTREAMS,
-    NAMESPACES,
     PODS,
 )
 from imagestream.settings import HostPort
@@ -54,9 +53,7 @@ class Admission:
     running: RunningSystem
 
     async def namespace(self, prefix: str) -> str:
-        name = await new_namespace(self.kube, prefix)
-        await self.kube.patch(NAMESPACES, None, name, {"metadata": {"labels": {LABEL: self.name}}})
-        return name
+        return await new_namespace(self.kube, prefix, labels={LABEL: self.name})
 
     async def kubectl(self, *args: str, stdin: str = "") -> tuple[int, str, str]:
         process = await asyncio.create_subprocess_exec(

@@ -21,7 +21,6 @@ from imagestream.kube.client import Kube
 from imagestream.kube.resources import (
     DEPLOYMENTCONFIGS,
     MUTATING_WEBHOOK_CONFIGURATIONS,
-    NAMESPACES,
     SECRETS,
     VALIDATING_WEBHOOK_CONFIGURATIONS,
 )
@@ -45,8 +44,7 @@ async def served_serial(port: int) -> int:
 
 async def defaults_applied(kube: Kube, name: str) -> bool:
     """Create a DeploymentConfig in a namespace `name` selects; True if it got the defaults."""
-    namespace = await new_namespace(kube, "adm-cert")
-    await kube.patch(NAMESPACES, None, namespace, {"metadata": {"labels": {LABEL: name}}})
+    namespace = await new_namespace(kube, "adm-cert", labels={LABEL: name})
     dc = await kube.create(
         DEPLOYMENTCONFIGS,
         namespace,
