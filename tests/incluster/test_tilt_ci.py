@@ -149,11 +149,6 @@ def test_tilt_ci_deploys_everything_ready_and_the_push_button_rolls_the_sample(
         str(port),
         "--host",
         "127.0.0.1",
-        # Built from Go modules, this tilt has no web assets; nothing here needs the UI.
-        "--web-mode",
-        "local",
-        "--webdev-port",
-        str(free_port()),
         "--timeout",
         f"{TILT_CI_BUDGET_S - 60}s",
         timeout_s=TILT_CI_BUDGET_S,
