@@ -10,5 +10,13 @@ layout=$(mktemp -d)
 trap 'rm -rf "$layout"' EXIT
 marker="tilt-push-$(date +%s%N)"
 digest=$(.venv/bin/python -m localdev.images app "$layout" "$marker")
-skopeo copy --quiet --dest-tls-verify=false --preserve-digests "oci:$layout" "docker://$registry/$destination"
+# A registry just made Ready may not be reachable through its Service yet
+# (kube-proxy's rules follow the endpoints): try a bounded number of times.
+for attempt in 1 2 3 4 5 6 7 8 9 10; do
+  if skopeo copy --quiet --dest-tls-verify=false --preserve-digests "oci:$layout" "docker://$registry/$destination"; then
+    break
+  fi
+  ((attempt < 10)) || exit 1
+  sleep 2
+done
 echo "pushed $registry/$destination $digest ($marker)"

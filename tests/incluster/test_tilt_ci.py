@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from localdev.controlplane import free_port
+from localdev.debian_images import cache_root
 from localdev.private import write_private
 from tests.incluster.conftest import (
     IMAGES_BUDGET_S,
@@ -124,7 +125,8 @@ def tilt_run(cluster: NodeCluster, images: Images, tmp_path: Path) -> Iterator[T
         "HELM_CONFIG_HOME": str(home / "helm-config"),
         "HELM_DATA_HOME": str(home / "helm-data"),
         "TILT_DISABLE_ANALYTICS": "1",
-        **{k: v for k, v in os.environ.items() if k.startswith("IMAGESTREAM_CACHE")},
+        # The image caches of this machine, whatever HOME says (images, wheels).
+        "IMAGESTREAM_CACHE_DIR": str(cache_root().parent),
     }
     run = TiltRun(env, settings["namespace"], settings["samples_namespace"], cluster)
     try:
