@@ -2,7 +2,7 @@
 # The Tiltfile's push-test-image button: a fresh runnable image (busybox
 # httpd serving a marker on port 8080, localdev.images), pushed with skopeo
 # to REGISTRY_HOST/REPOSITORY:TAG over plain HTTP. Prints the digest.
-#   tilt/push-test-image.sh 10.0.0.50:5000 imagestream-demo/demo:latest
+#   tilt/push-test-image.sh 10.0.0.12:5000 imagestream-demo/demo:latest
 set -euo pipefail
 registry=$1 destination=$2
 cd "$(dirname "$0")/.."
