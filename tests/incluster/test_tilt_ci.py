@@ -156,6 +156,7 @@ def test_tilt_ci_deploys_everything_ready_and_the_push_button_rolls_the_sample(
         timeout_s=TILT_CI_BUDGET_S,
     )
     assert result.returncode == 0, result.stdout[-6000:]
+    print("\n".join(result.stdout.splitlines()[-12:]))  # shown with -rP: how the run ended
     # Our image, built by buildah through custom_build, is what both processes run.
     assert "localdev.project_image" in result.stdout
     for component in ("controller", "webhook"):
