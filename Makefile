@@ -71,6 +71,11 @@ chart-check: install helm ## Lint and render the Helm chart with each value set,
 bench: install controlplane node ## Benchmarks against the physical floor: table + bench/results.json (BENCH_SCALE=0.1: quick)
 	$(BIN)/python -m bench
 
+.PHONY: bench-peers
+bench-peers: install controlplane ## Push to patch beside Keel (built from its Go module, cached): bench/results-peers.json
+	localkube/build.sh keel >/dev/null
+	BENCH_SECTIONS=peers BENCH_OUT=$${BENCH_OUT:-bench/results-peers.json} $(BIN)/python -m bench
+
 .PHONY: test-faults
 test-faults: install controlplane ## Fault-injection suite (tests/faults): real processes, faults on purpose
 	IMAGESTREAM_FAULT_TESTS=1 $(BIN)/pytest -ra -s tests/faults

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,8 @@ class PodWatch:
     ready_at: dict[str, float] = field(default_factory=dict)
     """imageID -> monotonic time a Ready pod running it was first seen."""
     pods: dict[str, Obj] = field(default_factory=dict)
+    counted: Callable[[Obj], bool] = lambda _pod: True
+    """Which pods `wait_alone` counts (the builds figure leaves out build pods)."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -152,7 +155,10 @@ class PodWatch:
 
     async def wait_alone(self) -> None:
         """Until exactly one pod is left (the previous rollout has ended)."""
-        await self._until(lambda: len(self.pods) == 1, f"one pod left in {self.namespace}")
+        await self._until(
+            lambda: sum(map(self.counted, self.pods.values())) == 1,
+            f"one pod left in {self.namespace}",
+        )
 
 
 @dataclass

@@ -29,7 +29,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from controller.builds.jobs import OutputTarget, job_failed, job_running, job_succeeded
+from controller.builds.jobs import (
+    EXIT_BUILD_FAILED,
+    EXIT_FETCH_FAILED,
+    EXIT_PULL_FAILED,
+    EXIT_PUSH_FAILED,
+    ContainerEnd,
+    OutputTarget,
+    job_failed,
+    job_running,
+    job_succeeded,
+)
 from controller.builds.model import (
     BuildPhase,
     build_number,
@@ -49,6 +59,39 @@ INVALID_OUTPUT: Final = "InvalidOutputReference"
 OUTPUT_UNRESOLVED: Final = "Output image could not be resolved."
 OUTPUT_RETRY_S: Final = 10.0
 JOB_LAG_RETRY_S: Final = 0.5
+POD_POLL_S: Final = 1.0
+"""How often a Pending Build's pod is read, to see its build container start."""
+LOG_SNIPPET_LINES: Final = 5
+"""OpenShift keeps the last five lines of a failed build's log in `status.logSnippet`."""
+
+GENERIC_FAILURE: Final = ("GenericBuildFailed", "Generic Build failure - check logs for details.")
+_EXIT_REASONS: Final = {
+    EXIT_PULL_FAILED: ("PullBuilderImageFailed", "Failed pulling builder image."),
+    EXIT_PUSH_FAILED: ("PushImageToRegistryFailed", "Failed to push the image to the registry."),
+    EXIT_FETCH_FAILED: ("FetchSourceFailed", "Failed to fetch the input source."),
+}
+_STRATEGY_FAILURES: Final = {
+    "Docker": ("DockerBuildFailed", "Docker build strategy has failed."),
+    "Source": ("GenericS2IBuildFailed", "Generic S2I Build failure - check S2I logs for details."),
+}
+
+
+def failure_of(strategy: str, ended: ContainerEnd | None) -> tuple[str, str]:
+    """OpenShift's reason and message for a build pod that failed (see
+    docs/openshift-behaviours.md#build-lifecycle)."""
+    if ended is None:
+        return GENERIC_FAILURE
+    if ended.reason == "OOMKilled":
+        return ("OutOfMemoryKilled", "The build pod was killed due to an out of memory condition.")
+    if ended.exit_code == EXIT_BUILD_FAILED:
+        return _STRATEGY_FAILURES.get(strategy, GENERIC_FAILURE)
+    return _EXIT_REASONS.get(ended.exit_code, GENERIC_FAILURE)
+
+
+def log_snippet(message: str) -> str:
+    """The last `LOG_SNIPPET_LINES` lines of a failed build pod's termination message."""
+    lines = message.rstrip("\n").split("\n")
+    return "\n".join(lines[-LOG_SNIPPET_LINES:]) if message.strip() else ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,12 +193,16 @@ def plan_build(
     job: Mapping[str, Any] | None,
     job_gone: bool = False,
     digest: str | None = None,
+    ended: ContainerEnd | None = None,
+    started: bool = False,
     now: datetime,
 ) -> BuildStep:
     """The next step for `build`.
 
     `job` is its Job from the cache; `job_gone` says a live read confirmed there is none;
-    `digest` is what the builder reported, read by the caller once the Job has succeeded.
+    `digest` is what the builder reported, read by the caller once the Job has succeeded;
+    `ended` how its build container ended, read by the caller once the Job has failed;
+    `started` whether its build container runs, read by the caller while it is Pending.
     """
     phase = build_phase(build)
     status = status_of(build)
@@ -213,25 +260,34 @@ def plan_build(
         )
     failed = job_failed(job)
     if failed is not None:
-        deadline = failed.get("reason") == "DeadlineExceeded"
-        return BuildStep(
-            status=_ended(
-                build,
-                BuildPhase.FAILED,
-                now,
-                reason="BuildPodExceededDeadline" if deadline else "GenericBuildFailed",
-                message=(
-                    "Build was terminated after its completionDeadlineSeconds."
-                    if deadline
-                    else "Generic Build failure - check logs for details."
-                ),
+        if failed.get("reason") == "DeadlineExceeded":
+            reason, message = (
+                "BuildPodExceededDeadline",
+                "Build was terminated after its completionDeadlineSeconds.",
             )
+        else:
+            reason, message = failure_of(strategy_type(build), ended)
+        failure: Obj = {"reason": reason, "message": message}
+        snippet = log_snippet(ended.message) if ended is not None else ""
+        if snippet:
+            failure["logSnippet"] = snippet
+        return BuildStep(
+            status=_ended(build, BuildPhase.FAILED, now, **failure),
+            notes=(
+                Note(
+                    type="Warning",
+                    reason="BuildFailed",
+                    message=f"Build {namespace_of(build)}/{name_of(build)} failed: {message}",
+                ),
+            ),
         )
-    if job_running(job) and phase is not BuildPhase.RUNNING:
+    if (started or job_running(job)) and phase is not BuildPhase.RUNNING:
         running: Obj = {"phase": BuildPhase.RUNNING.value}
         if not status.get("startTimestamp"):
             running["startTimestamp"] = rfc3339_seconds(now)
         return BuildStep(status=running)
+    if phase is BuildPhase.PENDING:
+        return BuildStep(requeue_after_s=POD_POLL_S)  # until its pod's container starts
     return BuildStep()
 
 

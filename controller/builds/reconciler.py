@@ -4,7 +4,11 @@ BuildConfigs (key `namespace/name`) are woken by their own changes, by a change 
 ImageStream one of their ImageChange triggers follows (through a `TriggerIndex`), and by
 Builds appearing or disappearing. A reconcile plans with `triggers.plan_buildconfig` and
 instantiates at most one Build: create the Build (fixed name), then record `lastVersion`
-and `status.imageChangeTriggers` with a resourceVersion precondition.
+and `status.imageChangeTriggers` with a resourceVersion precondition. Streams of other
+namespaces are reviewed first (the image-puller rule, behaviour 16): a refusal is a
+Warning, once, and a refused base image builds nothing until a grant is seen.
+
+A reconcile first deletes the ended Builds beyond the history limits (`prune`).
 
 Builds (key `namespace/name`) are woken by their own changes, by their Job's, and by any
 change to a Build of the same BuildConfig (a Serial queue moves when one ends). A
@@ -14,8 +18,9 @@ record the output tag through `StreamRecorder.record` before writing `Complete`.
 Invariants:
 - Every status write carries the resourceVersion it was planned from; a conflict, or a
   create that finds its object already there, re-plans from fresher caches.
-- The controller reads pods only to learn a finished build's digest (a termination
-  message); it never writes pods.
+- The controller reads a build's pods only while it is Pending (has its container
+  started? the Job's `ready` count lags by seconds) and once it has ended (the digest, or
+  why it failed); it never writes pods.
 
 Failures this prevents: two Builds for one trigger, a Build that never leaves Pending
 because its Job was created but the status write was lost (the Job's name is fixed, so
@@ -39,8 +44,12 @@ from controller.builds.instantiate import InstantiateError, instantiate
 from controller.builds.jobs import (
     BUILD_NAME_ANNOTATION,
     OutputTarget,
+    build_container_end,
+    build_container_started,
     build_job,
     default_job_template,
+    job_ended,
+    job_failed,
     job_name,
     job_succeeded,
     output_digest,
@@ -48,12 +57,13 @@ from controller.builds.jobs import (
 )
 from controller.builds.lifecycle import BuildStep, plan_build, resolve_output
 from controller.builds.model import BuildPhase, build_phase, buildconfig_of
-from controller.builds.triggers import index_keys, plan_buildconfig
+from controller.builds.prune import builds_to_prune
+from controller.builds.triggers import base_image, index_keys, plan_buildconfig, pulled_stream_keys
 from controller.events import EventRecorder
 from controller.loop.outcomes import Requeue, RetryLater
 from controller.loop.queue import WorkQueue
 from controller.triggers.index import TriggerIndex
-from controller.triggers.outcomes import NamespacePolicy, same_namespace_only
+from controller.triggers.pullaccess import DenialNotices, PullAccess
 from imagestream import imagestreams
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, NotFound
@@ -108,7 +118,8 @@ class BuildConfigReconciler:
     stream_index: TriggerIndex
     build_index: BuildIndex
     events: EventRecorder
-    namespace_allowed: NamespacePolicy = same_namespace_only
+    pull_access: PullAccess
+    denials: DenialNotices
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -132,9 +143,21 @@ class BuildConfigReconciler:
             self.stream_index.remove(key)
             return None
         self.stream_index.update(key, index_keys(bc))
+        # Cross-namespace streams: reviewed first (behaviour 16), said once, looked at
+        # again when the answers expire. A base image it may not pull builds nothing.
+        access = await self.pull_access.answers(namespace_of(bc), pulled_stream_keys(bc))
+        await self.denials.announce(key, bc, access)
+        base = base_image(bc)
+        if base is not None and (base.namespace, base.stream) in access.denied:
+            return Requeue(after_s=access.recheck_after_s or STALE_RETRY_S)
+        recheck = Requeue(after_s=access.recheck_after_s) if access.recheck_after_s else None
         builds = [b for k in self.build_index.of(key) if (b := self.builds.get(k)) is not None]
+        for doomed in builds_to_prune(bc, builds):
+            with contextlib.suppress(NotFound):
+                await self.kube.delete(BUILDS, namespace_of(bc), doomed)
+            log.info("build_pruned", key=key, build=doomed)
         plan = plan_buildconfig(
-            bc, builds, get_stream=self.get_stream, namespace_allowed=self.namespace_allowed
+            bc, builds, get_stream=self.get_stream, namespace_allowed=access.namespace_allowed
         )
         try:
             if plan.heal_status is not None:
@@ -144,9 +167,9 @@ class BuildConfigReconciler:
                     key=key,
                     last_version=plan.heal_status["lastVersion"],
                 )
-                return None
+                return recheck
             if plan.request is None:
-                return None
+                return recheck
             try:
                 made = instantiate(
                     bc,
@@ -154,7 +177,7 @@ class BuildConfigReconciler:
                     builds,
                     get_stream=self.get_stream,
                     now=rfc3339_seconds(self.clock()),
-                    namespace_allowed=self.namespace_allowed,
+                    namespace_allowed=access.namespace_allowed,
                 )
             except InstantiateError as error:
                 await self.events.post(
@@ -164,7 +187,7 @@ class BuildConfigReconciler:
                     action="Instantiate",
                     note=str(error),
                 )
-                return None
+                return recheck
             await self.kube.create(BUILDS, namespace_of(bc), made.build)
             await _write_status(self.kube, BUILDCONFIGS, bc, made.status)
         except (Conflict, NotFound):
@@ -186,7 +209,7 @@ class BuildConfigReconciler:
             cause=cause,
             image=plan.request.triggered_by_image,
         )
-        return None
+        return recheck
 
 
 @dataclass
@@ -194,7 +217,7 @@ class BuildReconciler:
     kube: Kube
     queue: WorkQueue
     buildconfig_queue: WorkQueue
-    """The build loop wakes a BuildConfig when one of its Builds is created or deleted."""
+    """The build loop wakes a BuildConfig when one of its Builds is created, ends or goes."""
     builds: InformerSet
     jobs: InformerSet
     streams: InformerSet
@@ -202,6 +225,7 @@ class BuildReconciler:
     recorder: StreamRecorder
     events: EventRecorder
     job_template: Obj
+    insecure_registries: tuple[str, ...] = ()
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -219,8 +243,9 @@ class BuildReconciler:
             build = self.builds.get(sibling)
             if build is not None and not build_phase(build).terminal:
                 self.queue.add(sibling)
-        if old is None or new is None:
-            self.buildconfig_queue.add(bc_key)
+        ended = new is not None and build_phase(new).terminal
+        if old is None or new is None or (ended and not build_phase(old).terminal):
+            self.buildconfig_queue.add(bc_key)  # a Build came, went, or ended (history limits)
 
     def on_job(self, _key: str, old: Obj | None, new: Obj | None) -> None:
         if (build_key := build_of_job(new or old or {})) is not None:
@@ -241,9 +266,15 @@ class BuildReconciler:
                 job = await self.kube.get(JOBS, namespace, job_name(name))
             except NotFound:
                 job_gone = True
-        digest = None
-        if job is not None and job_succeeded(job) and status_of(build).get("cancelled") is not True:
-            digest = await self._digest(job)
+        digest, ended = None, None
+        if job is not None and status_of(build).get("cancelled") is not True:
+            if job_succeeded(job):
+                digest = output_digest(job, []) or output_digest(job, await self._pods(job))
+            elif job_failed(job) is not None:
+                ended = build_container_end(await self._pods(job))
+        started = False
+        if job is not None and phase is BuildPhase.PENDING and not job_ended(job):
+            started = build_container_started(await self._pods(job))
         config = buildconfig_of(build)
         siblings = [
             b
@@ -257,6 +288,8 @@ class BuildReconciler:
             job=job,
             job_gone=job_gone,
             digest=digest,
+            ended=ended,
+            started=started,
             now=self.clock(),
         )
         try:
@@ -269,7 +302,12 @@ class BuildReconciler:
     async def _perform(self, build: Obj, step: BuildStep) -> None:
         namespace, name = namespace_of(build), name_of(build)
         if step.create_job is not None:
-            job = build_job(build, template=self.job_template, output=step.create_job)
+            job = build_job(
+                build,
+                template=self.job_template,
+                output=step.create_job,
+                insecure_registries=self.insecure_registries,
+            )
             try:
                 await self.kube.create(JOBS, namespace, job)
                 log.info("build_job_created", build=f"{namespace}/{name}", job=name_of(job))
@@ -297,15 +335,13 @@ class BuildReconciler:
                 build, type_=note.type, reason=note.reason, action="Build", note=note.message
             )
 
-    async def _digest(self, job: Mapping[str, Any]) -> str | None:
-        found = output_digest(job, [])
-        if found is not None:
-            return found
+    async def _pods(self, job: Mapping[str, Any]) -> list[Obj]:
+        """The Job's pods (read only when it has ended: the digest, or why it failed)."""
         uid = mapping(job.get("metadata")).get("uid", "")
         pods, _ = await self.kube.list(
             PODS, namespace_of(job), label_selector=f"batch.kubernetes.io/controller-uid={uid}"
         )
-        return output_digest(job, pods)
+        return pods
 
     async def _record(self, build: Obj, target: OutputTarget, digest: str) -> None:
         """The output tag gets a tag event exactly as an integrated-registry push records it."""
@@ -342,13 +378,14 @@ class BuildReconciler:
         )
 
 
-def load_job_template(path: Path | None) -> Obj:
-    """The Job template Builds run from: the file's (validated), else rootless buildah.
+def load_job_template(path: Path | None, builder_image: str = "") -> Obj:
+    """The Job template Builds run from: the file's (validated), else rootless buildah
+    running `builder_image` (default: the public one).
 
     Read once at start; a bad file stops the process there rather than failing every Build.
     """
     if path is None:
-        return default_job_template()
+        return default_job_template(builder_image)
     try:
         return validate_job_template(yaml.safe_load(path.read_text()))
     except (OSError, yaml.YAMLError, ValueError) as error:

@@ -1,4 +1,7 @@
-"""`imagestream start-build NAME [-n NS]`: start a Build of a BuildConfig, as `oc start-build`.
+"""`imagestream start-build NAME|bc/NAME [-n NS] [--follow] [--wait]`: start a Build of a
+BuildConfig, as `oc start-build`. `--follow` prints the builder pod's log as it runs;
+`--wait` waits for the Build to end and exits 1 unless it is Complete (with `--follow`
+alone, as with oc, the exit code does not say how the build ended).
 
 It makes the Build with the controller's own `instantiate` (cause "Manually triggered"),
 creates it, then records `lastVersion` on the BuildConfig. The Build's name is fixed by
@@ -19,8 +22,8 @@ from typing import Any
 from controller.builds.instantiate import InstantiateError, instantiate
 from controller.builds.model import BUILDCONFIG_NAME, image_stream_tag, label_value, strategy_from
 from controller.builds.triggers import MANUAL_MESSAGE, BuildRequest, image_change_triggers
-from imagestream.cli import common
-from imagestream.cli.common import CommandError
+from imagestream.cli import builds, common
+from imagestream.cli.common import CommandError, Printed
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import Conflict, KubeError, NotFound
@@ -113,12 +116,25 @@ async def start_build(kube: Kube, namespace: str, name: str) -> str:
     raise StartBuildError(f'could not take a build number for "{name}"; try again')
 
 
-async def run(kube: Kube, namespace: str, args: argparse.Namespace) -> str:
-    text = await start_build(kube, namespace, args.name)
+async def run(kube: Kube, namespace: str, args: argparse.Namespace) -> str | Printed:
+    kind, name = builds.split_reference(args.name, default_kind="bc")
+    if kind != "bc":
+        raise StartBuildError(
+            f'start-build takes a BuildConfig (NAME or bc/NAME), got "{args.name}"'
+        )
+    text = await start_build(kube, namespace, name)
+    build_name = text.split("/", 1)[1].split(" ", 1)[0]
     if args.output:  # oc prints the Build it started
-        build_name = text.split("/", 1)[1].split(" ", 1)[0]
-        return common.render(await kube.get(BUILDS, namespace, build_name), args.output)
-    return text
+        text = common.render(await kube.get(BUILDS, namespace, build_name), args.output)
+    if not (args.follow or args.wait):
+        return text
+    print(text, end="", flush=True)
+    if args.follow:  # as oc: the log, then (only with --wait) the outcome as exit code
+        await builds.print_log(kube, namespace, build_name, follow=True, timeout_s=args.timeout)
+    if not args.wait:
+        return ""
+    ended = await builds.wait_ended(kube, namespace, build_name, timeout_s=args.timeout)
+    return builds.outcome(ended)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -132,7 +148,22 @@ def add_parser(commands: Any, add_flag: Callable[..., None]) -> None:
         help="start a build of a BuildConfig now (like oc start-build)",
         description="Start a Build of a BuildConfig now, with cause 'Manually triggered'.",
     )
-    parser.add_argument("name", metavar="NAME", help="the BuildConfig")
+    parser.add_argument("name", metavar="NAME|bc/NAME", help="the BuildConfig")
+    parser.add_argument(
+        "-F", "--follow", action="store_true", help="print the build's log as it runs"
+    )
+    parser.add_argument(
+        "-w",
+        "--wait",
+        action="store_true",
+        help="wait for the build to end; exit code 1 unless it completes",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=builds.WAIT_DEFAULT_S,
+        help="seconds --follow/--wait wait at most (default %(default)s)",
+    )
     common.add_connection_flags(parser, add_flag)
     common.add_output_flag(parser)
     parser.set_defaults(handler=main)

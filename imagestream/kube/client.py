@@ -21,7 +21,7 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,8 @@ REQUEST_TIMEOUT_S = 30.0
 RETRY_ATTEMPTS = 4
 CONNECTION_POOL_SIZE = 64
 LIST_PAGE_SIZE = 500
+LOG_STREAM_TIMEOUT_S = 3600.0
+PODS_LOG_PATH = "/api/v1/namespaces/{namespace}/pods/{pod}/log"
 
 RequestObserver = Callable[[str, str, int, float], None]
 """Called after each request with (verb, resource, HTTP status or 0, seconds)."""
@@ -271,6 +273,46 @@ class Kube:
                 f"watch {resource.plural}: {type(error).__name__}: {error}"[:256]
             ) from error
 
+    async def stream_log(
+        self,
+        namespace: str,
+        pod: str,
+        *,
+        container: str,
+        follow: bool,
+        timeout_s: float = LOG_STREAM_TIMEOUT_S,
+    ) -> AsyncIterator[bytes]:
+        """A container's log (`pods/NAME/log`), chunk by chunk as the kubelet sends it.
+
+        With `follow` it ends when the container does (the API server closes the stream),
+        or after `timeout_s`; without it, at the end of what is logged so far.
+        """
+        params = {"container": container, "follow": "true" if follow else "false"}
+        headers = await self._headers(None)
+        headers["Accept"] = "text/plain, */*"
+        url = self.api_client.configuration.host + PODS_LOG_PATH.format(
+            namespace=namespace, pod=pod
+        )
+        try:
+            async with self._session.get(
+                url,
+                params=params,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=10),
+                proxy=self.proxy,
+                proxy_auth=self.proxy_auth,
+            ) as response:
+                if response.status >= 400:
+                    raise translate_status(response.status, await response.read(), response.headers)
+                async for chunk in response.content.iter_any():
+                    yield chunk
+        except KubeError:
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise Retryable(
+                f"log of {namespace}/{pod}: {type(error).__name__}: {error}"[:256]
+            ) from error
+
     async def create(self, resource: Resource, namespace: str | None, body: Obj) -> Obj:
         return await self.request("POST", resource.path(namespace=namespace), body=body)
 
@@ -339,7 +381,7 @@ class Kube:
 
 def _wait_honouring_retry_after(retry_state: Any) -> float:
     error = retry_state.outcome.exception() if retry_state.outcome else None
-    backoff = float(wait_exponential_jitter(initial=0.1, max=2.0)(retry_state))
+    backoff = float(wait_exponential_jitter(multiplier=0.1, max=2.0)(retry_state))
     if isinstance(error, Retryable) and error.retry_after_s is not None:
         return min(max(backoff, error.retry_after_s), 10.0)
     return backoff
@@ -362,7 +404,7 @@ async def connect(kubeconfig: Path | None) -> Kube:
     else:
         path, source = None, "the in-cluster service account"
     if path is not None:
-        await _load_kubeconfig(path, source, configuration)
+        await _load_kubeconfig((path,), source, configuration)
     else:
         _load_incluster(configuration)
     return _kube_for(configuration, source)
@@ -377,16 +419,7 @@ async def connect_as_user(
     if target.files:
         files = ", ".join(str(path) for path in target.files)
         source = f"kubeconfig {files} ({target.origin}, context {target.context!r})"
-        try:
-            await k8s_config.load_kube_config(
-                config_file=os.pathsep.join(str(p) for p in target.files),
-                context=target.context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        except (k8s_config.ConfigException, KeyError, OSError, ValueError) as error:
-            first = (str(error).splitlines() or [type(error).__name__])[0]
-            raise KubeconfigError(f"{source} is unusable: {first}") from error
+        await _load_kubeconfig(target.files, source, configuration, context=target.context)
     else:
         source = "the in-cluster service account"
         _load_incluster(configuration)
@@ -410,12 +443,23 @@ def _kube_for(configuration: Any, source: str) -> Kube:
     )
 
 
-async def _load_kubeconfig(path: Path, source: str, configuration: Any) -> None:
-    # Messages never quote the file's content: a kubeconfig holds credentials.
-    _check_readable(path, source)
+async def _load_kubeconfig(
+    files: Sequence[Path], source: str, configuration: Any, *, context: str | None = None
+) -> None:
+    """Load the merged `files` (one for the processes, kubectl's list for the commands).
+
+    The one place a kubeconfig is read, so that the processes and the commands say the same
+    thing about the same broken file. Messages never quote the file's content: a kubeconfig
+    holds credentials.
+    """
+    for path in files:
+        _check_readable(path, source)
     try:
         await k8s_config.load_kube_config(
-            config_file=str(path), client_configuration=configuration, persist_config=False
+            config_file=os.pathsep.join(str(path) for path in files),
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
         )
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark

@@ -156,6 +156,46 @@ def test_every_pod_is_ready_under_the_restricted_pod_security_standard(release: 
     assert sorted(addresses) == sorted(p["status"]["podIP"] for p in release.pods("webhook"))
 
 
+def test_the_admission_webhook_answers_through_the_service_with_its_own_ca(
+    release: Release,
+) -> None:
+    """The API server calls the chart's webhook pods through the Service, trusting the CA
+    the pods made (kept in one Secret) and patched into both configurations' caBundle."""
+    fullname = f"{release.name}-imagestream-controller"
+    secret = release.cluster.get("-n", release.namespace, "secret", f"{fullname}-admission-tls")
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        config = release.cluster.get(kind, fullname)
+        bundles = {w["clientConfig"].get("caBundle") for w in config["webhooks"]}
+        assert bundles == {secret["data"]["ca.crt"]}, kind
+    legacy = {
+        "apiVersion": "apps.openshift.io/v1",
+        "kind": "DeploymentConfig",
+        "metadata": {"name": "legacy"},
+        "spec": {
+            "replicas": 0,
+            "template": {"spec": {"containers": [{"name": "web", "image": " "}]}},
+            "triggers": [
+                {
+                    "type": "ImageChange",
+                    "imageChangeParams": {
+                        "containerNames": ["web"],
+                        "from": {"kind": "ImageStream", "name": "app"},
+                    },
+                }
+            ],
+        },
+    }
+    # Fail-closed kind: stored only if the webhook answered (and converted it).
+    release.cluster.kubectl("-n", release.apps, "apply", "-f", "-", stdin=json.dumps(legacy))
+    stored = release.cluster.get("-n", release.apps, "deploymentconfig", "legacy")
+    assert stored["spec"]["triggers"][0]["imageChangeParams"]["from"] == {
+        "kind": "ImageStreamTag",
+        "name": "app:latest",
+        "namespace": release.apps,
+    }
+    assert stored["spec"]["strategy"]["rollingParams"]["timeoutSeconds"] == 600
+
+
 def _follow(release: Release) -> None:
     body = app_deployment("web", " ")
     body["metadata"]["annotations"] = {

@@ -3,9 +3,10 @@
 The behaviours are docs/openshift-behaviours.md#behaviour-24 and
 docs/openshift-behaviours.md#behaviour-25.
 
-No kubelet runs build pods: the test plays the builder, ending the Job's pod with the pushed
-digest as its termination message (`tests.integration.kubelet.finish_build_pod`); the real
-Job controller then marks the Job Complete and the Build follows it.
+These tests stop where a build pod would run: which Builds are made, from what, with
+which Job, and what the run policies decide while Builds wait. No pod runs here and no
+test completes a Build: builds that run, complete, fail or are cancelled are
+tests/node/test_builds.py, on the real node with the builder image made here.
 """
 
 from __future__ import annotations
@@ -17,23 +18,17 @@ from typing import Any
 import aiohttp
 import pytest
 
-from imagestream.cli import rollout
 from imagestream.cli.startbuild import StartBuildError, start_build
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import (
     BUILDCONFIGS,
     BUILDS,
-    DEPLOYMENTCONFIGS,
-    DEPLOYMENTS,
     IMAGESTREAMS,
     JOBS,
 )
-from localdev.images import make_oci_image, skopeo_push
 from tests.integration.conftest import System, eventually, new_namespace, push
-from tests.integration.kubelet import Kubelet, finish_build_pod
-from tests.integration.rollouts import dc_manifest, image_change, rolled_out
-from tests.integration.workloads import images, imagestream, move_tag, trigger, workload
+from tests.integration.workloads import imagestream, move_tag
 
 SETTLE_S = 1.5
 Obj = dict[str, Any]
@@ -215,6 +210,8 @@ async def test_behaviour_25_a_base_image_push_starts_exactly_one_build(
         "OUTPUT_IMAGE": f"{repository}:latest",
         "BUILD_ARGS": "VERSION=1.2",
         "GREETING": "hello",
+        # The strategy's env, by name: the builder sets it after every FROM, as OpenShift.
+        "BUILD_ENV_NAMES": "GREETING",
     }
 
     # A new base image: one more build, no more.
@@ -229,79 +226,6 @@ async def test_behaviour_25_a_base_image_push_starts_exactly_one_build(
     assert set(await builds_of(kube, namespace, "web")) == {"web-1", "web-2"}
     bc = await kube.get(BUILDCONFIGS, namespace, "web")
     assert bc["status"]["imageChangeTriggers"][0]["lastTriggeredImageID"].endswith(digest)
-
-
-async def test_the_whole_loop_base_image_to_build_to_output_to_rollout(
-    system: System, tmp_path: Path
-) -> None:
-    kube = system.kube
-    namespace = await new_namespace(kube, "loop")
-    repository = await output_stream(kube, namespace, "app")
-    async with Kubelet(kube=kube, namespace=namespace):
-        await kube.create(
-            DEPLOYMENTS,
-            namespace,
-            workload("Deployment", "front", [trigger("app:latest", "web")], ["web"]),
-        )
-        await kube.create(
-            DEPLOYMENTCONFIGS,
-            namespace,
-            dc_manifest("web", image=" ", image_triggers=[image_change("app:latest")]),
-        )
-        first = push(system, tmp_path, f"{namespace}/app:latest", "app one")
-        await rolled_out(kube, namespace, "web", 1)
-        await kube.create(BUILDCONFIGS, namespace, buildconfig("web"))
-
-        push(system, tmp_path, f"{namespace}/base:latest", "base for the loop")
-        build = await build_phase(kube, namespace, "web-1", "Pending")
-        job = await kube.get(JOBS, namespace, "web-1-build")
-        # The builder pushes and reports the digest; the registry's own notification of that
-        # push is sent below, after the build has recorded it.
-        built = make_oci_image(tmp_path / "built", "app built from base")
-        await finish_build_pod(kube, namespace, job["metadata"]["uid"], built.manifest_digest)
-
-        build = await build_phase(kube, namespace, "web-1", "Complete")
-        assert build["status"]["output"]["to"]["imageDigest"] == built.manifest_digest
-        assert build["status"]["completionTimestamp"]
-        expected = f"{repository}@{built.manifest_digest}"
-        stream = await kube.get(IMAGESTREAMS, namespace, "app")
-        assert [i["dockerImageReference"] for i in tag_items(stream, "latest")] == [
-            expected,
-            f"{repository}@{first}",
-        ]
-
-        async def deployment_patched() -> Obj | None:
-            obj = await kube.get(DEPLOYMENTS, namespace, "front")
-            return obj if images(obj)["web"] == expected else None
-
-        await eventually(deployment_patched, what="the Deployment follows the built image")
-        dc = await rolled_out(kube, namespace, "web", 2)
-        assert dc["status"]["details"] == {
-            "message": "image change",
-            "causes": [
-                {
-                    "type": "ImageChange",
-                    "imageTrigger": {"from": {"kind": "DockerImage", "name": expected}},
-                }
-            ],
-        }
-
-    # The registry's notification of the same push writes nothing: same path, same event.
-    before = await kube.get(IMAGESTREAMS, namespace, "app")
-    duplicates = await webhook_duplicates(system)
-    await asyncio.to_thread(skopeo_push, built, f"{system.registry.host}/{namespace}/app:latest")
-
-    async def handled() -> bool:
-        return await webhook_duplicates(system) > duplicates
-
-    await eventually(handled, what="the registry's notification handled as a duplicate")
-    after = await kube.get(IMAGESTREAMS, namespace, "app")
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-    history = await rollout.history(kube, namespace, "web")
-    assert [line.split()[:3] for line in history.splitlines()[2:]] == [
-        ["1", "Complete", "config"],
-        ["2", "Complete", "image"],
-    ]
 
 
 # --- behaviour 24 (BuildConfig side), ConfigChange, start-build, run policies -------------------
@@ -403,11 +327,4 @@ async def test_run_policies_serial_and_serial_latest_only(system: System) -> Non
         "latest-2": "Cancelled",
         "latest-3": "New",
     }
-    for name in ("serial", "latest"):
-        job = await kube.get(JOBS, namespace, f"{name}-1-build")
-        await finish_build_pod(kube, namespace, job["metadata"]["uid"], "sha256:" + "c" * 64)
-    await build_phase(kube, namespace, "serial-1", "Complete")
-    await build_phase(kube, namespace, "serial-2", "Pending")
-    await build_phase(kube, namespace, "latest-3", "Pending")
-    assert (await kube.get(BUILDS, namespace, "serial-3"))["status"]["phase"] == "New"
-    assert (await kube.get(BUILDCONFIGS, namespace, "serial"))["status"]["lastVersion"] == 3
+    # What happens when the running ones end is tests/node/test_builds.py, with real builds.

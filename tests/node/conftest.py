@@ -15,6 +15,7 @@ whole tier skips, saying why.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
 from imagestream.kube.resources import NAMESPACES
 from imagestream.settings import HostPort
+from localdev.builder import push_builder
 from localdev.controlplane import free_port
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint
@@ -80,6 +82,9 @@ async def system(
         webhook_token_file=token_file,
         integrated_registry=cluster.registry.host,
         allowed_registries=(cluster.registry.host,),
+        # Builds run the builder made here, as `imagestream dev` runs them.
+        builder_image=await asyncio.to_thread(push_builder, cluster.registry.host),
+        build_insecure_registries=(cluster.registry.host,),
     )
     try:
         async with run_system(settings, [controller_app.start, webhook_app.start]) as running:

@@ -17,7 +17,10 @@ import pytest
 from controller.builds.instantiate import InstantiateError, instantiate
 from controller.builds.jobs import (
     BUILD_SCRIPT,
+    ContainerEnd,
     OutputTarget,
+    build_container_end,
+    build_container_started,
     build_job,
     default_job_template,
     job_name,
@@ -30,6 +33,7 @@ from controller.builds.lifecycle import (
     resolve_output,
     run_policy_verdict,
 )
+from controller.builds.prune import builds_to_prune
 from controller.builds.triggers import BuildRequest, index_keys, plan_buildconfig
 from controller.triggers.outcomes import allow_any_namespace
 
@@ -506,36 +510,21 @@ def test_the_digest_comes_from_the_annotation_or_the_termination_message() -> No
     ("variables", "build_args"),
     [
         (
-            {
-                "SOURCE_URI": "https://git.example/app.git",
-                "SOURCE_REF": "main",
-                "SOURCE_CONTEXT_DIR": "svc",
-                "BUILD_ARGS": "A=1\nB=2 3",
-            },
-            [
-                "--from",
-                BASE_1,
-                "--build-arg",
-                "A=1",
-                "--build-arg",
-                "B=2 3",
-                "https://git.example/app.git#main:svc",
-            ],
+            {"DOCKERFILE": "FROM scratch", "BUILD_ARGS": "A=1\nB=2 3"},
+            ["--file", "<workdir>/Dockerfile", "--build-arg", "A=1", "--build-arg", "B=2 3"],
         ),
         (
-            {"DOCKERFILE": "FROM scratch"},
-            ["--file", "<workdir>/Dockerfile", "--from", BASE_1, "<workdir>/context"],
-        ),
-        (
-            {"BUILD_STRATEGY": "Source", "TLS_VERIFY": "false"},
-            ["--file", "<workdir>/Containerfile.s2i", "--tls-verify=false", "<workdir>/context"],
+            {"DOCKERFILE": "FROM scratch", "TLS_VERIFY": "false"},
+            ["--file", "<workdir>/Dockerfile", "--tls-verify=false"],
         ),
     ],
 )
 def test_the_build_script_calls_buildah_as_the_build_asks(
     tmp_path: Path, variables: dict[str, str], build_args: list[str]
 ) -> None:
-    """The default builder's script, with a `buildah` that records its arguments."""
+    """The default builder's script, with a `buildah` that records its arguments.
+
+    (Git sources and the Source strategy: tests/unit/test_build_sources_script.py.)"""
     calls = tmp_path / "calls"
     fake = tmp_path / "bin" / "buildah"
     fake.parent.mkdir()
@@ -552,14 +541,17 @@ def test_the_build_script_calls_buildah_as_the_build_asks(
         "BUILD_STRATEGY": "Docker",
     } | variables
     subprocess.run(["sh", "-c", BUILD_SCRIPT], env=environment, check=True, timeout=30)
-    build_call, push_call, _ = (
+    pull_call, build_call, push_call, _ = (
         calls.read_text().replace(str(tmp_path / "build"), "<workdir>").split("---\n")
     )
+    tls = ["--tls-verify=false"] if "TLS_VERIFY" in variables else []
+    assert pull_call.splitlines() == ["pull", *tls, BASE_1]
     assert build_call.splitlines() == [
         "build",
         "--tag",
         "registry.example/ns/app:latest",
         *build_args,
+        "<workdir>/context",
     ]
     push = ["push", *(["--tls-verify=false"] if "TLS_VERIFY" in variables else [])]
     assert push_call.splitlines() == [
@@ -569,5 +561,136 @@ def test_the_build_script_calls_buildah_as_the_build_asks(
         "registry.example/ns/app:latest",
         "docker://registry.example/ns/app:latest",
     ]
-    if variables.get("BUILD_STRATEGY") == "Source":
-        assert (tmp_path / "build" / "Containerfile.s2i").read_text().startswith(f"FROM {BASE_1}\n")
+    # The strategy's `from` is the (last) FROM, as OpenShift's builder rewrites it.
+    assert (tmp_path / "build" / "Dockerfile").read_text().startswith(f"FROM {BASE_1}\n")
+
+
+# --- failures, history limits, plain HTTP (docs/openshift-behaviours.md#build-lifecycle) -------
+
+
+def _failed_job() -> Obj:
+    return job(conditions=[{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}])
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "kubelet_reason", "reason"),
+    [
+        (2, "Error", "DockerBuildFailed"),
+        (3, "Error", "PushImageToRegistryFailed"),
+        (4, "Error", "PullBuilderImageFailed"),
+        (1, "Error", "GenericBuildFailed"),
+        (137, "OOMKilled", "OutOfMemoryKilled"),
+    ],
+)
+def test_a_failed_build_says_why_and_keeps_the_logs_last_lines(
+    exit_code: int, kubelet_reason: str, reason: str
+) -> None:
+    log = "".join(f"line {n}\n" for n in range(1, 9))
+    ended = ContainerEnd(exit_code=exit_code, reason=kubelet_reason, message=log)
+    step = plan_build(
+        build(phase="Running"), siblings=[], output=TARGET, job=_failed_job(), ended=ended, now=NOW
+    )
+    assert step.status is not None and step.record is None
+    assert (step.status["phase"], step.status["reason"]) == ("Failed", reason)
+    assert step.status["logSnippet"] == "line 4\nline 5\nline 6\nline 7\nline 8"
+    unknown = plan_build(
+        build(phase="Running"), siblings=[], output=TARGET, job=_failed_job(), now=NOW
+    )
+    assert unknown.status is not None and unknown.status["reason"] == "GenericBuildFailed"
+    assert "logSnippet" not in unknown.status
+
+
+def test_the_container_end_is_read_from_the_build_container() -> None:
+    other = {"name": "sidecar", "state": {"terminated": {"exitCode": 0}}}
+    built = {
+        "name": "build",
+        "state": {"terminated": {"exitCode": 2, "reason": "Error", "message": "x"}},
+    }
+    pods = [{"status": {"containerStatuses": [other, built]}}]
+    assert build_container_end(pods) == ContainerEnd(exit_code=2, reason="Error", message="x")
+    running = [{"status": {"containerStatuses": [{"name": "build", "state": {"running": {}}}]}}]
+    assert build_container_end(running) is None
+
+
+def _ended_build(number: int, phase: str, created: str) -> Obj:
+    made = build(number, phase=phase)
+    made["metadata"]["creationTimestamp"] = created
+    return made
+
+
+def test_history_limits_prune_the_oldest_ended_builds_and_default_to_five() -> None:
+    builds = [_ended_build(n, "Complete", f"2026-05-01T12:00:{n:02d}Z") for n in range(1, 8)] + [
+        _ended_build(8, "Failed", "2026-05-01T12:00:08Z"),
+        _ended_build(9, "Cancelled", "2026-05-01T12:00:09Z"),
+        _ended_build(10, "Error", "2026-05-01T12:00:09Z"),  # same second: by number
+        _ended_build(11, "Running", "2026-05-01T12:00:01Z"),
+    ]
+    assert builds_to_prune(bc(), builds) == ["web-1", "web-2"]
+    limited = bc()
+    limited["spec"] |= {"successfulBuildsHistoryLimit": 1, "failedBuildsHistoryLimit": 1}
+    assert builds_to_prune(limited, builds) == [
+        "web-1",
+        "web-2",
+        "web-3",
+        "web-4",
+        "web-5",
+        "web-6",
+        "web-8",
+        "web-9",
+    ]
+
+
+def test_plain_http_only_for_the_registries_named() -> None:
+    local = OutputTarget(push_spec="10.244.255.1:5000/ns/app:latest")
+    made = build_job(
+        build(),
+        template=default_job_template("10.244.255.1:5000/localdev/builder@" + DIGEST),
+        output=local,
+        insecure_registries=("10.244.255.1:5000",),
+    )
+    (container,) = made["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["TLS_VERIFY"] == "false"
+    assert container["image"] == "10.244.255.1:5000/localdev/builder@" + DIGEST
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    secure = build_job(
+        build(),
+        template=default_job_template(),
+        output=TARGET,
+        insecure_registries=("10.244.255.1:5000",),
+    )
+    (container,) = secure["spec"]["template"]["spec"]["containers"]
+    assert "TLS_VERIFY" not in {e["name"] for e in container["env"]}
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX shell")
+@pytest.mark.parametrize(("failing", "exit_code"), [("pull", 4), ("build", 2), ("push", 3)])
+def test_the_build_script_exits_with_the_step_that_failed(
+    tmp_path: Path, failing: str, exit_code: int
+) -> None:
+    fake = tmp_path / "bin" / "buildah"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\n[ "$1" = {failing} ] && exit 1\nexit 0\n')
+    fake.chmod(0o755)
+    environment = {
+        "PATH": f"{fake.parent}:{os.environ['PATH']}",
+        "TMPDIR": str(tmp_path),
+        "OUTPUT_IMAGE": "registry.example/ns/app:latest",
+        "FROM_IMAGE": BASE_1,
+        "DIGEST_FILE": str(tmp_path / "digest"),
+        "DOCKERFILE": "FROM scratch",
+    }
+    ran = subprocess.run(["sh", "-c", BUILD_SCRIPT], env=environment, check=False, timeout=30)
+    assert ran.returncode == exit_code
+
+
+def test_a_pending_build_is_running_once_its_pod_says_so() -> None:
+    pending = build(phase="Pending")
+    waiting = plan_build(pending, siblings=[], output=TARGET, job=job(active=1), now=NOW)
+    assert waiting.status is None and waiting.requeue_after_s  # reads the pod again
+    step = plan_build(pending, siblings=[], output=TARGET, job=job(active=1), started=True, now=NOW)
+    assert step.status == {"phase": "Running", "startTimestamp": "2026-05-01T12:00:00Z"}
+    running = {"name": "build", "state": {"running": {"startedAt": "2026-05-01T12:00:00Z"}}}
+    waiting_pod = {"name": "build", "state": {"waiting": {"reason": "ContainerCreating"}}}
+    assert build_container_started([{"status": {"containerStatuses": [running]}}])
+    assert not build_container_started([{"status": {"containerStatuses": [waiting_pod]}}])
