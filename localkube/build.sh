@@ -53,7 +53,8 @@ case "$target" in
     ;;
   tilt)
     tilt_version="$(module_version tilt github.com/tilt-dev/tilt)"
-    out="$cache_root/tools/tilt-$tilt_version"
+    # "-page": built with localkube/tilt/index.html as its web UI (see below).
+    out="$cache_root/tools/tilt-$tilt_version-page"
     ;;
   keel)
     keel_version="$(module_version keel github.com/keel-hq/keel)"
@@ -137,8 +138,25 @@ case "$target" in
       echo "localkube: tilt needs a C compiler (cgo); install gcc" >&2
       exit 1
     }
-    CGO_ENABLED=1 build tilt github.com/tilt-dev/tilt/cmd/tilt tilt \
-      "-X main.version=${tilt_version#v}"
+    # The module holds no web UI (it is built with yarn into pkg/assets/build,
+    # which go:embed reads), and without an index.html there every `tilt up`
+    # and `tilt ci` stops at once: "running in prod mode, but JS/CSS files are
+    # not available". The module cache is read-only and `go build -overlay`
+    # refuses files in it, so the build uses a copy of the module (20 MB)
+    # with a one-page placeholder UI, through a replace in a copy of go.mod.
+    if [[ ! -x "$out/tilt" ]]; then
+      work="$(mktemp -d)"
+      trap 'rm -rf "$work"' EXIT
+      src="$(cd "$here/tilt" && go list -m -f '{{.Dir}}' github.com/tilt-dev/tilt)"
+      cp -r "$src" "$work/src" && chmod -R u+w "$work/src"
+      cp "$here/tilt/index.html" "$work/src/pkg/assets/build/index.html"
+      cp "$here/tilt/go.mod" "$here/tilt/go.sum" "$work/"
+      echo "replace github.com/tilt-dev/tilt => $work/src" >>"$work/go.mod"
+      GOFLAGS="$GOFLAGS -modfile=$work/go.mod" CGO_ENABLED=1 build tilt github.com/tilt-dev/tilt/cmd/tilt tilt \
+        "-X main.version=${tilt_version#v}"
+    else
+      build tilt github.com/tilt-dev/tilt/cmd/tilt tilt
+    fi
     ;;
   keel)
     # Keel keeps its approvals in SQLite (mattn/go-sqlite3), which is C.

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from localdev.controlplane import free_port
+from localdev.debian_images import cache_root
 from localdev.private import write_private
 from tests.incluster.conftest import (
     IMAGES_BUDGET_S,
@@ -124,7 +125,8 @@ def tilt_run(cluster: NodeCluster, images: Images, tmp_path: Path) -> Iterator[T
         "HELM_CONFIG_HOME": str(home / "helm-config"),
         "HELM_DATA_HOME": str(home / "helm-data"),
         "TILT_DISABLE_ANALYTICS": "1",
-        **{k: v for k, v in os.environ.items() if k.startswith("IMAGESTREAM_CACHE")},
+        # The image caches of this machine, whatever HOME says (images, wheels).
+        "IMAGESTREAM_CACHE_DIR": str(cache_root().parent),
     }
     run = TiltRun(env, settings["namespace"], settings["samples_namespace"], cluster)
     try:
@@ -154,6 +156,7 @@ def test_tilt_ci_deploys_everything_ready_and_the_push_button_rolls_the_sample(
         timeout_s=TILT_CI_BUDGET_S,
     )
     assert result.returncode == 0, result.stdout[-6000:]
+    print("\n".join(result.stdout.splitlines()[-12:]))  # shown with -rP: how the run ended
     # Our image, built by buildah through custom_build, is what both processes run.
     assert "localdev.project_image" in result.stdout
     for component in ("controller", "webhook"):
