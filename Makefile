@@ -17,6 +17,7 @@ run: install controlplane node ## Run the whole system here: control plane, regi
 test: install controlplane node helm tilt prometheus ## Install everything, then run the whole test suite
 	$(BIN)/pytest -ra tests/unit tests/integration
 	$(BIN)/pytest -ra tests/node
+	$(BIN)/pytest -ra tests/incluster
 
 ##@ Development
 
@@ -70,6 +71,11 @@ chart-check: install helm ## Lint and render the Helm chart with each value set,
 bench: install controlplane node ## Benchmarks against the physical floor: table + bench/results.json (BENCH_SCALE=0.1: quick)
 	$(BIN)/python -m bench
 
+.PHONY: bench-peers
+bench-peers: install controlplane ## Push to patch beside Keel (built from its Go module, cached): bench/results-peers.json
+	localkube/build.sh keel >/dev/null
+	BENCH_SECTIONS=peers BENCH_OUT=$${BENCH_OUT:-bench/results-peers.json} $(BIN)/python -m bench
+
 .PHONY: test-faults
 test-faults: install controlplane ## Fault-injection suite (tests/faults): real processes, faults on purpose
 	IMAGESTREAM_FAULT_TESTS=1 $(BIN)/pytest -ra -s tests/faults
@@ -77,6 +83,10 @@ test-faults: install controlplane ## Fault-injection suite (tests/faults): real 
 .PHONY: test-node
 test-node: install controlplane node ## Run the node tier only (tests/node: a real one-node cluster; needs root)
 	$(BIN)/pytest -ra tests/node
+
+.PHONY: test-incluster
+test-incluster: install controlplane node helm tilt ## Run the in-cluster tier only (tests/incluster: the chart's pods and tilt ci on the real node; needs root)
+	$(BIN)/pytest -ra tests/incluster
 
 .PHONY: test-unit
 test-unit: install ## Run the unit tests only (no control plane needed)

@@ -246,7 +246,8 @@ class DeploymentWatch:
     kube: Kube
     namespace: str | None = None
     seen: dict[str, dict[str, float]] = field(default_factory=dict)
-    """digest -> {namespace/name: monotonic time first seen}."""
+    """digest (or the whole image, when it has none) -> {namespace/name: monotonic time first
+    seen}."""
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -282,10 +283,10 @@ class DeploymentWatch:
                     now = time.monotonic()
                     image = image_of(obj)
                     digest = image.rpartition("@")[2]
-                    if not digest.startswith("sha256:"):
-                        continue
+                    # A digest, or (for a peer that writes tags, like Keel) the whole image.
+                    marker = digest if digest.startswith("sha256:") else image
                     key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
-                    self.seen.setdefault(digest, {}).setdefault(key, now)
+                    self.seen.setdefault(marker, {}).setdefault(key, now)
                     self._changed.set()
             except Gone:
                 page = await self.kube.request(

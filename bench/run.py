@@ -16,11 +16,14 @@ One node per machine: if another one runs, it waits up to BENCH_NODE_WAIT_S.
 Environment:
     BENCH_SCALE      multiplies every size (default 1: the issue's sizes); 0.1 while developing
     BENCH_SECTIONS   comma-separated subset of:
-                     latency,intake,fanout,convergence,scale,pods,builds
+                     latency,intake,fanout,convergence,scale,pods,builds;
+                     or `peers` (push to patch beside Keel; `make bench-peers`), never by default
     BENCH_PROFILE    1: run the controller and webhook under pyinstrument; profiles go to
                      bench/profiles/ (figures from a profiled run are marked as such)
     BENCH_KCM        1: also run kube-controller-manager (off by default: its ReplicaSet
                      work on every rollout is noise on both sides of a ratio)
+    BENCH_REPS       how many times each section is measured in the run (default 3): each
+                     figure is the median, printed with its [min-max]; results keep every one
     BENCH_OUT        where to write the results (default bench/results.json)
     BENCH_KEEP       1: keep the work directory (logs of every process) and print its path
     BENCH_NODE_WAIT_S  how long `pods` waits for another node on this machine to stop
@@ -48,7 +51,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import builds, pods, sections
+from bench import builds, peers, pods, repetitions, sections
 from bench.common import Sender, create_namespace
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
@@ -60,10 +63,16 @@ from localdev.private import write_private
 from localdev.processes import stop_all
 from localdev.registry import NotificationEndpoint, Registry
 
-SECTIONS = ("latency", "intake", "fanout", "convergence", "scale", "pods", "builds")
-PLANE_SECTIONS = SECTIONS[:-2]
-"""Measured on the loopback control plane; `pods` and `builds` have a cluster with a node."""
+ORDER = ("latency", "intake", "fanout", "convergence", "peers", "scale", "pods", "builds")
+"""Every section, in the order they run: `scale` stops the main processes, so it comes after
+every section that uses them; `pods` and `builds` need a cluster of their own, so they come
+last."""
+PEER_SECTIONS = ("peers",)
+"""Not in `make bench` (they need a peer built from Go first): `make bench-peers`."""
+SECTIONS = tuple(s for s in ORDER if s not in PEER_SECTIONS)
 NODE_SECTIONS = ("pods", "builds")
+PLANE_SECTIONS = tuple(s for s in ORDER if s not in NODE_SECTIONS)
+"""Measured on the loopback control plane; `pods` and `builds` have a cluster with a node."""
 BENCH_DIR = REPO_ROOT / "bench"
 TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 - a loopback-only test token
 
@@ -110,15 +119,20 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def repetitions_wanted() -> int:
+    """BENCH_REPS: how many times each section is measured (default 3; at least 1)."""
+    return max(1, int(os.environ.get("BENCH_REPS", "3") or 3))
+
+
 def selected_sections() -> list[str]:
     raw = os.environ.get("BENCH_SECTIONS", "").strip()
     if not raw:
         return list(SECTIONS)
     chosen = [s.strip() for s in raw.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in SECTIONS]
+    unknown = [s for s in chosen if s not in ORDER]
     if unknown:
-        raise SystemExit(f"unknown BENCH_SECTIONS {unknown}; choose from {', '.join(SECTIONS)}")
-    return [s for s in SECTIONS if s in chosen]
+        raise SystemExit(f"unknown BENCH_SECTIONS {unknown}; choose from {', '.join(ORDER)}")
+    return [s for s in ORDER if s in chosen]
 
 
 class Launcher:
@@ -184,19 +198,25 @@ async def run_sections(
     launcher: Launcher | None = None
     try:
         await install_crds(kube, load_crds())
-        names = {
+        reps = repetitions_wanted()
+        base_names = {
             "latency": ("bench-latency", "bench-latency-floor"),
             "intake": ("bench-intake", "bench-intake-floor"),
             "fanout": ("bench-fanout", "bench-fanout-floor"),
             "convergence": ("bench-conv", "bench-conv-floor"),
+            "peers": ("bench-peers", "bench-peers-keel", "bench-peers-floor"),
         }
+
+        def names(section: str, rep: int) -> tuple[str, ...]:
+            # Each repetition in namespaces of its own: it measures from the same start.
+            return tuple(f"{name}-r{rep}" for name in base_names[section])
+
         watched = []
         for section in chosen:
-            if section in names:
-                ours, floor = names[section]
-                await create_namespace(kube, ours)
-                await create_namespace(kube, floor)
-                watched.append(ours)
+            for rep in range(reps if section in base_names else 0):
+                for namespace in names(section, rep):
+                    await create_namespace(kube, namespace)
+                watched.append(names(section, rep)[0])
         token_file = workdir / "token"
         launcher = Launcher(plane.kubeconfig_path, workdir, token_file, registry.host)
         # The main processes watch only the namespaces of our side: a floor's writes
@@ -233,12 +253,32 @@ async def run_sections(
                     "bench": os.getpid(),
                 },
             )
-            runners: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
-                "latency": lambda: sections.push_to_patch(ctx, *names["latency"]),
-                "intake": lambda: sections.intake(ctx, *names["intake"]),
-                "fanout": lambda: sections.fan_out(ctx, *names["fanout"]),
-                "convergence": lambda: sections.convergence(ctx, *names["convergence"]),
-                "scale": lambda: sections.scale(ctx),
+            scale_load: list[sections.ScaleLoad] = []
+
+            async def scale_rep(rep: int) -> dict[str, Any]:
+                if not scale_load:  # the load is made once; each repetition measures it
+                    scale_load.append(await sections.scale_load(ctx))
+                return await sections.scale(ctx, scale_load[0], rep)
+
+            runners: dict[str, Callable[[int], Awaitable[dict[str, Any]]]] = {
+                "latency": lambda rep: sections.push_to_patch(ctx, *names("latency", rep)),
+                "intake": lambda rep: sections.intake(ctx, *names("intake", rep)),
+                "fanout": lambda rep: sections.fan_out(ctx, *names("fanout", rep)),
+                "convergence": lambda rep: sections.convergence(ctx, *names("convergence", rep)),
+                "scale": scale_rep,
+                "peers": lambda rep: peers.push_to_patch_beside_keel(
+                    kube=kube,
+                    session=session,
+                    post_ours=lambda body: ctx.sender.post(webhook.webhook_url, body),
+                    host=registry.host,
+                    namespaces=names("peers", rep),
+                    webhook=webhook,
+                    controller=controller,
+                    kubeconfig=plane.kubeconfig_path,
+                    workdir=workdir / f"peers-r{rep}",
+                    system_pids=ctx.system_pids,
+                    scale=scale,
+                ),
             }
             for section in chosen:
                 if section == "scale":
@@ -247,16 +287,19 @@ async def run_sections(
                     ctx.note_process("controller", controller)
                     webhook.stop()
                     controller.stop()
-                print(f"[bench] {section} ...", file=sys.stderr, flush=True)
                 began = time.monotonic()
-                try:
-                    figures[section] = await runners[section]()
-                except Exception as error:
-                    figures[section] = {
-                        "title": section,
-                        "error": f"{type(error).__name__}: {error}",
-                    }
-                    print(f"[bench] {section} failed: {error}", file=sys.stderr, flush=True)
+                measured = []
+                for rep in range(reps):
+                    print(f"[bench] {section} {rep + 1}/{reps} ...", file=sys.stderr, flush=True)
+                    rep_began = time.monotonic()
+                    try:
+                        figure = await runners[section](rep)
+                    except Exception as error:
+                        figure = {"title": section, "error": f"{type(error).__name__}: {error}"}
+                        print(f"[bench] {section} failed: {error}", file=sys.stderr, flush=True)
+                    figure["section_seconds"] = round(time.monotonic() - rep_began, 1)
+                    measured.append(figure)
+                figures[section] = repetitions.combine(measured)
                 figures[section]["section_seconds"] = round(time.monotonic() - began, 1)
             if "scale" not in chosen:
                 ctx.note_process("webhook", webhook)
@@ -298,9 +341,47 @@ def table(figures: dict[str, Any]) -> str:
                     "push->patch p50/p95/p99 ms",
                     f"{fmt(ours['p50_ms'])}/{fmt(ours['p95_ms'])}/{fmt(ours['p99_ms'])}",
                     f"{fmt(floor['p50_ms'])}/{fmt(floor['p95_ms'])}/{fmt(floor['p99_ms'])}",
-                    fmt(figure["ratio"]),
+                    fmt(figure["ratio"]) + repetitions.spread(figure, "ratio"),
                     figure["goal"],
                     "yes" if figure["met"] else "no",
+                )
+            )
+        elif section == "peers":
+            keel = figure["keel"]
+            ratio = figure["ratio"]
+            rows.append(
+                (
+                    "push->patch p50/p95/p99 ms, beside Keel",
+                    f"{fmt(ours['p50_ms'])}/{fmt(ours['p95_ms'])}/{fmt(ours['p99_ms'])}",
+                    f"{fmt(floor['p50_ms'])}/{fmt(floor['p95_ms'])}/{fmt(floor['p99_ms'])}",
+                    f"{fmt(ratio['ours_p50_to_floor'])}/{fmt(ratio['ours_p99_to_floor'])}"
+                    + repetitions.spread(figure, "ratio.ours_p99_to_floor"),
+                    figure["goal"],
+                    "yes" if figure["met"] else "no",
+                )
+            )
+            rows.append(
+                (
+                    f"  Keel {figure['keel_version']} p50/p95/p99 ms",
+                    f"{fmt(keel['p50_ms'])}/{fmt(keel['p95_ms'])}/{fmt(keel['p99_ms'])}",
+                    f"{fmt(floor['p50_ms'])}/{fmt(floor['p95_ms'])}/{fmt(floor['p99_ms'])}",
+                    f"{fmt(ratio['keel_p50_to_floor'])}/{fmt(ratio['keel_p99_to_floor'])}"
+                    + repetitions.spread(figure, "ratio.keel_p99_to_floor"),
+                    "(the peer)",
+                    "",
+                )
+            )
+            cpu, rss = figure["cpu_seconds"], figure["peak_rss_mib"]
+            ours_cpu = sum(cpu["ours"].values())
+            rows.append(
+                (
+                    "  CPU s (run) / peak RSS MiB",
+                    f"ours {fmt(round(ours_cpu, 2))} / wh {fmt(rss['webhook'])}"
+                    f" + ctl {fmt(rss['controller'])}",
+                    "-",
+                    f"keel {fmt(cpu['keel']['keel'])} / {fmt(rss['keel'])}",
+                    "(reported)",
+                    "",
                 )
             )
         elif section == "pods":
@@ -309,7 +390,7 @@ def table(figures: dict[str, Any]) -> str:
                     f"push->new pod Ready p50/p95/p99 ms ({figure['pushes']} pushes)",
                     f"{fmt(ours['p50_ms'])}/{fmt(ours['p95_ms'])}/{fmt(ours['p99_ms'])}",
                     f"{fmt(floor['p50_ms'])}/{fmt(floor['p95_ms'])}/{fmt(floor['p99_ms'])}",
-                    fmt(figure["ratio"]),
+                    fmt(figure["ratio"]) + repetitions.spread(figure, "ratio"),
                     figure["goal"],
                     "",
                 )
@@ -343,7 +424,7 @@ def table(figures: dict[str, Any]) -> str:
                     "intake notifications/s",
                     fmt(ours["rate"]),
                     fmt(floor["rate"]),
-                    fmt(figure["ratio"]),
+                    fmt(figure["ratio"]) + repetitions.spread(figure, "ratio"),
                     ">= 0.8 x floor",
                     "yes" if figure["ratio"] >= 0.8 else "no",
                 )
@@ -364,7 +445,7 @@ def table(figures: dict[str, Any]) -> str:
                     f"fan-out {figure['deployments']} Deployments s",
                     fmt(ours["seconds"]),
                     fmt(floor["seconds"]),
-                    fmt(figure["ratio"]),
+                    fmt(figure["ratio"]) + repetitions.spread(figure, "ratio"),
                     figure["goal"],
                     "yes" if figure["met"] else "no",
                 )
@@ -375,7 +456,7 @@ def table(figures: dict[str, Any]) -> str:
                     f"convergence writes/event ({figure['events']} events)",
                     fmt(ours["writes_per_event"]),
                     fmt(floor["writes_per_event"]),
-                    fmt(figure["ratio"]),
+                    fmt(figure["ratio"]) + repetitions.spread(figure, "ratio"),
                     "final state = sequential model",
                     "yes" if figure["met"] else f"no ({len(ours['mismatches'])} mismatches)",
                 )

@@ -158,7 +158,7 @@ async def push_to_patch(ctx: Context, namespace: str, floor_namespace: str) -> d
             await ctx.sender.post(
                 ctx.webhook.webhook_url,
                 notification(
-                    event_id=f"warm-{i}",
+                    event_id=f"warm-{namespace}-{i}",
                     host=host,
                     repository=f"{namespace}/s{i}",
                     tag="latest",
@@ -173,7 +173,7 @@ async def push_to_patch(ctx: Context, namespace: str, floor_namespace: str) -> d
             i = k % streams
             digest = digest_of(f"lat-{namespace}-{k}")
             body = notification(
-                event_id=f"lat-{k}",
+                event_id=f"lat-{namespace}-{k}",
                 host=host,
                 repository=f"{namespace}/s{i}",
                 tag="latest",
@@ -283,7 +283,7 @@ async def intake(ctx: Context, namespace: str, floor_namespace: str) -> dict[str
         await ctx.sender.post(
             ctx.webhook.webhook_url,
             notification(
-                event_id=f"in-{i}-{t}",
+                event_id=f"in-{namespace}-{i}-{t}",
                 host=host,
                 repository=f"{namespace}/s{i}",
                 tag=f"t{t}",
@@ -386,7 +386,7 @@ async def _burst(ctx: Context, namespace: str) -> dict[str, Any]:
         await ctx.sender.post(
             ctx.webhook.webhook_url,
             notification(
-                event_id=f"burst-{k}",
+                event_id=f"burst-{namespace}-{k}",
                 host=ctx.host,
                 repository=f"{namespace}/burst",
                 tag=f"t{k % tags}",
@@ -430,7 +430,7 @@ async def fan_out(ctx: Context, namespace: str, floor_namespace: str) -> dict[st
         await ctx.sender.post(
             ctx.webhook.webhook_url,
             notification(
-                event_id="fan-first",
+                event_id=f"fan-first-{namespace}",
                 host=host,
                 repository=f"{namespace}/app",
                 tag="latest",
@@ -449,7 +449,7 @@ async def fan_out(ctx: Context, namespace: str, floor_namespace: str) -> dict[st
         await ctx.sender.post(
             ctx.webhook.webhook_url,
             notification(
-                event_id="fan-second",
+                event_id=f"fan-second-{namespace}",
                 host=host,
                 repository=f"{namespace}/app",
                 tag="latest",
@@ -574,7 +574,7 @@ async def convergence(ctx: Context, namespace: str, floor_namespace: str) -> dic
             await ctx.sender.post(
                 webhooks[target].webhook_url,
                 notification(
-                    event_id=f"conv-{push.k}",
+                    event_id=f"conv-{namespace}-{push.k}",
                     host=host,
                     repository=f"{namespace}/s{push.stream}",
                     tag=push.tag,
@@ -716,7 +716,19 @@ def _compare_to_model(
 # --- 4. scale and memory ------------------------------------------------------------------
 
 
-async def scale(ctx: Context) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ScaleLoad:
+    """The objects the scale section made once, for every repetition to measure against."""
+
+    namespaces: int
+    streams_per: int
+    deployments_per: int
+    triggered_per: int
+    created_s: float
+
+
+async def scale_load(ctx: Context) -> ScaleLoad:
+    """Fill the cluster: Deployments (half following a stream) and converged ImageStreams."""
     kube, host = ctx.kube, ctx.host
     namespaces = scaled(20, ctx.scale, minimum=1)
     streams_per, deployments_per = 100, 500
@@ -756,10 +768,27 @@ async def scale(ctx: Context) -> dict[str, Any]:
 
     for n in range(namespaces):
         await fill(n)
-    created_s = time.monotonic() - created_started
+    return ScaleLoad(
+        namespaces=namespaces,
+        streams_per=streams_per,
+        deployments_per=deployments_per,
+        triggered_per=triggered_per,
+        created_s=time.monotonic() - created_started,
+    )
 
-    controller = ctx.start_controller("controller-scale", [])
-    webhook = ctx.start_webhook("webhook-scale", [])
+
+async def scale(ctx: Context, load: ScaleLoad, repetition: int = 0) -> dict[str, Any]:
+    """Fresh processes against the loaded cluster: start to synced, peak RSS, push to patch."""
+    kube, host = ctx.kube, ctx.host
+    namespaces, streams_per = load.namespaces, load.streams_per
+    deployments_per, triggered_per = load.deployments_per, load.triggered_per
+    created_s = load.created_s
+    controller_name, webhook_name = (
+        f"controller-scale-r{repetition}",
+        f"webhook-scale-r{repetition}",
+    )
+    controller = ctx.start_controller(controller_name, [])
+    webhook = ctx.start_webhook(webhook_name, [])
     try:
         controller_synced, webhook_synced = await asyncio.gather(
             controller.wait_ready(), webhook.wait_ready()
@@ -778,12 +807,12 @@ async def scale(ctx: Context) -> dict[str, Any]:
             for k in range(scaled(100, ctx.scale, minimum=10)):
                 n, j = rng.randrange(namespaces), rng.randrange(streams_per)
                 namespace = f"bench-scale-{n}"
-                digest = digest_of(f"scale-push-{k}")
+                digest = digest_of(f"scale-push-{repetition}-{k}")
                 started = time.monotonic()
                 await ctx.sender.post(
                     webhook.webhook_url,
                     notification(
-                        event_id=f"scale-{k}",
+                        event_id=f"scale-{repetition}-{k}",
                         host=host,
                         repository=f"{namespace}/s{j}",
                         tag="latest",
@@ -798,12 +827,12 @@ async def scale(ctx: Context) -> dict[str, Any]:
         controller_rss = controller.peak_rss_kib() / MIB
         webhook_rss = webhook.peak_rss_kib() / MIB
     finally:
-        ctx.note_process("controller-scale", controller)
-        ctx.note_process("webhook-scale", webhook)
+        ctx.note_process(controller_name, controller)
+        ctx.note_process(webhook_name, webhook)
         controller.stop()
         webhook.stop()
-    ctx.processes["controller-scale"]["start_to_synced_s"] = round(controller_synced, 2)
-    ctx.processes["webhook-scale"]["start_to_synced_s"] = round(webhook_synced, 2)
+    ctx.processes[controller_name]["start_to_synced_s"] = round(controller_synced, 2)
+    ctx.processes[webhook_name]["start_to_synced_s"] = round(webhook_synced, 2)
     latency = latency_summary(samples)
     met = max(controller_rss, webhook_rss) < 200 and max(controller_synced, webhook_synced) < 15
     return {

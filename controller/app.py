@@ -53,7 +53,7 @@ from controller.loop.workers import Loop, run_workers
 from controller.rollouts.index import ReplicationControllerIndex
 from controller.rollouts.reconciler import RolloutReconciler, trim_replicationcontroller
 from controller.triggers.index import TriggerIndex
-from controller.triggers.outcomes import allow_any_namespace, same_namespace_only
+from controller.triggers.pullaccess import DenialNotices, PullAccess
 from controller.triggers.reactors import REACTORS
 from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.health import ReadinessCheck, StopSignal
@@ -141,8 +141,11 @@ async def start(collaborators: Collaborators) -> Controller:
         )
 
     identity = f"{socket.gethostname()}_{os.getpid()}"
-    namespace_allowed = (
-        allow_any_namespace if settings.allow_cross_namespace_triggers else same_namespace_only
+    # Cross-namespace streams: the image-puller rule (behaviour 16), or no check at all.
+    pull_access = (
+        PullAccess.allow_all_namespaces()
+        if settings.allow_cross_namespace_triggers
+        else PullAccess.reviewing(kube, ttl_s=settings.pull_access_ttl_s)
     )
     served = await kube.served_groups()
     # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
@@ -207,7 +210,7 @@ async def start(collaborators: Collaborators) -> Controller:
         index=TriggerIndex(),
         events=events,
         metrics=trigger_metrics,
-        namespace_allowed=namespace_allowed,
+        pull_access=pull_access,
     )
     streams.add_handler(trigger_loop.on_imagestream)
     for reactor in reactors:
@@ -249,7 +252,8 @@ async def start(collaborators: Collaborators) -> Controller:
             stream_index=TriggerIndex(),
             build_index=build_index,
             events=events,
-            namespace_allowed=namespace_allowed,
+            pull_access=pull_access,
+            denials=DenialNotices(events=events),
         )
         build_loop = BuildReconciler(
             kube=kube,

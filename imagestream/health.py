@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -90,7 +91,12 @@ class ListenError(Exception):
 
 
 async def serve(
-    routes: list[web.RouteDef], addr: HostPort, name: str, *, client_max_size: int = 1024**2
+    routes: list[web.RouteDef],
+    addr: HostPort,
+    name: str,
+    *,
+    client_max_size: int = 1024**2,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
     """Start an aiohttp server for `routes` on `addr`; the caller cleans up the runner.
 
@@ -108,7 +114,7 @@ async def serve(
         app, access_log=None, shutdown_timeout=20.0, keepalive_timeout=HEADER_TIMEOUT_S
     )
     await runner.setup()
-    site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True)
+    site = web.TCPSite(runner, addr.host, addr.port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as error:

@@ -391,3 +391,47 @@ def refresh_summary(stream: Obj) -> None:
     if newest is not None:
         summary["updated"] = newest[1]
     status["summary"] = summary
+
+
+def _as_mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def resolve_latest_tagged_image(stream: Mapping[str, Any], tag: str) -> str | None:
+    """The pull spec of `tag`'s current image in `stream`, or None when the tag has none.
+
+    OpenShift's `ResolveLatestTaggedImage` (docs/openshift-behaviours.md#behaviour-14): only
+    the head of the history (`items[0]`) counts. `referencePolicy.type: Local` yields
+    `<status.dockerImageRepository>@<items[0].image>` (pull through the integrated
+    registry) when both parts are known; every other case yields
+    `items[0].dockerImageReference` verbatim. Triggers and image lookup both use it, so a
+    workload and a pod naming the same tag get the same pull spec.
+    """
+    tag = tag or DEFAULT_TAG
+    entry: Mapping[str, Any] | None = None
+    tags = _as_mapping(stream.get("status")).get("tags")
+    for candidate in tags if isinstance(tags, list) else []:
+        if isinstance(candidate, Mapping) and candidate.get("tag") == tag:
+            items = candidate.get("items")
+            if isinstance(items, list) and items and isinstance(items[0], Mapping):
+                entry = items[0]
+            break
+    if entry is None:
+        return None
+    reference = entry.get("dockerImageReference")
+    # The API server rejects an empty reference; if one slips through anyway the tag is
+    # unresolved rather than a container image blanked (Kubernetes rejects "").
+    if not isinstance(reference, str) or not reference:
+        return None
+    policy = None
+    spec_tags_ = _as_mapping(stream.get("spec")).get("tags")
+    for candidate in spec_tags_ if isinstance(spec_tags_, list) else []:
+        if isinstance(candidate, Mapping) and candidate.get("name") == tag:
+            policy = _as_mapping(candidate.get("referencePolicy")).get("type")
+            break
+    if policy == "Local":
+        repository = _as_mapping(stream.get("status")).get("dockerImageRepository")
+        image = entry.get("image")
+        if isinstance(repository, str) and repository and isinstance(image, str) and image:
+            return f"{repository}@{image}"
+    return reference

@@ -67,6 +67,9 @@ class Settings:
     allowed_registries: tuple[str, ...] = ()
     """Registries imports and verification may contact (patterns); empty: any."""
     allow_cross_namespace_triggers: bool = False
+    """No check of cross-namespace streams at all, as OpenShift's trigger controller."""
+    pull_access_ttl_s: float = 30.0
+    """How long an image-puller review (may A's service accounts pull from B?) is trusted."""
     resync_period_s: float = 600.0
     watch_timeout_s: int = 300
     """Server-side timeout of each watch; a stream silent for this plus 15 s is dead."""
@@ -80,3 +83,16 @@ class Settings:
     """The image of the default template's `build` container; empty: the public buildah image."""
     build_insecure_registries: tuple[str, ...] = ()
     """Registries (`host[:port]`) builds pull from and push to over plain HTTP."""
+    admission_addr: HostPort | None = None
+    """Where the admission webhook listens (HTTPS); none: no admission webhook."""
+    admission_cert_dir: Path | None = None
+    """A directory with `tls.crt` and `tls.key` (cert-manager's Secret); none: self-made."""
+    admission_secret: str = ""
+    """`namespace/name` of the Secret that keeps the self-made CA and serving certificate."""
+    admission_hosts: tuple[str, ...] = ()
+    """The DNS names and IPs the self-made serving certificate is for."""
+    admission_webhook_configuration: str = "imagestream-controller"
+    """The Mutating/ValidatingWebhookConfiguration whose caBundle the webhook keeps."""
+    admission_cert_validity_s: float = 365 * 86400.0
+    admission_cert_check_interval_s: float = 3600.0
+    """How often the certificate (Secret or files) and the caBundle are checked."""

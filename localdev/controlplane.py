@@ -98,6 +98,9 @@ class ControlPlane:
     with_controller_manager: bool = True
     log_dir: Path | None = None
     apiserver_args: tuple[str, ...] = ()
+    # Pods get ServiceAccount tokens (admission adds the projected volume):
+    # only where a kubelet runs them and mounts it (`Node(service_account_tokens=True)`).
+    service_account_admission: bool = False
     """Extra kube-apiserver flags (e.g. a short `--etcd-compaction-interval` for 410 tests)."""
     bind_address: str = "127.0.0.1"
     """Where kube-apiserver listens (and what it advertises); loopback unless a node needs more."""
@@ -204,7 +207,11 @@ class ControlPlane:
                 "--authorization-mode=RBAC",
                 # No kubelet runs here, so nothing would mount the token a
                 # ServiceAccount admission adds; envtest disables it too.
-                "--disable-admission-plugins=ServiceAccount",
+                *(
+                    ()
+                    if self.service_account_admission
+                    else ("--disable-admission-plugins=ServiceAccount",)
+                ),
                 "--allow-privileged=true",
                 # The "kubernetes" Service endpoints may not be loopback; on
                 # any other address the API server keeps them (a lease).

@@ -579,7 +579,44 @@ PYTHON_BASE = DebianImage(
     labels=(("io.imagestream.image.purpose", "python base: Debian's python3"),),
 )
 
-IMAGES = {spec.name: spec for spec in (BUILDER, PYTHON_BASE)}
+# The Git server of the local system (localdev/gitserver.py): `git daemon` serves the
+# git:// protocol itself, so the image needs git and nothing else (no web server, no CGI).
+GIT_USER = User("git", 1000, home="/srv/git")
+GIT_SERVER = DebianImage(
+    name="git-server",
+    packages=("git",),  # 2.39, with git-daemon, upload-pack and receive-pack
+    users=(GIT_USER,),
+    cmd=("git", "daemon", "--help"),
+    user="1000",
+    working_dir="/srv/git",
+    labels=(("io.imagestream.image.purpose", "git server: git daemon from Debian packages"),),
+)
+
+
+# The chart's pods run as the distroless "nonroot" uid/gid; so do these images.
+NONROOT = "65532:65532"
+
+# The chart's integrated registry (`registry.enabled`): CNCF distribution 2.8
+# as Debian packages it. The chart passes `serve <its config>` as args.
+REGISTRY = DebianImage(
+    name="registry",
+    packages=("docker-registry",),
+    entrypoint=("/usr/bin/docker-registry",),
+    cmd=("serve", "/etc/docker/registry/config.yml"),
+    user=NONROOT,
+    labels=(("io.imagestream.image.purpose", "registry: Debian's docker-registry"),),
+)
+
+# The chart's `helm test` pod: curl (7.88) and a shell.
+CURL = DebianImage(
+    name="curl",
+    packages=("curl", "ca-certificates"),
+    cmd=("curl", "--version"),
+    user=NONROOT,
+    labels=(("io.imagestream.image.purpose", "helm test: Debian's curl"),),
+)
+
+IMAGES = {spec.name: spec for spec in (BUILDER, PYTHON_BASE, GIT_SERVER, REGISTRY, CURL)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

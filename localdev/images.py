@@ -12,6 +12,8 @@ No network and no base image are involved.
   under a layer with `www/index.html` holding a marker; it serves that page on
   port 8080 and logs the marker at start, so a test can prove which image a
   Pod runs, not only what its template says.
+* `make_s2i_builder_image()`: a Source-to-image builder (assemble and run scripts
+  named by its `io.openshift.s2i.scripts-url` label) that serves a static site.
 * `make_pause_image()`: the sandbox image containerd needs, busybox `sleep`.
 * `make_binary_image()`: one static binary (e.g. CoreDNS) as the image.
 
@@ -242,6 +244,68 @@ def make_app_image(directory: Path, marker: str) -> OciImage:
             "Env": ["PATH=/bin", f"MARKER={marker}"],
             "ExposedPorts": {f"{APP_PORT}/tcp": {}},
             "WorkingDir": "/",
+        },
+    )
+
+
+S2I_SCRIPTS = "/usr/libexec/s2i"
+S2I_USER = 1001
+S2I_APP_ROOT = "opt/app-root/src"
+# The scripts of the S2I builder below. assemble installs the source (S2I put it in
+# /tmp/src) into the document root, and notes there which build and commit it ran for
+# (OpenShift's OPENSHIFT_BUILD_* env) and, when the build's env sets WELCOME, that too.
+S2I_ASSEMBLE = f"""#!/bin/sh
+set -e
+echo "---> Installing application source from /tmp/src"
+busybox cp -R /tmp/src/. /{S2I_APP_ROOT}/
+echo "build=$OPENSHIFT_BUILD_NAME commit=${{OPENSHIFT_BUILD_COMMIT:-none}}" \
+  > /{S2I_APP_ROOT}/assembled.txt
+if [ -n "${{WELCOME:-}}" ]; then echo "$WELCOME" > /{S2I_APP_ROOT}/welcome.txt; fi
+echo "---> Installed $(busybox find /{S2I_APP_ROOT} -type f | busybox wc -l) files"
+"""
+S2I_RUN = f"""#!/bin/sh
+echo "---> Serving /{S2I_APP_ROOT} on port {APP_PORT}"
+exec httpd -f -v -p {APP_PORT} -h /{S2I_APP_ROOT}
+"""
+S2I_USAGE = """#!/bin/sh
+echo "An S2I builder for static sites: builds serve the repository's files on port 8080."
+"""
+
+
+def make_s2i_builder_image(directory: Path) -> OciImage:
+    """A Source-to-image builder for static sites, on the busybox layer (as OpenShift's
+    httpd builder image, in a few hundred kB).
+
+    Its `io.openshift.s2i.scripts-url` label names `image:///usr/libexec/s2i`, where
+    `assemble` copies the source into `/opt/app-root/src` and `run` serves that with
+    busybox httpd on port 8080. It runs as uid 1001, which owns the document root, as
+    OpenShift's builder images do.
+    """
+    scripts = _tar(
+        dirs=[("usr", 0o755), ("usr/libexec", 0o755), ("usr/libexec/s2i", 0o755)],
+        files={
+            f"usr/libexec/s2i/{name}": (script.encode(), 0o755)
+            for name, script in (("assemble", S2I_ASSEMBLE), ("run", S2I_RUN), ("usage", S2I_USAGE))
+        },
+    )
+    app_root = _tar(
+        dirs=[("opt", 0o755), ("opt/app-root", 0o755), (S2I_APP_ROOT, 0o755)], owner=S2I_USER
+    )
+    return _write_layout(
+        directory,
+        [busybox_layer(), _gzip_layer(scripts), _gzip_layer(app_root)],
+        {
+            "Cmd": [f"{S2I_SCRIPTS}/usage"],
+            "Env": ["PATH=/bin"],
+            "ExposedPorts": {f"{APP_PORT}/tcp": {}},
+            "User": str(S2I_USER),
+            "WorkingDir": f"/{S2I_APP_ROOT}",
+            "Labels": {
+                "io.openshift.s2i.scripts-url": f"image://{S2I_SCRIPTS}",
+                "io.openshift.expose-services": f"{APP_PORT}:http",
+                "io.k8s.description": "Static site S2I builder (busybox httpd), made here",
+                "io.openshift.tags": "builder,httpd",
+            },
         },
     )
 

@@ -748,6 +748,13 @@ class Node:
     workdir: Path
     bin_dir: Path
     with_dns: bool = True
+    # More registries containerd pulls from over plain HTTP, `host:port`: a
+    # registry the cluster runs itself, at a fixed Service address the host
+    # reaches through kube-proxy (the chart's integrated registry).
+    plain_http_registries: tuple[str, ...] = ()
+    # Pods get their ServiceAccount's token mounted (the control plane's
+    # ServiceAccount admission on), as in-cluster processes need: the chart's.
+    service_account_tokens: bool = False
     log_dir: Path | None = None
     progress: Callable[[str], None] = field(default=lambda line: None)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
@@ -814,6 +821,7 @@ class Node:
                 f"kubernetes.default.svc.{CLUSTER_DOMAIN}",
             ),
             "apiserver_args": self.apiserver_args,
+            "service_account_admission": self.service_account_tokens,
         }
 
     # -- start ----------------------------------------------------------------------------
@@ -1051,14 +1059,15 @@ class Node:
         assert self.state is not None
         state = self.state
         certs_d = state.var_dir / "certs.d"
-        hosts = certs_d / registry.host
-        hosts.mkdir(parents=True, exist_ok=True)
         # The local registry is plain HTTP; containerd needs to be told.
-        (hosts / "hosts.toml").write_text(
-            f'server = "http://{registry.host}"\n'
-            f'[host."http://{registry.host}"]\n'
-            '  capabilities = ["pull", "resolve"]\n'
-        )
+        for host in (registry.host, *self.plain_http_registries):
+            hosts = certs_d / host
+            hosts.mkdir(parents=True, exist_ok=True)
+            (hosts / "hosts.toml").write_text(
+                f'server = "http://{host}"\n'
+                f'[host."http://{host}"]\n'
+                '  capabilities = ["pull", "resolve"]\n'
+            )
         run = state.run_dir / "containerd"
         cri = '[plugins."io.containerd.grpc.v1.cri"'
         state.containerd_config.write_text(

@@ -15,6 +15,7 @@
 #                   version as the control plane), crictl, coredns
 #     helm          helm, told the Kubernetes version we run (not its 1.20 default)
 #     tilt          tilt (needs cgo: a C compiler)
+#     keel          Keel, the peer `make bench-peers` compares with (needs cgo: sqlite)
 #   Builds what is missing, then prints the target's bin dir; with
 #   --print-dir only prints it.
 set -euo pipefail
@@ -25,8 +26,8 @@ print_dir=false
 for arg in "$@"; do
   case "$arg" in
     --print-dir) print_dir=true ;;
-    controlplane | node | helm | tilt) target="$arg" ;;
-    *) echo "usage: $0 [controlplane|node|helm|tilt] [--print-dir]" >&2; exit 2 ;;
+    controlplane | node | helm | tilt | keel) target="$arg" ;;
+    *) echo "usage: $0 [controlplane|node|helm|tilt|keel] [--print-dir]" >&2; exit 2 ;;
   esac
 done
 
@@ -53,6 +54,10 @@ case "$target" in
   tilt)
     tilt_version="$(module_version tilt github.com/tilt-dev/tilt)"
     out="$cache_root/tools/tilt-$tilt_version"
+    ;;
+  keel)
+    keel_version="$(module_version keel github.com/keel-hq/keel)"
+    out="$cache_root/tools/keel-$keel_version"
     ;;
 esac
 
@@ -134,6 +139,15 @@ case "$target" in
     }
     CGO_ENABLED=1 build tilt github.com/tilt-dev/tilt/cmd/tilt tilt \
       "-X main.version=${tilt_version#v}"
+    ;;
+  keel)
+    # Keel keeps its approvals in SQLite (mattn/go-sqlite3), which is C.
+    command -v "${CC:-cc}" >/dev/null || {
+      echo "localkube: keel needs a C compiler (cgo); install gcc" >&2
+      exit 1
+    }
+    CGO_ENABLED=1 build keel github.com/keel-hq/keel/cmd/keel keel \
+      "-X github.com/keel-hq/keel/version.Version=${keel_version#v}"
     ;;
 esac
 

@@ -10,6 +10,7 @@
 #   iptables, iproute2           the egress guard, kube-proxy, and cleanup (ip link, ip netns)
 # and what makes images from Debian packages (localdev/debian_images.py):
 #   mmdebstrap                   1.3.5, a bookworm root filesystem from the host's apt sources
+#   buildah                      1.28, builds our Dockerfile on the host (localdev/project_image.py)
 # Go (for localkube/) and Python come with the machine; this script checks them.
 set -euo pipefail
 
@@ -26,6 +27,7 @@ command -v skopeo >/dev/null || missing+=(skopeo)
 [[ -x /usr/sbin/iptables ]] || missing+=(iptables)
 [[ -x /usr/sbin/ip || -x /usr/bin/ip ]] || missing+=(iproute2)
 [[ -x /usr/bin/mmdebstrap ]] || missing+=(mmdebstrap)
+[[ -x /usr/bin/buildah ]] || missing+=(buildah)
 
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from imagestream.process import Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.references import is_valid_registry_host
 from imagestream.registry_access import RegistryAccess
+from webhook.admission.server import AdmissionMetrics, AdmissionRoutes, Streams
+from webhook.admission.tls import FileCertificates, SecretCertificates, ServingContext, keep
 from webhook.auth import Authenticator
 from webhook.config import ConfigError, Receiver, default_receivers, load_config
 from webhook.generated_secret import GeneratedSecret, ensure_until_done
@@ -56,10 +59,13 @@ class Webhook:
     tasks: list[asyncio.Task[None]]
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     name: str = "webhook"
+    admission: Admission | None = None
 
     async def aclose(self) -> None:
         # Stop taking requests, let those in flight finish (aiohttp waits for
         # handlers on cleanup), then let writes other callers wait on land.
+        if self.admission is not None:
+            await self.admission.aclose()
         await self.runner.cleanup()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.recorder.drain(), SHUTDOWN_DRAIN_S)
@@ -67,6 +73,76 @@ class Webhook:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.session.close()
+
+
+@dataclass
+class Admission:
+    """The admission webhook's HTTPS server and the task keeping its certificate."""
+
+    runner: web.AppRunner
+    serving: ServingContext
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def aclose(self) -> None:
+        self.stop.set()
+        await self.runner.cleanup()
+        await asyncio.gather(self.task, return_exceptions=True)
+        self.serving.close()
+
+
+def admission_certificates(
+    collaborators: Collaborators, serving: ServingContext
+) -> SecretCertificates | FileCertificates:
+    settings = collaborators.settings
+    if settings.admission_cert_dir is not None:
+        return FileCertificates(directory=settings.admission_cert_dir, serving=serving)
+    namespace, _, name = settings.admission_secret.partition("/")
+    if not namespace or not name:
+        raise ConfigError(
+            "--admission-addr: give --admission-cert-dir, or --admission-secret namespace/name"
+        )
+    if not settings.admission_hosts:
+        raise ConfigError("--admission-secret: give --admission-hosts (the certificate's names)")
+    return SecretCertificates(
+        kube=collaborators.kube,
+        namespace=namespace,
+        name=name,
+        hosts=settings.admission_hosts,
+        webhook_configuration=settings.admission_webhook_configuration,
+        validity=datetime.timedelta(seconds=settings.admission_cert_validity_s),
+        serving=serving,
+    )
+
+
+async def start_admission(collaborators: Collaborators, streams: InformerSet) -> Admission:
+    """Load (or make) the certificate first: the server never answers without one."""
+    settings = collaborators.settings
+    assert settings.admission_addr is not None
+    serving = ServingContext()
+    try:
+        certificates = admission_certificates(collaborators, serving)
+        settled = await certificates.check()
+        routes = AdmissionRoutes(
+            streams=Streams(cached=streams.get, kube=collaborators.kube),
+            metrics=AdmissionMetrics.create(collaborators.metrics),
+        )
+        runner = await serve(
+            routes.routes(),
+            settings.admission_addr,
+            "admission",
+            client_max_size=settings.max_body_bytes * 3,
+            ssl_context=serving.context,
+        )
+    except BaseException:
+        serving.close()
+        raise
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        keep(certificates, settings.admission_cert_check_interval_s, stop, settled=settled),
+        name="webhook-admission-certificates",
+    )
+    return Admission(runner=runner, serving=serving, stop=stop, task=task)
 
 
 def load_receivers(collaborators: Collaborators) -> list[Receiver]:
@@ -211,8 +287,20 @@ async def start(collaborators: Collaborators) -> Webhook:
         await asyncio.gather(*tasks, return_exceptions=True)
         await session.close()
         raise
+    admission = None
+    if settings.admission_addr is not None:
+        try:
+            admission = await start_admission(collaborators, streams)
+        except BaseException:
+            await runner.cleanup()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await session.close()
+            raise
     log.info("receivers_configured", receivers=sorted(receivers))
     return Webhook(
+        admission=admission,
         runner=runner,
         streams=streams,
         recorder=recorder,

@@ -53,7 +53,7 @@ COMMON_SPEC_FIELDS: Final = (
     "postCommit",
     "completionDeadlineSeconds",
     "nodeSelector",
-    "mountTrigger",
+    "mountTrustedCA",
 )
 
 

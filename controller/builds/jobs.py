@@ -5,16 +5,25 @@ pod has a container named `build`; by default rootless buildah running `BUILD_SC
 The controller adds what the Build asks for as environment variables of that container:
 
     BUILD_STRATEGY      Docker or Source
-    SOURCE_URI, SOURCE_REF, SOURCE_CONTEXT_DIR   the git source (buildah reads it as context)
+    SOURCE_URI, SOURCE_REF, SOURCE_CONTEXT_DIR   the Git source (git clones it; see below)
     DOCKERFILE          an inline Dockerfile (source.dockerfile)
-    DOCKERFILE_PATH     dockerStrategy.dockerfilePath
+    DOCKERFILE_PATH     dockerStrategy.dockerfilePath, inside the context dir
     FROM_IMAGE          the strategy's `from`, resolved to a pull spec by digest
     OUTPUT_IMAGE        where to push: `<stream status.dockerImageRepository>:<tag>` for an
                         ImageStreamTag output, the name as given for a DockerImage output
     BUILD_ARGS          dockerStrategy.buildArgs, one `NAME=value` a line
     NO_CACHE            "true" for dockerStrategy.noCache
     PUSH_DOCKERCFG_PATH, PULL_DOCKERCFG_PATH     mounted output.pushSecret / strategy pullSecret
-    ...and the strategy's own `env`.
+    ...and the strategy's own `env`, its names listed in BUILD_ENV_NAMES.
+
+What the script does with them (docs/openshift-behaviours.md#build-sources): a Git source
+is cloned (shallow without a ref, else the ref checked out) and `contextDir` of it is the
+context. The Docker strategy's Dockerfile is rewritten as OpenShift's builder does: `from`
+replaces the image of the last FROM, the strategy's env is an ENV after every FROM, the
+build information (OPENSHIFT_BUILD_* env, io.openshift.build.* labels) ends it; build
+args go to `buildah build`. The Source strategy is S2I: the builder image's assemble and
+run scripts come from its `io.openshift.s2i.scripts-url` label, the source goes to
+/tmp/src, assemble runs as the image's user, the image is committed with CMD run.
 
 How the builder reports the pushed digest: it writes it to its termination message
 (`buildah push --digestfile /dev/termination-log`); the kubelet copies that into the pod's
@@ -30,10 +39,11 @@ template (`--build-job-template`). Registries named in `--build-insecure-registr
 spoken to over plain HTTP (`TLS_VERIFY=false`), as the local system's registry is.
 
 How a failure says why: the script exits 2 when the build step fails, 3 when the push
-fails, 4 when the base image cannot be pulled (`EXIT_*` below; the controller turns them
-into OpenShift's reasons). The container's `terminationMessagePolicy` is
-`FallbackToLogsOnError`, so a failed container's termination message is the tail of its
-log, which becomes the Build's `status.logSnippet`, as OpenShift's builder pods do.
+fails, 4 when the base image cannot be pulled, 5 when the Git source cannot be fetched
+(`EXIT_*` below; the controller turns them into OpenShift's reasons). The container's
+`terminationMessagePolicy` is `FallbackToLogsOnError`, so a failed container's termination
+message is the tail of its log, which becomes the Build's `status.logSnippet`, as
+OpenShift's builder pods do.
 
 Invariant: the digest taken is a well-formed `sha256:<64 hex>` from the `build` container
 of a pod that succeeded, or the annotation; anything else is no digest (the Build still
@@ -71,6 +81,7 @@ JOB_NAME_MAX: Final = 63
 EXIT_BUILD_FAILED: Final = 2
 EXIT_PUSH_FAILED: Final = 3
 EXIT_PULL_FAILED: Final = 4
+EXIT_FETCH_FAILED: Final = 5
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -78,56 +89,199 @@ BUILD_SCRIPT: Final = r"""set -eu
 workdir="${TMPDIR:-/tmp}/build"
 mkdir -p "$workdir/context"
 context="$workdir/context"
+strategy="${BUILD_STRATEGY:-Docker}"
+commit=""
+# A path from the BuildConfig names something inside the source: relative, no "..".
+inside() {
+  case "/$1/" in
+    //* | */../*) echo "error: $2 \"$1\" must be a relative path inside the source" >&2; exit 2 ;;
+  esac
+}
+# A Dockerfile string: double-quoted, its backslashes and quotes escaped.
+quoted() { printf '"%s"' "$(printf '%s' "$1" | sed 's/[\\"]/\\&/g')"; }
+# The strategy's env as NAME=value lines, read from this container's environment (where
+# the Job put them, valueFrom resolved by the kubelet).
+strategy_env() {
+  for name in ${BUILD_ENV_NAMES:-}; do printf '%s=%s\n' "$name" "$(printenv "$name" || true)"; done
+}
+# OpenShift's build information, as env (OPENSHIFT_BUILD_*) and as labels.
+build_info() {
+  printf 'OPENSHIFT_BUILD_NAME=%s\nOPENSHIFT_BUILD_NAMESPACE=%s\n' \
+    "${BUILD_NAME:-}" "${BUILD_NAMESPACE:-}"
+  if [ -n "${SOURCE_URI:-}" ]; then
+    printf 'OPENSHIFT_BUILD_SOURCE=%s\nOPENSHIFT_BUILD_REFERENCE=%s\nOPENSHIFT_BUILD_COMMIT=%s\n' \
+      "$SOURCE_URI" "${SOURCE_REF:-}" "$commit"
+  fi
+}
+build_labels() {
+  printf 'io.openshift.build.name=%s\nio.openshift.build.namespace=%s\n' \
+    "${BUILD_NAME:-}" "${BUILD_NAMESPACE:-}"
+  if [ -n "${SOURCE_URI:-}" ]; then
+    printf 'io.openshift.build.source-location=%s\nio.openshift.build.commit.id=%s\n' \
+      "$SOURCE_URI" "$commit"
+    if [ -n "${SOURCE_REF:-}" ]; then printf 'io.openshift.build.commit.ref=%s\n' "$SOURCE_REF"; fi
+    if [ -n "${SOURCE_CONTEXT_DIR:-}" ]; then
+      printf 'io.openshift.build.source-context-dir=%s\n' "$SOURCE_CONTEXT_DIR"
+    fi
+  fi
+}
+pull_flags() {
+  if [ -n "${PULL_DOCKERCFG_PATH:-}" ]; then printf '%s\n' --authfile "$PULL_DOCKERCFG_PATH"; fi
+  if [ "${TLS_VERIFY:-true}" = false ]; then printf '%s\n' --tls-verify=false; fi
+}
 if [ -n "${SOURCE_URI:-}" ]; then
-  # buildah reads a git repository as the build context: <uri>#<ref>:<dir>
-  context="$SOURCE_URI"
-  if [ -n "${SOURCE_REF:-}${SOURCE_CONTEXT_DIR:-}" ]; then
-    context="$context#${SOURCE_REF:-}:${SOURCE_CONTEXT_DIR:-}"
+  # The Git source, fetched as OpenShift's builder does: a shallow clone without a ref,
+  # else a clone and the ref (branch, tag or commit) checked out. Exit 5: fetch failed.
+  export GIT_TERMINAL_PROMPT=0
+  echo "Cloning \"$SOURCE_URI\" ..."
+  source="$workdir/source"
+  if [ -n "${SOURCE_REF:-}" ]; then
+    git clone --quiet --recurse-submodules "$SOURCE_URI" "$source" || exit 5
+    git -C "$source" -c advice.detachedHead=false checkout --quiet "$SOURCE_REF" -- || exit 5
+    git -C "$source" submodule --quiet update --init --recursive || exit 5
+  else
+    git clone --quiet --depth 1 --recurse-submodules "$SOURCE_URI" "$source" || exit 5
+  fi
+  commit=$(git -C "$source" rev-parse HEAD)
+  printf '\tCommit:\t%s (%s)\n' "$commit" "$(git -C "$source" log -1 --format=%s)"
+  inside "${SOURCE_CONTEXT_DIR:-.}" contextDir
+  context="$source/${SOURCE_CONTEXT_DIR:-.}"
+  if [ ! -d "$context" ]; then
+    echo "error: contextDir \"$SOURCE_CONTEXT_DIR\" is not a directory of the source" >&2
+    exit 2
   fi
 fi
-dockerfile=""
-if [ -n "${DOCKERFILE:-}" ]; then
+if [ "$strategy" = Docker ]; then
+  # The Dockerfile: source.dockerfile, else dockerfilePath (default Dockerfile) inside the
+  # context. Rewritten as OpenShift's builder rewrites it: the strategy's `from` replaces
+  # the image of the last FROM (the stage that becomes the output; buildah's own --from
+  # would replace the first), the strategy's env follows every FROM, and the build
+  # information (ENV, LABEL) ends it.
+  if [ -n "${DOCKERFILE:-}" ]; then
+    given="$workdir/Dockerfile.given"
+    printf '%s\n' "$DOCKERFILE" > "$given"
+  else
+    inside "${DOCKERFILE_PATH:-Dockerfile}" dockerfilePath
+    given="$context/${DOCKERFILE_PATH:-Dockerfile}"
+    if [ ! -f "$given" ]; then
+      echo "error: no Dockerfile at \"${DOCKERFILE_PATH:-Dockerfile}\" in the source" >&2
+      exit 2
+    fi
+  fi
   dockerfile="$workdir/Dockerfile"
-  printf '%s\n' "$DOCKERFILE" > "$dockerfile"
-elif [ -n "${DOCKERFILE_PATH:-}" ]; then
-  dockerfile="$DOCKERFILE_PATH"
-fi
-if [ "${BUILD_STRATEGY:-Docker}" = Source ]; then
-  # Source-to-image, the simple way: the builder image's assemble script, then its run.
-  dockerfile="$workdir/Containerfile.s2i"
-  cat > "$dockerfile" <<EOF
-FROM $FROM_IMAGE
-USER root
-COPY . /tmp/src
-RUN chown -R 1001:0 /tmp/src
-USER 1001
-RUN /usr/libexec/s2i/assemble
-CMD ["/usr/libexec/s2i/run"]
+  froms=$(grep -c -i -E '^[[:space:]]*FROM[[:space:]]' "$given" || true)
+  if [ "$froms" -eq 0 ]; then echo "error: no FROM instruction in the Dockerfile" >&2; exit 2; fi
+  env_line=""
+  while IFS='=' read -r name value; do
+    if [ -n "$name" ]; then env_line="$env_line $(quoted "$name")=$(quoted "$value")"; fi
+  done <<EOF
+$(strategy_env)
+EOF
+  seen=0
+  while IFS= read -r line || [ -n "$line" ]; do
+    trimmed="${line#"${line%%[![:space:]]*}"}"
+    case "$trimmed" in
+      [Ff][Rr][Oo][Mm][[:space:]]*)
+        seen=$((seen + 1))
+        if [ "$seen" -eq "$froms" ] && [ -n "${FROM_IMAGE:-}" ]; then
+          set -f
+          # shellcheck disable=SC2086 # the instruction's words
+          set -- $trimmed
+          set +f
+          shift
+          flags=""
+          while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do flags="$flags $1"; shift; done
+          echo "Replaced Dockerfile FROM image ${1:-}" >&2
+          if [ $# -gt 0 ]; then shift; fi
+          line="FROM$flags $FROM_IMAGE${*:+ $*}"
+        fi
+        printf '%s\n' "$line"
+        if [ -n "$env_line" ]; then printf 'ENV%s\n' "$env_line"; fi
+        ;;
+      *) printf '%s\n' "$line" ;;
+    esac
+  done < "$given" > "$dockerfile"
+  while IFS='=' read -r name value; do
+    printf 'ENV %s=%s\n' "$(quoted "$name")" "$(quoted "$value")"
+  done >> "$dockerfile" <<EOF
+$(build_info)
+EOF
+  while IFS='=' read -r name value; do
+    printf 'LABEL %s=%s\n' "$(quoted "$name")" "$(quoted "$value")"
+  done >> "$dockerfile" <<EOF
+$(build_labels)
 EOF
 fi
 if [ -n "${FROM_IMAGE:-}" ]; then
   # The base (or builder) image first, so a pull failure says so (exit 4).
   set --
-  if [ -n "${PULL_DOCKERCFG_PATH:-}" ]; then set -- "$@" --authfile "$PULL_DOCKERCFG_PATH"; fi
-  if [ "${TLS_VERIFY:-true}" = false ]; then set -- "$@" --tls-verify=false; fi
+  while IFS= read -r flag; do if [ -n "$flag" ]; then set -- "$@" "$flag"; fi; done <<EOF
+$(pull_flags)
+EOF
   buildah pull "$@" "$FROM_IMAGE" || exit 4
 fi
-set --
-if [ -n "$dockerfile" ]; then set -- "$@" --file "$dockerfile"; fi
-if [ "${BUILD_STRATEGY:-Docker}" = Docker ] && [ -n "${FROM_IMAGE:-}" ]; then
-  set -- "$@" --from "$FROM_IMAGE"
-fi
-if [ "${NO_CACHE:-}" = true ]; then set -- "$@" --no-cache; fi
-if [ -n "${PULL_DOCKERCFG_PATH:-}" ]; then set -- "$@" --authfile "$PULL_DOCKERCFG_PATH"; fi
-if [ "${TLS_VERIFY:-true}" = false ]; then set -- "$@" --tls-verify=false; fi
-if [ -n "${BUILD_ARGS:-}" ]; then
-  while IFS= read -r arg; do
-    if [ -n "$arg" ]; then set -- "$@" --build-arg "$arg"; fi
-  done <<EOF
+if [ "$strategy" = Source ]; then
+  # Source-to-image, as OpenShift's builder runs it: the builder image's scripts come from
+  # its io.openshift.s2i.scripts-url label (image:///<dir>, a directory in the image); the
+  # source goes to <io.openshift.s2i.destination, default /tmp>/src, owned by the image's
+  # user; assemble runs as that user with the strategy's env and the build information;
+  # the result is committed with CMD the run script, that env, and the build's labels.
+  if [ -z "${FROM_IMAGE:-}" ]; then echo "error: sourceStrategy.from is required" >&2; exit 2; fi
+  label() {
+    buildah inspect --type image --format "{{index .OCIv1.Config.Labels \"$1\"}}" "$FROM_IMAGE"
+  }
+  scripts_url=$(label io.openshift.s2i.scripts-url) || exit 2
+  if [ -z "$scripts_url" ]; then scripts_url=$(label io.s2i.scripts-url); fi
+  case "$scripts_url" in
+    image:///*) scripts="${scripts_url#image://}" ;;
+    "")
+      echo "error: the builder image has no io.openshift.s2i.scripts-url label" >&2
+      exit 2
+      ;;
+    *)
+      echo "error: scripts-url \"$scripts_url\": only image:///<dir> is supported" >&2
+      exit 2
+      ;;
+  esac
+  destination=$(label io.openshift.s2i.destination)
+  owner=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$FROM_IMAGE")
+  owner="${owner:-0}"
+  case "$owner" in *:*) ;; *) owner="$owner:0" ;; esac
+  set --
+  while IFS= read -r flag; do if [ -n "$flag" ]; then set -- "$@" "$flag"; fi; done <<EOF
+$(pull_flags)
+EOF
+  container=$(buildah from --quiet "$@" "$FROM_IMAGE") || exit 2
+  buildah copy --quiet --chown "$owner" "$container" "$context" "${destination:-/tmp}/src" \
+    > /dev/null || exit 2
+  echo "Running $scripts/assemble as $owner ..."
+  set --
+  while IFS= read -r pair; do if [ -n "$pair" ]; then set -- "$@" --env "$pair"; fi; done <<EOF
+$(strategy_env)
+$(build_info)
+EOF
+  buildah run --user "$owner" "$@" "$container" -- "$scripts/assemble" || exit 2
+  while IFS= read -r pair; do if [ -n "$pair" ]; then set -- "$@" --label "$pair"; fi; done <<EOF
+$(build_labels)
+io.openshift.build.image=$FROM_IMAGE
+EOF
+  buildah config --cmd "[\"$scripts/run\"]" "$@" "$container" || exit 2
+  buildah commit --quiet "$container" "$OUTPUT_IMAGE" > /dev/null || exit 2
+else
+  set -- --file "$dockerfile"
+  if [ "${NO_CACHE:-}" = true ]; then set -- "$@" --no-cache; fi
+  while IFS= read -r flag; do if [ -n "$flag" ]; then set -- "$@" "$flag"; fi; done <<EOF
+$(pull_flags)
+EOF
+  if [ -n "${BUILD_ARGS:-}" ]; then
+    while IFS= read -r arg; do
+      if [ -n "$arg" ]; then set -- "$@" --build-arg "$arg"; fi
+    done <<EOF
 $BUILD_ARGS
 EOF
+  fi
+  buildah build --tag "$OUTPUT_IMAGE" "$@" "$context" || exit 2
 fi
-buildah build --tag "$OUTPUT_IMAGE" "$@" "$context" || exit 2
 set --
 if [ -n "${PUSH_DOCKERCFG_PATH:-}" ]; then set -- "$@" --authfile "$PUSH_DOCKERCFG_PATH"; fi
 if [ "${TLS_VERIFY:-true}" = false ]; then set -- "$@" --tls-verify=false; fi
@@ -334,7 +488,13 @@ def _inputs(
             volumes.append({"name": volume, "secret": {"secretName": secret}})
             mounts.append({"name": volume, "mountPath": path, "readOnly": True})
             env.append({"name": variable, "value": f"{path}/.dockerconfigjson"})
-    env.extend(copy.deepcopy(dict(e)) for e in params.get("env") or [] if isinstance(e, Mapping))
+    strategy_env = [dict(e) for e in params.get("env") or [] if isinstance(e, Mapping)]
+    env.extend(copy.deepcopy(e) for e in strategy_env)
+    names = [string(e.get("name")) for e in strategy_env]
+    if any(names):
+        # Which of the container's variables are the strategy's own: the script puts
+        # them into the Dockerfile (ENV after every FROM) or S2I's assemble and image.
+        env.append({"name": "BUILD_ENV_NAMES", "value": " ".join(n for n in names if n)})
     return env, volumes, mounts
 
 

@@ -31,6 +31,7 @@ from typing import Any, Final, Literal
 
 from controller.builds.jobs import (
     EXIT_BUILD_FAILED,
+    EXIT_FETCH_FAILED,
     EXIT_PULL_FAILED,
     EXIT_PUSH_FAILED,
     ContainerEnd,
@@ -67,6 +68,7 @@ GENERIC_FAILURE: Final = ("GenericBuildFailed", "Generic Build failure - check l
 _EXIT_REASONS: Final = {
     EXIT_PULL_FAILED: ("PullBuilderImageFailed", "Failed pulling builder image."),
     EXIT_PUSH_FAILED: ("PushImageToRegistryFailed", "Failed to push the image to the registry."),
+    EXIT_FETCH_FAILED: ("FetchSourceFailed", "Failed to fetch the input source."),
 }
 _STRATEGY_FAILURES: Final = {
     "Docker": ("DockerBuildFailed", "Docker build strategy has failed."),

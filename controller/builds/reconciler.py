@@ -4,7 +4,9 @@ BuildConfigs (key `namespace/name`) are woken by their own changes, by a change 
 ImageStream one of their ImageChange triggers follows (through a `TriggerIndex`), and by
 Builds appearing or disappearing. A reconcile plans with `triggers.plan_buildconfig` and
 instantiates at most one Build: create the Build (fixed name), then record `lastVersion`
-and `status.imageChangeTriggers` with a resourceVersion precondition.
+and `status.imageChangeTriggers` with a resourceVersion precondition. Streams of other
+namespaces are reviewed first (the image-puller rule, behaviour 16): a refusal is a
+Warning, once, and a refused base image builds nothing until a grant is seen.
 
 A reconcile first deletes the ended Builds beyond the history limits (`prune`).
 
@@ -56,12 +58,12 @@ from controller.builds.jobs import (
 from controller.builds.lifecycle import BuildStep, plan_build, resolve_output
 from controller.builds.model import BuildPhase, build_phase, buildconfig_of
 from controller.builds.prune import builds_to_prune
-from controller.builds.triggers import index_keys, plan_buildconfig
+from controller.builds.triggers import base_image, index_keys, plan_buildconfig, pulled_stream_keys
 from controller.events import EventRecorder
 from controller.loop.outcomes import Requeue, RetryLater
 from controller.loop.queue import WorkQueue
 from controller.triggers.index import TriggerIndex
-from controller.triggers.outcomes import NamespacePolicy, same_namespace_only
+from controller.triggers.pullaccess import DenialNotices, PullAccess
 from imagestream import imagestreams
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, NotFound
@@ -116,7 +118,8 @@ class BuildConfigReconciler:
     stream_index: TriggerIndex
     build_index: BuildIndex
     events: EventRecorder
-    namespace_allowed: NamespacePolicy = same_namespace_only
+    pull_access: PullAccess
+    denials: DenialNotices
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -140,13 +143,21 @@ class BuildConfigReconciler:
             self.stream_index.remove(key)
             return None
         self.stream_index.update(key, index_keys(bc))
+        # Cross-namespace streams: reviewed first (behaviour 16), said once, looked at
+        # again when the answers expire. A base image it may not pull builds nothing.
+        access = await self.pull_access.answers(namespace_of(bc), pulled_stream_keys(bc))
+        await self.denials.announce(key, bc, access)
+        base = base_image(bc)
+        if base is not None and (base.namespace, base.stream) in access.denied:
+            return Requeue(after_s=access.recheck_after_s or STALE_RETRY_S)
+        recheck = Requeue(after_s=access.recheck_after_s) if access.recheck_after_s else None
         builds = [b for k in self.build_index.of(key) if (b := self.builds.get(k)) is not None]
         for doomed in builds_to_prune(bc, builds):
             with contextlib.suppress(NotFound):
                 await self.kube.delete(BUILDS, namespace_of(bc), doomed)
             log.info("build_pruned", key=key, build=doomed)
         plan = plan_buildconfig(
-            bc, builds, get_stream=self.get_stream, namespace_allowed=self.namespace_allowed
+            bc, builds, get_stream=self.get_stream, namespace_allowed=access.namespace_allowed
         )
         try:
             if plan.heal_status is not None:
@@ -156,9 +167,9 @@ class BuildConfigReconciler:
                     key=key,
                     last_version=plan.heal_status["lastVersion"],
                 )
-                return None
+                return recheck
             if plan.request is None:
-                return None
+                return recheck
             try:
                 made = instantiate(
                     bc,
@@ -166,7 +177,7 @@ class BuildConfigReconciler:
                     builds,
                     get_stream=self.get_stream,
                     now=rfc3339_seconds(self.clock()),
-                    namespace_allowed=self.namespace_allowed,
+                    namespace_allowed=access.namespace_allowed,
                 )
             except InstantiateError as error:
                 await self.events.post(
@@ -176,7 +187,7 @@ class BuildConfigReconciler:
                     action="Instantiate",
                     note=str(error),
                 )
-                return None
+                return recheck
             await self.kube.create(BUILDS, namespace_of(bc), made.build)
             await _write_status(self.kube, BUILDCONFIGS, bc, made.status)
         except (Conflict, NotFound):
@@ -198,7 +209,7 @@ class BuildConfigReconciler:
             cause=cause,
             image=plan.request.triggered_by_image,
         )
-        return None
+        return recheck
 
 
 @dataclass

@@ -116,6 +116,18 @@ def index_keys(bc: Mapping[str, Any]) -> set[str]:
     return {trigger.source.stream_key for trigger in image_change_triggers(bc)}
 
 
+def base_image(bc: Mapping[str, Any]) -> ImageReference | None:
+    """The strategy's `from` when it is an ImageStreamTag: what every Build pulls first."""
+    return image_stream_tag(strategy_from(bc), namespace=namespace_of(bc))
+
+
+def pulled_stream_keys(bc: Mapping[str, Any]) -> set[str]:
+    """`<namespace>/<stream>` of every stream a Build of this BuildConfig resolves: its
+    ImageChange triggers' and its base image's (the image-puller rule, behaviour 16)."""
+    base = base_image(bc)
+    return index_keys(bc) | ({base.stream_key} if base is not None else set())
+
+
 def recorded_images(
     bc: Mapping[str, Any], builds: Iterable[Mapping[str, Any]]
 ) -> dict[tuple[str, str], str]:

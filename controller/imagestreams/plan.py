@@ -95,6 +95,18 @@ def tag_generations(stream: Mapping[str, Any]) -> dict[str, tuple[int, bool]]:
     for spec in spec_tags(stream):
         before = previous.get(spec["name"])
         reprocess = spec.get("generation") == 0 and generation > processed
+        # With the admission webhook, the API server stamps a new or changed tag (and one
+        # sent with generation 0) with the new stream generation, as OpenShift does
+        # (docs/openshift-behaviours.md#behaviour-5): a stamp newer than what was processed
+        # for the tag is a change. One above the stream's generation was not stamped by us
+        # (a manifest copied with its numbers) and is ignored, so it cannot repeat work.
+        stamped = spec.get("generation")
+        if (
+            isinstance(stamped, int)
+            and before is not None
+            and int(before.get("generation") or 0) < stamped <= generation
+        ):
+            reprocess = True
         if before is not None and _same(before, _fingerprint(spec, namespace)) and not reprocess:
             result[spec["name"]] = (int(before["generation"]), False)
         else:

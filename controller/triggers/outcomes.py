@@ -22,8 +22,10 @@ StreamGetter = Callable[[str, str], Mapping[str, Any] | None]
 """`get_stream(namespace, name)`: the cached ImageStream, or None. Must not do I/O."""
 
 
-NamespacePolicy = Callable[[str, str], bool]
-"""`namespace_allowed(workload_namespace, stream_namespace)`: may that stream trigger it?"""
+NamespacePolicy = Callable[[str, str, str], bool]
+"""`namespace_allowed(workload_namespace, stream_namespace, stream)`: may that stream
+trigger it? Pure: the controller's policy answers from reviews made before planning
+(`controller.triggers.pullaccess`)."""
 
 
 class Reason(StrEnum):
@@ -44,7 +46,8 @@ class Reason(StrEnum):
     """The ImageStream does not exist (yet); the container is left alone. A Warning, as
     `TagNotFound`."""
     NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
-    """The cross-namespace policy forbids this stream to trigger this object."""
+    """The object's service accounts may not pull from that stream in another namespace
+    (the image-puller rule, behaviour 16); the message names the RoleBinding that allows it."""
     INVALID_FIELD_PATH = "InvalidFieldPath"
     """The tag resolves but the fieldPath does not follow the grammar."""
     CONTAINER_NOT_FOUND = "ContainerNotFound"
@@ -110,12 +113,13 @@ class Unresolved:
     message: str
 
 
-def same_namespace_only(workload_namespace: str, stream_namespace: str) -> bool:
-    """The default policy: only streams in the workload's own namespace may trigger it."""
+def same_namespace_only(workload_namespace: str, stream_namespace: str, stream: str) -> bool:
+    """Only streams in the workload's own namespace (where nothing was reviewed)."""
+    del stream
     return workload_namespace == stream_namespace
 
 
-def allow_any_namespace(workload_namespace: str, stream_namespace: str) -> bool:
-    """OpenShift's behaviour: any stream the controller can read may trigger any workload."""
-    del workload_namespace, stream_namespace
+def allow_any_namespace(workload_namespace: str, stream_namespace: str, stream: str) -> bool:
+    """OpenShift's trigger controller: any stream the controller can read, no check."""
+    del workload_namespace, stream_namespace, stream
     return True

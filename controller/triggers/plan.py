@@ -329,7 +329,7 @@ def _container_owners(
             continue
         found = find_container(pod_spec, selector)
         if found is not None:
-            owners.setdefault((selector.container_kind, found[0]), trigger.field_path)
+            owners.setdefault((found[0], found[1]), trigger.field_path)
     return owners
 
 
@@ -412,11 +412,11 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
             " but nothing is updated",
             resolved,
         )
-    index, container = found
+    container_kind, index, container = found
     name = container.get("name")
     container_name = name if isinstance(name, str) else ""
-    described = container_label(selector.container_kind, container_name)
-    owner = context.owners.get((selector.container_kind, index))
+    described = container_label(container_kind, container_name)
+    owner = context.owners.get((container_kind, index))
     if owner != trigger.field_path:
         return decision(
             Reason.CONTAINER_ALREADY_TARGETED,
@@ -437,7 +437,7 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
         # The record came back with the image (a Deployment's undo copies both from the old
         # ReplicaSet), so it cannot say what we wrote last; field ownership can: an image we
         # did not set ourselves, on a trigger we have followed, was changed by someone else.
-        mine = (selector.container_kind, container_name) in context.owned_images
+        mine = (container_kind, container_name) in context.owned_images
         manual = last_applied is not None and not mine
         what_we_applied = (
             "the image and this controller's record of what it applied were both replaced,"
@@ -458,7 +458,7 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
             resolved,
             pause=PauseTrigger(
                 trigger=trigger,
-                container_kind=selector.container_kind,
+                container_kind=container_kind,
                 container_name=container_name,
                 index=index,
                 current_image=current,
@@ -473,7 +473,7 @@ def _decide(trigger: ObjectFieldTrigger, context: _Context) -> _Decision:
         f" {source}",
         resolved,
         change=ContainerChange(
-            container_kind=selector.container_kind,
+            container_kind=container_kind,
             container_name=container_name,
             index=index,
             old_image=current,
@@ -527,14 +527,22 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def find_container(
     pod_spec: Mapping[str, Any], selector: ContainerSelector
-) -> tuple[int, Mapping[str, Any]] | None:
-    """The position and container a selector names, or None."""
-    containers = containers_in(pod_spec, selector.container_kind)
+) -> tuple[ContainerKind, int, Mapping[str, Any]] | None:
+    """The list, position and container a selector names, or None.
+
+    A position counts in the list the fieldPath names. A name is looked up in the init
+    containers first, then in the containers, whichever list the fieldPath names, as
+    OpenShift's trigger controller does (docs/openshift-behaviours.md#behaviour-17): `oc set
+    triggers` writes `containers[?(@.name=="x")]` for an init container too, and such a
+    trigger must still move it.
+    """
     if selector.index is not None:
+        containers = containers_in(pod_spec, selector.container_kind)
         if selector.index < len(containers):
-            return selector.index, containers[selector.index]
+            return selector.container_kind, selector.index, containers[selector.index]
         return None
-    for index, container in enumerate(containers):
-        if container.get("name") == selector.name:
-            return index, container
+    for container_kind in ("initContainers", "containers"):
+        for index, container in enumerate(containers_in(pod_spec, container_kind)):
+            if container.get("name") == selector.name:
+                return container_kind, index, container
     return None

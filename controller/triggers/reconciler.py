@@ -21,6 +21,13 @@ never confused (docs/architecture.md#api-errors):
 * the object is gone (`NotFound`): nothing was written, so nothing is said:
   no `ImageTriggered` Event, no latency sample, no log line.
 
+A stream in another namespace is followed only where the object's service
+accounts may pull from it (the image-puller rule, behaviour 16): the answers
+are asked before planning (`controller.triggers.pullaccess`, cached for a
+TTL), the plan gets them as input, and a refused object is reconciled again
+when its answers expire, so a RoleBinding granted later takes effect with no
+other change.
+
 Every patch is explained by a Normal Event on the object (each one counted:
 repeats join the Event's series), and every trigger that cannot act by a
 Warning Event, once per change of its state (`controller.triggers.warnings`).
@@ -41,8 +48,9 @@ from controller.loop.outcomes import GiveUp, Requeue, RetryLater
 from controller.loop.queue import WorkQueue
 from controller.triggers.annotations import UnsupportedKind
 from controller.triggers.index import TriggerIndex
-from controller.triggers.outcomes import NamespacePolicy, Reason, TriggerOutcome
+from controller.triggers.outcomes import Reason, TriggerOutcome
 from controller.triggers.ownership import TRIGGER_FIELD_MANAGER
+from controller.triggers.pullaccess import PullAccess
 from controller.triggers.reactors import AppliedImage, Reaction, Reactor
 from controller.triggers.warnings import TriggerStates, news
 from imagestream.caches import BoundedCache
@@ -98,7 +106,8 @@ class TriggerReconciler:
     index: TriggerIndex
     events: EventRecorder
     metrics: TriggerMetrics
-    namespace_allowed: NamespacePolicy
+    pull_access: PullAccess
+    """Whether cross-namespace streams may be followed (behaviour 16)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _states: BoundedCache[str, tuple[str, TriggerStates]] = field(
         default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
@@ -151,12 +160,18 @@ class TriggerReconciler:
             return None
         self.index.update(key, reactor.follows(obj))
         try:
+            # Asked before planning (a review is I/O; a failed one raises and backs off),
+            # so that the plan is pure and never reads a stream it may not follow.
+            access = await self.pull_access.answers(namespace, reactor.named_streams(obj))
             reaction = reactor.react(
-                obj, get_stream=self.get_stream, namespace_allowed=self.namespace_allowed
+                obj, get_stream=self.get_stream, namespace_allowed=access.namespace_allowed
             )
         except UnsupportedKind as error:
             raise GiveUp(str(error)) from error
         await self._explain_failures(key, obj, reaction.outcomes)
+        # A denial is looked at again after its answer expires: a RoleBinding granted
+        # meanwhile then takes effect with no change to the object or the stream.
+        recheck = Requeue(after_s=access.recheck_after_s) if access.recheck_after_s else None
         taken = self._taken_by(key, obj)
         for outcome in reaction.outcomes:
             if outcome.reason is Reason.UP_TO_DATE and outcome.resolved_image:
@@ -164,7 +179,7 @@ class TriggerReconciler:
             elif outcome.reason in _NOTHING_TO_TAKE:
                 taken.setdefault(outcome.target, "")  # followed, but no event yet
         if not reaction.patch:
-            return None
+            return recheck
         try:
             await self.kube.patch(
                 reactor.resource,
@@ -194,7 +209,7 @@ class TriggerReconciler:
         push_driven = {a.target for a in reaction.applied if self._push_driven(taken, a)}
         taken.update((a.target, a.image) for a in reaction.applied if a.target)
         await self._announce(key, obj, reaction, push_driven)
-        return None
+        return recheck
 
     async def _announce(
         self, key: str, obj: Obj, reaction: Reaction, push_driven: set[str]

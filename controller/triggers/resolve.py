@@ -13,67 +13,12 @@ between them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
-
 from controller.triggers.outcomes import NamespacePolicy, Reason, StreamGetter, Unresolved
 from controller.triggers.podspec import quoted
+from controller.triggers.pullaccess import denial_message
+from imagestream.imagestreams import DEFAULT_TAG, resolve_latest_tagged_image
 
-DEFAULT_TAG: Final = "latest"
-"""The tag meant by an empty tag name, as in OpenShift."""
-
-
-def resolve_latest_tagged_image(stream: Mapping[str, Any], tag: str) -> str | None:
-    """The pull spec of `tag`'s current image in `stream`, or None when the tag has none.
-
-    `referencePolicy.type: Local` yields `<status.dockerImageRepository>@<items[0].image>`
-    (pull through the integrated registry) when both parts are known; every other case
-    yields `items[0].dockerImageReference` verbatim.
-    """
-    tag = tag or DEFAULT_TAG
-    head = _history_head(stream, tag)
-    if head is None:
-        return None
-    reference = head.get("dockerImageReference")
-    # NB: the API server rejects an empty reference; if one slips through anyway we report
-    # the tag as unresolved rather than blank a container image (Kubernetes rejects "").
-    if not isinstance(reference, str) or not reference:
-        return None
-    if _reference_policy(stream, tag) == "Local":
-        repository = _mapping(stream.get("status")).get("dockerImageRepository")
-        image = head.get("image")
-        if isinstance(repository, str) and repository and isinstance(image, str) and image:
-            return f"{repository}@{image}"
-    return reference
-
-
-def _history_head(stream: Mapping[str, Any], tag: str) -> Mapping[str, Any] | None:
-    for status_tag in _mappings(_mapping(stream.get("status")).get("tags")):
-        if status_tag.get("tag") == tag:
-            items = status_tag.get("items")
-            # Only the head counts: the API documents items[0] as the current image.
-            if isinstance(items, list) and items and isinstance(items[0], Mapping):
-                return items[0]
-            return None
-    return None
-
-
-def _reference_policy(stream: Mapping[str, Any], tag: str) -> str | None:
-    for spec_tag in _mappings(_mapping(stream.get("spec")).get("tags")):
-        if spec_tag.get("name") == tag:
-            policy = _mapping(spec_tag.get("referencePolicy")).get("type")
-            return policy if isinstance(policy, str) else None
-    return None
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _mappings(value: object) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, Mapping)]
+__all__ = ["DEFAULT_TAG", "resolve_image_stream_tag", "resolve_latest_tagged_image"]
 
 
 def resolve_image_stream_tag(
@@ -90,11 +35,10 @@ def resolve_image_stream_tag(
     The policy is asked before the cache, so a forbidden stream is never read and its
     existence never shows up in an outcome.
     """
-    if not namespace_allowed(workload_namespace, stream_namespace):
+    if not namespace_allowed(workload_namespace, stream_namespace, stream):
         return Unresolved(
             reason=Reason.NAMESPACE_NOT_ALLOWED,
-            message=f"ImageStreams in namespace {quoted(stream_namespace)} may not trigger"
-            f" objects in namespace {quoted(workload_namespace)}",
+            message=denial_message(workload_namespace, stream_namespace, stream),
         )
     image_stream = get_stream(stream_namespace, stream)
     if image_stream is None:

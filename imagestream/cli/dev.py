@@ -4,12 +4,13 @@ Starts a real local control plane (etcd, kube-apiserver,
 kube-controller-manager, built from Go modules on first use), a real node
 where the machine allows one (containerd, runc, CNI, kubelet,
 kube-scheduler, kube-proxy, CoreDNS: `localdev.node`; it needs root),
-installs our CRDs, starts a real distribution registry whose notifications
-go to the webhook, and runs the controller and the webhook in this process
+installs our CRDs, registers our admission webhooks (a `url:` on loopback:
+the API server runs on this host), starts a real distribution registry whose
+notifications go to the webhook, and runs the controller and the webhook in this process
 until Ctrl-C. When everything is up (the node Ready) it prints one line:
 
     READY {"kubeconfig": ..., "kubectl": ..., "registry": ..., "webhook": ...,
-           "token_file": ..., "health": ..., "metrics": ..., "node": ...}
+           "admission": ..., "token_file": ..., "health": ..., "metrics": ..., "node": ...}
 
 With a node, Builds run the builder image made here from Debian packages
 (`localdev.builder`: cached, pushed to the registry at start, given to the
@@ -47,8 +48,10 @@ from imagestream.cli.errors import CommandError, user_message
 from imagestream.health import ListenError, StopSignal
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
+from imagestream.kube.roles import install_image_roles, load_image_roles
 from imagestream.process import run_components
 from imagestream.settings import HostPort, Settings
+from localdev.admission import register_admission
 from localdev.builder import push_builder
 from localdev.controlplane import ControlPlane, binary_dir, free_port
 from localdev.debian_images import ImageBuildError
@@ -74,10 +77,28 @@ def _token_file(state_dir: Path) -> Path:
     return path
 
 
-async def _install_crds(kubeconfig: Path) -> list[str]:
+ADMISSION_NAME = "imagestream-controller"
+ADMISSION_TLS_SECRET = "kube-system/imagestream-admission-tls"  # noqa: S105 - a name
+# Image lookup sees every Pod: kube-system's (CoreDNS) never name a stream.
+LOOKUP_NAMESPACES = {
+    "matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system"]}
+    ]
+}
+
+
+async def _install_crds(kubeconfig: Path, admission_url: str) -> list[str]:
+    """The CRDs, OpenShift's image ClusterRoles the image-puller rule names, and our admission
+    webhooks (before the webhook starts: it fills caBundle)."""
     kube = await connect(kubeconfig)
     try:
-        return await install_crds(kube, load_crds())
+        applied = await install_crds(kube, load_crds()) + await install_image_roles(
+            kube, load_image_roles()
+        )
+        await register_admission(
+            kube, ADMISSION_NAME, admission_url, lookup_namespace_selector=LOOKUP_NAMESPACES
+        )
+        return applied
     finally:
         await kube.close()
 
@@ -143,8 +164,13 @@ def run_dev(
             **(node.controlplane_options() if node is not None else {}),
         ).start()
         kubeconfig = write_private(state_dir / "kubeconfig", plane.kubeconfig_path.read_bytes())
-        applied = asyncio.run(_install_crds(kubeconfig))
-        _progress(f"dev: installed CRDs {applied}")
+        admission_addr = HostPort("127.0.0.1", free_port())
+        admission_url = f"https://{admission_addr}"
+        applied = asyncio.run(_install_crds(kubeconfig, admission_url))
+        _progress(
+            f"dev: installed CRDs and ClusterRoles {applied} and the admission webhooks"
+            f" ({admission_url})"
+        )
 
         webhook_url = f"http://127.0.0.1:{webhook_port}"
         address = node.registry_address if node is not None else "127.0.0.1"
@@ -182,11 +208,16 @@ def run_dev(
             integrated_registry=registry.host,
             builder_image=builder_image,
             build_insecure_registries=insecure,
+            admission_addr=admission_addr,
+            admission_secret=ADMISSION_TLS_SECRET,
+            admission_hosts=("127.0.0.1",),
+            admission_webhook_configuration=ADMISSION_NAME,
         )
         ready = {
             "kubeconfig": str(kubeconfig),
             "registry": registry.host,
             "webhook": webhook_url,
+            "admission": admission_url,
             "token_file": str(token_file),
             "health": f"http://{settings.health_addr}",
             "metrics": f"http://{settings.metrics_addr}/metrics",

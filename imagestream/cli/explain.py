@@ -11,17 +11,13 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controller.triggers.outcomes import (
-    NamespacePolicy,
-    TriggerOutcome,
-    allow_any_namespace,
-    same_namespace_only,
-)
+from controller.triggers.outcomes import TriggerOutcome
+from controller.triggers.pullaccess import PullAccess
 from controller.triggers.reactors import REACTORS
 from imagestream.cli import common
 from imagestream.cli.common import CommandError, q
 from imagestream.kube.client import Kube
-from imagestream.kube.errors import NotFound
+from imagestream.kube.errors import KubeError, NotFound
 from imagestream.kube.resources import (
     CRONJOBS,
     DAEMONSETS,
@@ -69,7 +65,7 @@ async def _streams(kube: Kube, obj: Mapping[str, Any], keys: set[str]) -> dict[s
 
 
 async def explain(
-    kube: Kube, *, namespace: str, target: str, namespace_allowed: NamespacePolicy
+    kube: Kube, *, namespace: str, target: str, pull_access: PullAccess
 ) -> list[TriggerOutcome]:
     kind, _, name = target.partition("/")
     resource = KINDS.get(kind.lower())
@@ -88,8 +84,17 @@ async def explain(
     def get_stream(stream_namespace: str, stream_name: str) -> Mapping[str, Any] | None:
         return streams.get(f"{stream_namespace}/{stream_name}")
 
+    # The image-puller rule asked as the controller asks it (behaviour 16), with the
+    # user's credentials: what the authorizer answers, not a guess.
+    try:
+        access = await pull_access.answers(namespace, reactor.named_streams(obj))
+    except KubeError as error:
+        raise ExplainError(
+            f"cannot ask whether namespace {q(namespace)} may pull from its streams in other"
+            f" namespaces: {error} (--allow-cross-namespace-triggers explains without asking)"
+        ) from error
     # The controller's own reactor decides, so explain says what the controller does.
-    reaction = reactor.react(obj, get_stream=get_stream, namespace_allowed=namespace_allowed)
+    reaction = reactor.react(obj, get_stream=get_stream, namespace_allowed=access.namespace_allowed)
     return list(reaction.outcomes)
 
 
@@ -125,8 +130,10 @@ async def run(kube: Kube, namespace: str, args: argparse.Namespace) -> str:
             kube,
             namespace=namespace,
             target=args.target,
-            namespace_allowed=(
-                allow_any_namespace if args.allow_cross_namespace_triggers else same_namespace_only
+            pull_access=(
+                PullAccess.allow_all_namespaces()
+                if args.allow_cross_namespace_triggers
+                else PullAccess.reviewing(kube)
             ),
         )
     except ExplainError as error:

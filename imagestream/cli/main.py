@@ -121,8 +121,16 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         parser,
         "--allow-cross-namespace-triggers",
         "false",
-        "let triggers follow ImageStreams in other namespaces",
+        "let triggers follow ImageStreams in any namespace with no check, as OpenShift's"
+        " trigger controller (default: only where the object's service accounts may pull)",
         type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--pull-access-cache-ttl",
+        "30",
+        "seconds an image-puller review of a cross-namespace stream is trusted",
+        type=float,
     )
     add_flag(parser, "--resync-period", "600", "seconds between full resyncs", type=float)
     add_flag(
@@ -170,6 +178,51 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "comma-separated registry host patterns imports may contact (e.g. "
         "quay.io,*.example.com); empty: any",
     )
+    add_flag(
+        parser,
+        "--admission-addr",
+        "",
+        "address the admission webhook listens on (HTTPS); empty: no admission webhook",
+    )
+    add_flag(
+        parser,
+        "--admission-cert-dir",
+        None,
+        "directory with tls.crt and tls.key for the admission webhook (e.g. cert-manager's"
+        " Secret); without it the webhook makes its own CA in --admission-secret",
+    )
+    add_flag(
+        parser,
+        "--admission-secret",
+        "",
+        "namespace/name of the Secret keeping the self-made admission CA and certificate",
+    )
+    add_flag(
+        parser,
+        "--admission-hosts",
+        "",
+        "comma-separated DNS names and IPs of the self-made admission certificate",
+    )
+    add_flag(
+        parser,
+        "--admission-webhook-configuration",
+        "imagestream-controller",
+        "name of the Mutating/ValidatingWebhookConfiguration whose caBundle the webhook keeps",
+    )
+    add_flag(
+        parser,
+        "--admission-cert-validity",
+        str(365 * 86400),
+        "seconds a self-made serving certificate is valid (renewed with a third left)",
+        type=float,
+    )
+    add_flag(
+        parser,
+        "--admission-cert-check-interval",
+        "3600",
+        "seconds between checks of the admission certificate and caBundle",
+        type=float,
+    )
     add_log_flags(parser)
 
 
@@ -208,6 +261,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         import_interval_s=args.import_interval,
         leader_elect=args.leader_elect,
         allow_cross_namespace_triggers=args.allow_cross_namespace_triggers,
+        pull_access_ttl_s=args.pull_access_cache_ttl,
         resync_period_s=args.resync_period,
         watch_timeout_s=args.watch_timeout,
         leader_election_namespace=args.leader_election_namespace,
@@ -225,6 +279,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allowed_registries=tuple(
             p.strip() for p in args.allowed_registries.split(",") if p.strip()
         ),
+        admission_addr=HostPort.parse(args.admission_addr) if args.admission_addr else None,
+        admission_cert_dir=optional_path(args.admission_cert_dir),
+        admission_secret=args.admission_secret,
+        admission_hosts=tuple(h.strip() for h in args.admission_hosts.split(",") if h.strip()),
+        admission_webhook_configuration=args.admission_webhook_configuration,
+        admission_cert_validity_s=args.admission_cert_validity,
+        admission_cert_check_interval_s=args.admission_cert_check_interval,
     )
 
 

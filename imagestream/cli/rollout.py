@@ -54,8 +54,9 @@ from controller.rollouts.plan import (
     ROLLOUT_CANCELLED,
 )
 from controller.triggers import deploymentconfigs as dc_triggers
-from controller.triggers.outcomes import same_namespace_only
+from controller.triggers.outcomes import NamespacePolicy, same_namespace_only
 from controller.triggers.podspec import JsonPatch, json_pointer
+from controller.triggers.pullaccess import PullAccess
 from imagestream.cli import common
 from imagestream.cli.common import CommandError, q
 from imagestream.kube.client import JSON_PATCH, Kube
@@ -291,8 +292,16 @@ def rollback_patch(dc: Mapping[str, Any], target: Mapping[str, Any]) -> tuple[Js
     return patch, disabled
 
 
-def latest_patch(dc: Mapping[str, Any], streams: Mapping[str, Mapping[str, Any]]) -> JsonPatch:
-    """The guarded patch of `latest`: manual triggers resolved once, and the request."""
+def latest_patch(
+    dc: Mapping[str, Any],
+    streams: Mapping[str, Mapping[str, Any]],
+    *,
+    namespace_allowed: NamespacePolicy = same_namespace_only,
+) -> JsonPatch:
+    """The guarded patch of `latest`: manual triggers resolved once, and the request.
+
+    `namespace_allowed`: the image-puller answers for the DeploymentConfig's namespace
+    (behaviour 16), asked as the controller asks them."""
     name = str(mapping(dc.get("metadata")).get("name", ""))
     if paused(dc):
         raise RolloutError(f'cannot deploy a paused deployment config "{name}"; resume it first')
@@ -301,7 +310,7 @@ def latest_patch(dc: Mapping[str, Any], streams: Mapping[str, Mapping[str, Any]]
         return streams.get(f"{namespace}/{stream}")
 
     plan = dc_triggers.plan_deploymentconfig(
-        dc, get_stream=get_stream, include_manual=True, namespace_allowed=same_namespace_only
+        dc, get_stream=get_stream, include_manual=True, namespace_allowed=namespace_allowed
     )
     after = dc_triggers.apply_deploymentconfig_plan(dc, plan)
     if not all_image_triggers_fired(after) or has_blank_image(after):
@@ -426,10 +435,23 @@ async def latest(
         )
         return f"{RESOURCE_NAME}/{name} rolled out\n"
 
-    streams = await _streams(kube, await _get(kube, namespace, name))
+    config = await _get(kube, namespace, name)
+    streams = await _streams(kube, config)
+    # Streams of other namespaces only where its service accounts may pull (behaviour 16).
+    keys = {
+        f"{t.namespace}/{t.name.rpartition(':')[0]}"
+        for t in dc_triggers.image_change_triggers(config)
+    }
+    try:
+        access = await PullAccess.reviewing(kube).answers(namespace, keys)
+    except KubeError as error:
+        raise RolloutError(
+            f"cannot ask whether namespace {namespace!r} may pull from its streams in other"
+            f" namespaces: {error}"
+        ) from error
 
     def make_patch(dc: Obj) -> tuple[JsonPatch, None]:
-        return latest_patch(dc, streams), None
+        return latest_patch(dc, streams, namespace_allowed=access.namespace_allowed), None
 
     await _patch_and_wait(kube, namespace, name, make_patch, timeout_s=timeout_s)
     return f"{RESOURCE_NAME}/{name} rolled out\n"

@@ -21,7 +21,7 @@ import asyncio
 import json
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -381,7 +381,7 @@ class Kube:
 
 def _wait_honouring_retry_after(retry_state: Any) -> float:
     error = retry_state.outcome.exception() if retry_state.outcome else None
-    backoff = float(wait_exponential_jitter(initial=0.1, max=2.0)(retry_state))
+    backoff = float(wait_exponential_jitter(multiplier=0.1, max=2.0)(retry_state))
     if isinstance(error, Retryable) and error.retry_after_s is not None:
         return min(max(backoff, error.retry_after_s), 10.0)
     return backoff
@@ -404,7 +404,7 @@ async def connect(kubeconfig: Path | None) -> Kube:
     else:
         path, source = None, "the in-cluster service account"
     if path is not None:
-        await _load_kubeconfig(path, source, configuration)
+        await _load_kubeconfig((path,), source, configuration)
     else:
         _load_incluster(configuration)
     return _kube_for(configuration, source)
@@ -419,16 +419,7 @@ async def connect_as_user(
     if target.files:
         files = ", ".join(str(path) for path in target.files)
         source = f"kubeconfig {files} ({target.origin}, context {target.context!r})"
-        try:
-            await k8s_config.load_kube_config(
-                config_file=os.pathsep.join(str(p) for p in target.files),
-                context=target.context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-        except (k8s_config.ConfigException, KeyError, OSError, ValueError) as error:
-            first = (str(error).splitlines() or [type(error).__name__])[0]
-            raise KubeconfigError(f"{source} is unusable: {first}") from error
+        await _load_kubeconfig(target.files, source, configuration, context=target.context)
     else:
         source = "the in-cluster service account"
         _load_incluster(configuration)
@@ -452,12 +443,23 @@ def _kube_for(configuration: Any, source: str) -> Kube:
     )
 
 
-async def _load_kubeconfig(path: Path, source: str, configuration: Any) -> None:
-    # Messages never quote the file's content: a kubeconfig holds credentials.
-    _check_readable(path, source)
+async def _load_kubeconfig(
+    files: Sequence[Path], source: str, configuration: Any, *, context: str | None = None
+) -> None:
+    """Load the merged `files` (one for the processes, kubectl's list for the commands).
+
+    The one place a kubeconfig is read, so that the processes and the commands say the same
+    thing about the same broken file. Messages never quote the file's content: a kubeconfig
+    holds credentials.
+    """
+    for path in files:
+        _check_readable(path, source)
     try:
         await k8s_config.load_kube_config(
-            config_file=str(path), client_configuration=configuration, persist_config=False
+            config_file=os.pathsep.join(str(path) for path in files),
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
         )
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark

@@ -126,15 +126,21 @@ def registry_to_receiver(
 
 # --- the running system -------------------------------------------------------------------
 
+PULL_ACCESS_TTL_S = 2.0
+"""The session controller's image-puller answers expire this soon (default 30 s)."""
 RECEIVER_SECRET = "receiver-secret-0123456789"
 RECEIVER_BASIC = "acr-user:acr-password-0123"
 
 
 @pytest.fixture(scope="session")
 async def crds(kube: Kube) -> list[str]:
+    """Our CRDs, and OpenShift's image ClusterRoles (as `imagestream dev` installs them)."""
     from imagestream.kube.crds import install_crds, load_crds
+    from imagestream.kube.roles import install_image_roles, load_image_roles
 
-    return await install_crds(kube, load_crds())
+    installed = await install_crds(kube, load_crds())
+    await install_image_roles(kube, load_image_roles())
+    return installed
 
 
 @dataclass
@@ -167,6 +173,8 @@ async def system(
         kubeconfig=controlplane.kubeconfig_path,
         webhook_token_file=token_file,
         import_interval_s=5.0,
+        # A RoleBinding granted in a test takes effect within this (plus one requeue).
+        pull_access_ttl_s=PULL_ACCESS_TTL_S,
         # Tests may name registries elsewhere (OpenShift manifests do); the
         # controller must never contact them from here.
         allowed_registries=("127.0.0.1:*", "localhost:*"),

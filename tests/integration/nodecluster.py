@@ -132,10 +132,21 @@ class NodeCluster:
 
 @contextlib.contextmanager
 def node_cluster(
-    workdir: Path, *, with_dns: bool = True, notify: NotificationEndpoint | None = None
+    workdir: Path,
+    *,
+    with_dns: bool = True,
+    notify: NotificationEndpoint | None = None,
+    plain_http_registries: tuple[str, ...] = (),
+    service_account_tokens: bool = False,
 ) -> Iterator[NodeCluster]:
     skip_unless_node_can_run()
-    node = Node(workdir=workdir / "node", bin_dir=node_binary_dir(build=True), with_dns=with_dns)
+    node = Node(
+        workdir=workdir / "node",
+        bin_dir=node_binary_dir(build=True),
+        with_dns=with_dns,
+        plain_http_registries=plain_http_registries,
+        service_account_tokens=service_account_tokens,
+    )
     plane: ControlPlane | None = None
     registry: Registry | None = None
     try:

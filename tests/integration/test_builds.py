@@ -210,6 +210,8 @@ async def test_behaviour_25_a_base_image_push_starts_exactly_one_build(
         "OUTPUT_IMAGE": f"{repository}:latest",
         "BUILD_ARGS": "VERSION=1.2",
         "GREETING": "hello",
+        # The strategy's env, by name: the builder sets it after every FROM, as OpenShift.
+        "BUILD_ENV_NAMES": "GREETING",
     }
 
     # A new base image: one more build, no more.

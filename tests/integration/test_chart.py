@@ -37,6 +37,7 @@ from imagestream.kube.client import Kube
 from imagestream.kube.crds import load_crds
 from imagestream.kube.errors import NotFound
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES, PODS, Resource
+from imagestream.kube.roles import load_image_roles
 from localdev.controlplane import ControlPlane, free_port
 from localdev.images import make_oci_image, skopeo_push
 from localdev.private import private_dir, write_private
@@ -48,13 +49,10 @@ from tests.integration.conftest import (
     kube_with_crds,
     own_control_plane,
 )
+from tests.integration.helm import CHART, REPO_ROOT, Helm, helm_dir
+from tests.integration.openshift_library import public_images_binding
 from webhook.config import parse_config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHART = REPO_ROOT / "charts" / "imagestream-controller"
-BUILD_SCRIPT = REPO_ROOT / "localkube" / "build.sh"
-HELM_TIMEOUT_S = 120.0
-HELM_BUILD_TIMEOUT_S = 1200.0
 PODS_BUDGET_S = 60.0
 GONE_BUDGET_S = 60.0
 
@@ -82,6 +80,20 @@ KINDS = {
         Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
         Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
         Resource("networking.k8s.io", "v1", "ingresses", "Ingress"),
+        Resource(
+            "admissionregistration.k8s.io",
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            namespaced=False,
+        ),
+        Resource(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            namespaced=False,
+        ),
         Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
         Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
         Resource(
@@ -101,38 +113,6 @@ KINDS = {
 # --- helm --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Helm:
-    """The helm binary from localkube/build.sh, with its state kept out of $HOME."""
-
-    binary: Path
-    home: Path
-
-    def run(
-        self, *args: str, kubeconfig: Path | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.home),
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-        argv = [str(self.binary), *args]
-        if kubeconfig is not None:
-            argv += ["--kubeconfig", str(kubeconfig)]
-        result = subprocess.run(
-            argv, env=env, capture_output=True, text=True, timeout=HELM_TIMEOUT_S, check=False
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def template(self, *args: str, release: str = "rel", namespace: str = "ns") -> list[Any]:
-        rendered = self.run("template", release, str(CHART), "--namespace", namespace, *args)
-        return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
-
-
 def values_args(name: str) -> list[str]:
     path = VALUE_SETS[name]
     return ["--values", str(path)] if path else []
@@ -140,22 +120,7 @@ def values_args(name: str) -> list[str]:
 
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    directory = Path(
-        subprocess.run(
-            [str(BUILD_SCRIPT), "helm", "--print-dir"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
-    if not (directory / "helm").exists():  # `make test` builds it first; a bare pytest may not
-        subprocess.run(
-            [str(BUILD_SCRIPT), "helm"],
-            check=True,
-            capture_output=True,
-            timeout=HELM_BUILD_TIMEOUT_S,
-        )
-    return Helm(binary=directory / "helm", home=tmp_path_factory.mktemp("helm-home"))
-
-
-# --- rendering ---------------------------------------------------------------------------------
+    return Helm(binary=helm_dir() / "helm", home=tmp_path_factory.mktemp("helm-home"))
 
 
 def by_kind(objects: list[Any], kind: str) -> list[Any]:
@@ -282,7 +247,8 @@ def test_template_renders_the_same_bytes_twice(helm: Helm, value_set: str, crds:
 # Template functions whose output is not a function of the values (or that ask the cluster).
 UNREPRODUCIBLE = re.compile(
     r"\b(rand(AlphaNum|Alpha|Numeric|Ascii|Bytes|Int)|uuidv4|now|genCA|genPrivateKey"
-    r"|genSelfSignedCert|genSignedCert|lookup)\b"
+    # `lookup` the function, not a word in a path such as /admission/image-lookup.
+    r"|genSelfSignedCert|genSignedCert|(?<![-/])lookup)\b"
 )
 ACTION = re.compile(r"\{\{-?\s*(?!/\*)(.*?)-?\}\}", re.DOTALL)
 
@@ -337,6 +303,52 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
     }
     for deployment in by_kind(objects, "Deployment"):
         assert env_of(deployment)["IMAGESTREAM_WATCH_NAMESPACES"] == "team-a,team-b"
+
+
+def test_openshifts_image_roles_and_public_image_namespaces(helm: Helm) -> None:
+    """OpenShift's ClusterRoles as the one file has them (the file `imagestream dev` and
+    the tests apply), and each public namespace readable by every authenticated user."""
+    objects = helm.template("--set-json", 'rbac.publicImageNamespaces=["openshift","shared"]')
+    shipped = {role["metadata"]["name"]: role for role in load_image_roles()}
+    assert set(shipped) == {"system:image-puller", "system:image-pusher", "system:image-builder"}
+    rendered = {r["metadata"]["name"]: r for r in by_kind(objects, "ClusterRole")}
+    for name, role in shipped.items():
+        assert {**rendered[name], "metadata": {**rendered[name]["metadata"], "labels": {}}} == {
+            **role,
+            "metadata": {**role["metadata"], "labels": {}},
+        }
+    assert shipped["system:image-puller"]["rules"] == [
+        {
+            "apiGroups": ["image.openshift.io", ""],
+            "resources": ["imagestreams/layers"],
+            "verbs": ["get"],
+        }
+    ]
+    bindings = [
+        b for b in by_kind(objects, "RoleBinding") if b["roleRef"]["name"] == "system:image-puller"
+    ]
+    assert len(bindings) == 2
+    for binding in bindings:
+        expected = public_images_binding(binding["metadata"]["namespace"])
+        assert {**binding, "metadata": {**binding["metadata"], "labels": {}}} == {
+            **expected,
+            "metadata": {**expected["metadata"], "labels": {}},
+        }
+    # Namespaced mode makes nothing cluster-wide, these roles included; the bindings stay.
+    namespaced = helm.template(
+        *values_args("namespaced"), "--set-json", 'rbac.publicImageNamespaces=["team-b"]'
+    )
+    assert not by_kind(namespaced, "ClusterRole")
+    (binding,) = [
+        b
+        for b in by_kind(namespaced, "RoleBinding")
+        if b["roleRef"]["name"] == "system:image-puller"
+    ]
+    assert binding["metadata"]["namespace"] == "team-b"
+    # No check at all: the controller is not even allowed to ask.
+    unchecked = helm.template("--set", "controller.allowCrossNamespaceTriggers=true")
+    assert "localsubjectaccessreviews" not in json.dumps(by_kind(unchecked, "ClusterRole"))
+    assert "localsubjectaccessreviews" in json.dumps(by_kind(objects, "ClusterRole"))
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
@@ -553,6 +565,11 @@ async def _install(
         str(CHART),
         "--namespace",
         namespace,
+        # The chart's webhook pods never run on this control plane (no node), and its
+        # webhook configurations are cluster-wide: a Fail policy would refuse every other
+        # test's BuildConfigs while the release is installed.
+        "--set",
+        "admission.failurePolicy.buildsAndDeploymentConfigs=Ignore",
         *args,
         kubeconfig=installed.kubeconfig,
     )
@@ -608,7 +625,12 @@ async def _exists(kube: Kube, obj: Any, namespace: str) -> bool:
 async def cluster_install(
     helm: Helm, controlplane: ControlPlane, kube: Kube
 ) -> AsyncIterator[Installed]:
-    installed = await _install(helm, controlplane, kube, prefix="chart")
+    # The session cluster has OpenShift's image ClusterRoles already (the crds fixture
+    # applies them, as `imagestream dev` does), and helm adopts nothing it did not make:
+    # this release leaves them to that owner, as one on OpenShift would.
+    installed = await _install(
+        helm, controlplane, kube, "--set", "rbac.openshiftImageRoles=false", prefix="chart"
+    )
     yield installed
     await _uninstall(helm, kube, installed)
 
@@ -739,6 +761,7 @@ CONTROLLER_ALLOWED = [
     *[(v, "events.events.k8s.io") for v in ("create", "patch")],  # patch: an Event's series
     ("create", "events"),
     *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
+    ("create", "localsubjectaccessreviews.authorization.k8s.io"),  # the image-puller rule
 ]
 CONTROLLER_DENIED = [
     ("create", "imagestreams.image.openshift.io"),
@@ -930,6 +953,10 @@ async def chart_processes(
         f"integratedRegistryHost=127.0.0.1:{registry_port}",
         "--set",
         "logging.level=debug",
+        # Namespaced mode takes admission certificates from cert-manager only, which this
+        # control plane does not run (docs/admission.md#certificates).
+        "--set",
+        "admission.enabled=false",
         prefix="e2e",
     )
     secrets_dir = workdir / "receivers"
@@ -1080,10 +1107,12 @@ async def test_the_helm_test_hook_is_accepted_by_the_webhook(
         kubeconfig=chart_processes.installed.kubeconfig,
     )
     (pod,) = [d for d in yaml.safe_load_all(hooks.stdout) if d and d["kind"] == "Pod"]
-    args = pod["spec"]["containers"][0]["args"]
+    [container] = pod["spec"]["containers"]
+    args = container["args"]
     headers = dict(args[i + 1].split(": ", 1) for i, arg in enumerate(args) if arg == "--header")
-    (expanded,) = [args[i + 1] for i, arg in enumerate(args) if arg == "--expand-header"]
-    assert expanded == "Authorization: Bearer {{token:trim}}"
+    # The token reaches curl on stdin, from the mounted Secret (the node tier runs the pod).
+    assert "/etc/imagestream-test/token" in container["command"][2]
+    assert chart_processes.token not in json.dumps(pod)
     headers["Authorization"] = f"Bearer {chart_processes.token}"
     body = args[args.index("--data") + 1].encode()
     url = args[-1]

@@ -2,7 +2,7 @@
 
 What this proves, on this machine:
 
-* `localdev.debian_images` makes the builder and python-base images from
+* `localdev.debian_images` makes the builder, python-base and git-server images from
   Debian packages, and a second call finds them in the cache (same digest,
   made nothing) in well under a second;
 * the builder image holds what rootless buildah needs: buildah 1.28 and
@@ -50,7 +50,7 @@ import pytest
 from controller.builds.jobs import BUILD_CONTAINER, default_job_template
 from localdev import debian_images
 from localdev.controlplane import REPO_ROOT
-from localdev.debian_images import BUILDER, PYTHON_BASE, BuiltImage
+from localdev.debian_images import BUILDER, GIT_SERVER, PYTHON_BASE, BuiltImage
 from localdev.images import APP_PORT, OCI_MANIFEST, make_app_image, make_files_image, skopeo_push
 from localdev.wheelhouse import wheelhouse
 from tests.integration.nodecluster import NodeCluster, deploy_app, http_get, node_cluster, wait_for
@@ -89,7 +89,7 @@ def _layer_members(image: BuiltImage) -> dict[str, tarfile.TarInfo]:
 @pytest.mark.timeout(IMAGE_BUDGET_S * 2)
 def test_debian_images_are_made_once_then_found_in_the_cache() -> None:
     _skip_unless_images_can_be_made()
-    for spec in (BUILDER, PYTHON_BASE):
+    for spec in (BUILDER, PYTHON_BASE, GIT_SERVER):
         first = debian_images.build(spec)
         began = time.monotonic()
         again = debian_images.build(spec)
@@ -106,6 +106,9 @@ def test_debian_images_are_made_once_then_found_in_the_cache() -> None:
     config = _image_config(python)
     assert config["Cmd"] == ["python3"]
     assert config["Labels"]["io.imagestream.debian.suite"] == "bookworm"
+    git_server = debian_images.build(GIT_SERVER)
+    assert _layer_members(git_server)["usr/lib/git-core/git-daemon"].isreg()
+    assert _image_config(git_server)["User"] == "1000"
 
 
 def _image_config(image: BuiltImage) -> dict[str, Any]:

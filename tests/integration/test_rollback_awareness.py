@@ -15,10 +15,7 @@ kubectl rolls back to.
 from __future__ import annotations
 
 import asyncio
-import glob
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +24,7 @@ import pytest
 from imagestream.kube.resources import DEPLOYMENTS, EVENTS, IMAGESTREAMS, REPLICASETS, Resource
 from localdev.controlplane import ControlPlane
 from tests.integration.conftest import System, eventually, new_namespace
+from tests.integration.kubectl import kubectl_binary
 from tests.integration.workloads import (
     RESOURCES,
     TRIGGERS,
@@ -43,44 +41,6 @@ SETTLE_S = 1.5
 REPO = Path(__file__).resolve().parents[2]
 CONTROLLERREVISIONS = Resource("apps", "v1", "controllerrevisions", "ControllerRevision")
 """What kubectl rolls StatefulSets and DaemonSets back to (the controller never reads them)."""
-
-
-async def kubectl_binary() -> str:
-    """A kubectl of the server's version (k8s.io/kubernetes of localkube/kubernetes/go.mod).
-
-    `localkube/build.sh node` builds it where that target exists; its cache directory is the
-    same either way. A kubectl on PATH is the last resort (undo has behaved the same since
-    apps/v1).
-    """
-    process = await asyncio.create_subprocess_exec(
-        str(REPO / "localkube" / "build.sh"),
-        "node",
-        "--print-dir",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    out, _ = await process.communicate()
-    candidates = [Path(out.decode().strip()) / "kubectl"] if process.returncode == 0 else []
-    cache = Path(
-        os.environ.get("IMAGESTREAM_CACHE_DIR")
-        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        / "imagestream-controller"
-    )
-    version = next(
-        line.split()[1]
-        for line in (REPO / "localkube" / "kubernetes" / "go.mod").read_text().splitlines()
-        if line.strip().startswith("k8s.io/kubernetes ")
-    )
-    candidates += [
-        Path(p) for p in sorted(glob.glob(f"{cache}/k8s-bins/node-kube-{version}-*/kubectl"))
-    ]
-    for candidate in candidates:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    on_path = shutil.which("kubectl")
-    if on_path:
-        return on_path
-    pytest.fail("no kubectl: build it with `localkube/build.sh node` (or put one on PATH)")
 
 
 async def kubectl(plane: ControlPlane, *args: str) -> str:

@@ -19,38 +19,24 @@ import yaml
 
 from localdev.controlplane import ControlPlane
 from localdev.private import write_private
+from tests.integration.helm import tool
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TILTFILE = REPO_ROOT / "tilt" / "Tiltfile"
-BUILD_SCRIPT = REPO_ROOT / "localkube" / "build.sh"
 TILT_TIMEOUT_S = 180.0
-BUILD_TIMEOUT_S = 1800.0
 TILTFILE_ERROR = 5
-
-
-def _tool(target: str) -> Path:
-    directory = Path(
-        subprocess.run(
-            [str(BUILD_SCRIPT), target, "--print-dir"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-    )
-    if not (directory / target).exists():  # `make test` builds both first
-        subprocess.run(
-            [str(BUILD_SCRIPT), target], check=True, capture_output=True, timeout=BUILD_TIMEOUT_S
-        )
-    return directory / target
 
 
 @pytest.fixture(scope="module")
 def tilt() -> Path:
-    return _tool("tilt")
+    return tool("tilt")
 
 
 def _tiltfile_result(
     tilt: Path, kubeconfig: Path, home: Path
 ) -> tuple[subprocess.CompletedProcess[str], Any]:
     env = {
-        "PATH": f"{_tool('helm').parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "PATH": f"{tool('helm').parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": str(home),
         "KUBECONFIG": str(kubeconfig),
         "HELM_CACHE_HOME": str(home / "helm-cache"),

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from controller.events import EventRecorder
 from controller.loop.queue import WorkQueue
 from controller.triggers.index import TriggerIndex
-from controller.triggers.outcomes import same_namespace_only
+from controller.triggers.pullaccess import PullAccess
 from controller.triggers.reactors import AnnotationReactor
 from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.kube.client import JSON_PATCH, Kube
@@ -165,7 +165,7 @@ async def test_a_workload_deleted_between_read_and_patch_gets_no_event(
         index=TriggerIndex(),
         events=events,
         metrics=TriggerMetrics.create(registry),
-        namespace_allowed=same_namespace_only,
+        pull_access=PullAccess.reviewing(kube),
     )
     tasks = [asyncio.create_task(s.run()) for s in (streams, deployments)]
     try:

@@ -511,36 +511,21 @@ def test_the_digest_comes_from_the_annotation_or_the_termination_message() -> No
     ("variables", "build_args"),
     [
         (
-            {
-                "SOURCE_URI": "https://git.example/app.git",
-                "SOURCE_REF": "main",
-                "SOURCE_CONTEXT_DIR": "svc",
-                "BUILD_ARGS": "A=1\nB=2 3",
-            },
-            [
-                "--from",
-                BASE_1,
-                "--build-arg",
-                "A=1",
-                "--build-arg",
-                "B=2 3",
-                "https://git.example/app.git#main:svc",
-            ],
+            {"DOCKERFILE": "FROM scratch", "BUILD_ARGS": "A=1\nB=2 3"},
+            ["--file", "<workdir>/Dockerfile", "--build-arg", "A=1", "--build-arg", "B=2 3"],
         ),
         (
-            {"DOCKERFILE": "FROM scratch"},
-            ["--file", "<workdir>/Dockerfile", "--from", BASE_1, "<workdir>/context"],
-        ),
-        (
-            {"BUILD_STRATEGY": "Source", "TLS_VERIFY": "false"},
-            ["--file", "<workdir>/Containerfile.s2i", "--tls-verify=false", "<workdir>/context"],
+            {"DOCKERFILE": "FROM scratch", "TLS_VERIFY": "false"},
+            ["--file", "<workdir>/Dockerfile", "--tls-verify=false"],
         ),
     ],
 )
 def test_the_build_script_calls_buildah_as_the_build_asks(
     tmp_path: Path, variables: dict[str, str], build_args: list[str]
 ) -> None:
-    """The default builder's script, with a `buildah` that records its arguments."""
+    """The default builder's script, with a `buildah` that records its arguments.
+
+    (Git sources and the Source strategy: tests/unit/test_build_sources_script.py.)"""
     calls = tmp_path / "calls"
     fake = tmp_path / "bin" / "buildah"
     fake.parent.mkdir()
@@ -567,6 +552,7 @@ def test_the_build_script_calls_buildah_as_the_build_asks(
         "--tag",
         "registry.example/ns/app:latest",
         *build_args,
+        "<workdir>/context",
     ]
     push = ["push", *(["--tls-verify=false"] if "TLS_VERIFY" in variables else [])]
     assert push_call.splitlines() == [
@@ -576,8 +562,8 @@ def test_the_build_script_calls_buildah_as_the_build_asks(
         "registry.example/ns/app:latest",
         "docker://registry.example/ns/app:latest",
     ]
-    if variables.get("BUILD_STRATEGY") == "Source":
-        assert (tmp_path / "build" / "Containerfile.s2i").read_text().startswith(f"FROM {BASE_1}\n")
+    # The strategy's `from` is the (last) FROM, as OpenShift's builder rewrites it.
+    assert (tmp_path / "build" / "Dockerfile").read_text().startswith(f"FROM {BASE_1}\n")
 
 
 # --- failures, history limits, plain HTTP (docs/openshift-behaviours.md#build-lifecycle) -------

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from controller.rollouts.model import ROLLOUT_REQUEST_ANNOTATION, make_replication_controller
+from controller.triggers.pullaccess import PullAnswers
 from imagestream.cli.main import build_parser
 from imagestream.cli.rollout import (
     RolloutError,
@@ -164,6 +165,39 @@ def test_latest_resolves_manual_triggers_once_or_refuses() -> None:
     config["spec"]["paused"] = True
     with pytest.raises(RolloutError, match="paused"):
         latest_patch(config, {"ns/app": stream})
+
+
+def test_latest_follows_another_namespace_only_where_the_answers_allow() -> None:
+    manual = {
+        "type": "ImageChange",
+        "imageChangeParams": {
+            "automatic": False,
+            "containerNames": ["web"],
+            "from": {"name": "app:v1", "namespace": "shared"},
+        },
+    }
+    config = dc(triggers=[manual], image=" ")
+    config["metadata"]["annotations"] = {}
+    stream = {
+        "metadata": {"name": "app", "namespace": "shared"},
+        "status": {
+            "tags": [
+                {
+                    "tag": "v1",
+                    "items": [{"dockerImageReference": IMAGE, "image": "sha256:" + "a" * 64}],
+                }
+            ]
+        },
+    }
+    namespace = config["metadata"]["namespace"]
+    refused = PullAnswers(namespace=namespace, denied=(("shared", "app"),))
+    with pytest.raises(RolloutError, match="unresolved images"):
+        latest_patch(config, {"shared/app": stream}, namespace_allowed=refused.namespace_allowed)
+    granted = PullAnswers(namespace=namespace, allowed=frozenset({("shared", "app")}))
+    patch = latest_patch(
+        config, {"shared/app": stream}, namespace_allowed=granted.namespace_allowed
+    )
+    assert IMAGE in [op.get("value") for op in patch if op["op"] != "test"]
 
 
 def test_the_commands_parse() -> None:

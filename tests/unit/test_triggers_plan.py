@@ -337,6 +337,35 @@ def test_behaviour_17_resolved_trigger_sets_the_container_or_init_container_imag
     check_reactor_case(case)
 
 
+def test_behaviour_17_a_name_under_containers_finds_an_init_container_as_openshift_does() -> None:
+    # `oc set triggers` writes containers[?(@.name=="migrate")] for an init container too;
+    # OpenShift's name lookup searches the init containers first, then the containers.
+    obj = workload([trigger("app:v1", by_name("migrate"))], {"-migrate": "old", "web": "w"})
+    plan = plan_of(obj, streams(("default", "app:v1", "new")))
+    after = applied(obj, plan)
+    pod_spec = after["spec"]["template"]["spec"]
+    assert pod_spec["initContainers"] == [{"name": "migrate", "image": "new"}]
+    assert pod_spec["containers"] == [{"name": "web", "image": "w"}]
+    patch = build_json_patch(obj, plan.changes, annotations=plan.annotation_updates)
+    assert apply_json_patch(obj, patch) == after
+
+
+def test_behaviour_17_a_name_in_both_lists_moves_the_init_container_only() -> None:
+    obj = workload([trigger("app:v1", by_name("same"))], {"-same": "old", "same": "old"})
+    after = applied(obj, plan_of(obj, streams(("default", "app:v1", "new"))))
+    pod_spec = after["spec"]["template"]["spec"]
+    assert pod_spec["initContainers"] == [{"name": "same", "image": "new"}]
+    assert pod_spec["containers"] == [{"name": "same", "image": "old"}]
+
+
+def test_behaviour_17_a_position_counts_only_in_the_list_the_path_names() -> None:
+    path = "spec.template.spec.containers[1].image"
+    obj = workload([trigger("app:v1", path)], {"-a": "old", "-b": "old", "c": "old"})
+    plan = plan_of(obj, streams(("default", "app:v1", "new")))
+    assert reasons(plan) == [Reason.CONTAINER_NOT_FOUND]
+    assert applied(obj, plan) == obj
+
+
 @pytest.mark.parametrize("case", reactor_cases(10, 11, 12))
 def test_behaviour_18_each_trigger_applies_independently(case: ReactorCase) -> None:
     check_reactor_case(case)
@@ -443,7 +472,9 @@ def test_cross_namespace_streams_are_refused_by_default_and_never_read() -> None
     assert reasons(plan) == [Reason.NAMESPACE_NOT_ALLOWED]
     assert not plan.needs_write
     assert looked_up == []
-    allowed = plan_of(obj, recording, namespace_allowed=lambda w, s: (w, s) == ("default", "other"))
+    allowed = plan_of(
+        obj, recording, namespace_allowed=lambda w, s, _n: (w, s) == ("default", "other")
+    )
     assert reasons(allowed) == [Reason.APPLIED]
 
 

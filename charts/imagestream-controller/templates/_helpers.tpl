@@ -243,3 +243,32 @@ notification token (unless `registry.notificationToken`) and its HTTP secret.
         path: ca.crt
 {{- end }}
 {{- end -}}
+
+{{/*
+The admission webhook's TLS Secret: cert-manager's Certificate writes it with
+`admission.certManager.enabled`, otherwise the webhook keeps its own CA in it
+(webhook/admission/tls.py). Not a release object either way.
+*/}}
+{{- define "imagestream.admission.secretName" -}}
+{{- printf "%s-admission-tls" (include "imagestream.fullname" .) -}}
+{{- end -}}
+
+{{- define "imagestream.admission.hosts" -}}
+{{- $service := include "imagestream.webhook.serviceName" . -}}
+{{- printf "%s.%s.svc,%s.%s.svc.cluster.local" $service .Release.Namespace $service .Release.Namespace -}}
+{{- end -}}
+
+{{- define "imagestream.admission.clientConfig" -}}
+service:
+  name: {{ .service }}
+  namespace: {{ .namespace }}
+  port: 443
+  path: {{ .path }}
+{{- end -}}
+{{- define "imagestream.admission.rule" -}}
+- apiGroups: [{{ .group | quote }}]
+  apiVersions: [{{ .versions }}]
+  resources: [{{ .resources }}]
+  operations: [CREATE, UPDATE]
+  scope: Namespaced
+{{- end -}}
