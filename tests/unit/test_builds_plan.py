@@ -36,6 +36,7 @@ from controller.builds.lifecycle import (
 from controller.builds.prune import builds_to_prune
 from controller.builds.triggers import BuildRequest, index_keys, plan_buildconfig
 from controller.triggers.outcomes import allow_any_namespace
+from imagestream.cli.builds import BuildCommandError, outcome, split_reference
 
 Obj = dict[str, Any]
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -694,3 +695,33 @@ def test_a_pending_build_is_running_once_its_pod_says_so() -> None:
     waiting_pod = {"name": "build", "state": {"waiting": {"reason": "ContainerCreating"}}}
     assert build_container_started([{"status": {"containerStatuses": [running]}}])
     assert not build_container_started([{"status": {"containerStatuses": [waiting_pod]}}])
+
+
+# --- the build commands' decisions (imagestream logs / start-build / cancel-build) ------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("web-1", ("build", "web-1")),
+        ("build/web-1", ("build", "web-1")),
+        ("builds/web-1", ("build", "web-1")),
+        ("bc/web", ("bc", "web")),
+        ("buildconfig.build.openshift.io/web", ("bc", "web")),
+    ],
+)
+def test_build_references_as_oc_spells_them(text: str, expected: tuple[str, str]) -> None:
+    assert split_reference(text, default_kind="build") == expected
+
+
+def test_a_reference_of_another_kind_is_refused() -> None:
+    with pytest.raises(BuildCommandError, match="build/NAME or bc/NAME"):
+        split_reference("pod/web-1", default_kind="build")
+
+
+def test_wait_exits_one_unless_the_build_completed() -> None:
+    complete = build(phase="Complete")
+    assert outcome(complete).code == 0
+    failed = outcome(build(phase="Failed"))
+    assert failed.code == 1
+    assert failed.stderr == 'error: the build ns/web-1 status is "Failed"'
