@@ -27,6 +27,7 @@ from controller import app as controller_app
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
 from imagestream.kube.resources import NAMESPACES
+from imagestream.kube.roles import install_image_roles, load_image_roles
 from imagestream.settings import HostPort
 from localdev.builder import push_builder
 from localdev.controlplane import free_port
@@ -76,6 +77,8 @@ async def system(
     token_file.chmod(0o600)
     kube = await connect(cluster.plane.kubeconfig_path)
     await install_crds(kube, load_crds())
+    # OpenShift's image ClusterRoles, as `imagestream dev` installs them (the image-puller rule).
+    await install_image_roles(kube, load_image_roles())
     settings = local_settings(
         kubeconfig=cluster.plane.kubeconfig_path,
         webhook_addr=HostPort("127.0.0.1", webhook_port),
