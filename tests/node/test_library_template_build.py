@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from imagestream.kube.errors import Conflict
+from imagestream.kube.errors import Conflict, NotFound
 from imagestream.kube.resources import (
     BUILDCONFIGS,
     DEPLOYMENTS,
@@ -103,8 +103,9 @@ async def shared_namespace(system: NodeSystem) -> AsyncIterator[str]:
         if made:
             await delete_namespace(system.kube, SHARED)
         else:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(NotFound):
                 await system.kube.delete(ROLEBINDINGS, SHARED, binding["metadata"]["name"])
+            with contextlib.suppress(NotFound):
                 await system.kube.delete(IMAGESTREAMS, SHARED, STREAM)
 
 
@@ -152,7 +153,8 @@ async def test_the_httpd_example_template_builds_on_openshift_httpd_and_deploys_
     for obj in objects:
         await kube.create(KINDS[obj["kind"]], namespace, obj)
 
-    # The ConfigChange trigger's Build, on the shared stream's digest, run on the node.
+    # The first Build, on the shared stream's digest (the ImageChange trigger's cause
+    # names the tag in `openshift`), run on the node.
     async def started() -> Obj | None:
         return (await builds_of(kube, namespace, TEMPLATE)).get(f"{TEMPLATE}-1")
 
@@ -160,6 +162,12 @@ async def test_the_httpd_example_template_builds_on_openshift_httpd_and_deploys_
     assert build["spec"]["strategy"]["sourceStrategy"]["from"] == {
         "kind": "DockerImage",
         "name": builder_spec,
+    }
+    (cause,) = build["spec"]["triggeredBy"]
+    assert cause["imageChangeBuild"]["fromRef"] == {
+        "kind": "ImageStreamTag",
+        "namespace": SHARED,
+        "name": f"{STREAM}:{version}",
     }
     build = await ended(kube, namespace, f"{TEMPLATE}-1")
     if phase(build) != "Complete":
@@ -186,7 +194,7 @@ async def test_the_httpd_example_template_builds_on_openshift_httpd_and_deploys_
     served_page = await asyncio.to_thread(http_get, f"http://{pod['status']['podIP']}:{APP_PORT}/")
     assert f"marker={marker}" in served_page
 
-    # One build: the ImageChange trigger saw the same digest the ConfigChange Build used.
+    # One Build: the ConfigChange trigger and the ImageChange trigger start one between them.
     assert list(await builds_of(kube, namespace, TEMPLATE)) == [f"{TEMPLATE}-1"]
     config = await kube.get(BUILDCONFIGS, namespace, TEMPLATE)
     assert config["status"]["lastVersion"] == 1
