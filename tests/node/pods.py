@@ -19,7 +19,7 @@ from typing import Any
 
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
-from imagestream.kube.resources import NAMESPACES, PODS
+from imagestream.kube.resources import NAMESPACES, PODS, Resource
 from localdev.images import APP_PORT, make_app_image, skopeo_push
 from tests.integration.conftest import eventually
 from tests.integration.nodecluster import NodeCluster
@@ -173,27 +173,37 @@ class PodHistory:
 
 
 @contextlib.asynccontextmanager
-async def watching_pods(kube: Kube, namespace: str) -> AsyncIterator[PodHistory]:
-    history = PodHistory()
-    items, version = await kube.list(PODS, namespace)
-    current = {pod["metadata"]["name"]: pod for pod in items}
-    history.states.append(dict(current))
+async def watched_states(
+    kube: Kube, resource: Resource, namespace: str, states: list[dict[str, Obj]]
+) -> AsyncIterator[None]:
+    """Append to `states` every state of `namespace`'s objects of `resource`, name to
+    object, as one watch sees them (the first is the list it started from)."""
+    items, version = await kube.list(resource, namespace)
+    current = {obj["metadata"]["name"]: obj for obj in items}
+    states.append(dict(current))
 
     async def follow() -> None:
-        async for event in kube.watch(PODS, namespace, resource_version=version, timeout_s=300):
-            pod = event["object"]
+        async for event in kube.watch(resource, namespace, resource_version=version, timeout_s=600):
+            obj = event["object"]
             if event["type"] in ("ADDED", "MODIFIED"):
-                current[pod["metadata"]["name"]] = pod
+                current[obj["metadata"]["name"]] = obj
             elif event["type"] == "DELETED":
-                current.pop(pod["metadata"]["name"], None)
+                current.pop(obj["metadata"]["name"], None)
             else:
                 continue
-            history.states.append(dict(current))
+            states.append(dict(current))
 
     task = asyncio.create_task(follow())
     try:
-        yield history
+        yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+@contextlib.asynccontextmanager
+async def watching_pods(kube: Kube, namespace: str) -> AsyncIterator[PodHistory]:
+    history = PodHistory()
+    async with watched_states(kube, PODS, namespace, history.states):
+        yield history

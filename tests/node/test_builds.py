@@ -54,7 +54,7 @@ from tests.integration.nodecluster import http_get
 from tests.integration.rollouts import dc_manifest, image_change
 from tests.integration.workloads import imagestream, trigger, workload
 from tests.node.conftest import NodeSystem
-from tests.node.pods import running_the_app, wait_pods_running
+from tests.node.pods import running_the_app, wait_pods_running, watched_states
 
 Obj = dict[str, Any]
 
@@ -215,28 +215,8 @@ class BuildHistory:
 @contextlib.asynccontextmanager
 async def watching_builds(kube: Kube, namespace: str) -> AsyncIterator[BuildHistory]:
     history = BuildHistory()
-    items, version = await kube.list(BUILDS, namespace)
-    current = {b["metadata"]["name"]: b for b in items}
-    history.states.append(dict(current))
-
-    async def follow() -> None:
-        async for event in kube.watch(BUILDS, namespace, resource_version=version, timeout_s=600):
-            build = event["object"]
-            if event["type"] in ("ADDED", "MODIFIED"):
-                current[build["metadata"]["name"]] = build
-            elif event["type"] == "DELETED":
-                current.pop(build["metadata"]["name"], None)
-            else:
-                continue
-            history.states.append(dict(current))
-
-    task = asyncio.create_task(follow())
-    try:
+    async with watched_states(kube, BUILDS, namespace, history.states):
         yield history
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def cli_args(system: NodeSystem, namespace: str, *args: str) -> list[str]:
