@@ -564,52 +564,36 @@ def start_node_cluster(workdir: Path, webhook_port: int) -> tuple[Node, ControlP
     return node, plane, registry
 
 
-async def run_pods(
-    plane: ControlPlane, registry: Registry, workdir: Path, scale: float
+async def run_on_node(
+    plane: ControlPlane, registry: Registry, workdir: Path, scale: float, section: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A node section (`pods` or `builds`): its own webhook and controller, then the measure.
+
+    The two differ only in their namespace, what the controller is told, and what is
+    measured; `builds` also needs the builder image in the node's registry first.
+    """
+    controller_args: list[str] = []
+    if section == "builds":
+        builder = await asyncio.to_thread(push_builder, registry.host)
+        controller_args = ["--builder-image", builder, "--build-insecure-registries", registry.host]
+    namespace = pods.NAMESPACE if section == "pods" else builds.NAMESPACE
     kube = await connect(plane.kubeconfig_path)
     launcher = Launcher(plane.kubeconfig_path, workdir, workdir / "token", registry.host)
     try:
         await install_crds(kube, load_crds())
-        scope = ["--watch-namespaces", pods.NAMESPACE]
+        scope = ["--watch-namespaces", namespace]
         webhook = launcher.start(
-            "webhook", "pods-webhook", scope, webhook_addr=registry_webhook_addr(registry)
+            "webhook", f"{section}-webhook", scope, webhook_addr=registry_webhook_addr(registry)
         )
-        controller = launcher.start("controller", "pods-controller", scope)
+        controller = launcher.start("controller", f"{section}-controller", scope + controller_args)
         await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
-        figure = await pods.push_to_pod_ready(kube, registry.host, workdir, scale)
+        if section == "pods":
+            figure = await pods.push_to_pod_ready(kube, registry.host, workdir, scale)
+        else:
+            figure = await builds.push_to_rolled_pod(kube, registry.host, workdir, scale)
         processes = {
-            name: {"peak_rss_mib": round(process.peak_rss_kib() / sections.MIB, 1)}
-            for name, process in (("pods-webhook", webhook), ("pods-controller", controller))
-        }
-        return figure, processes
-    finally:
-        launcher.stop_all()
-        await kube.close()
-
-
-async def run_builds(
-    plane: ControlPlane, registry: Registry, workdir: Path, scale: float
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    builder = await asyncio.to_thread(push_builder, registry.host)
-    kube = await connect(plane.kubeconfig_path)
-    launcher = Launcher(plane.kubeconfig_path, workdir, workdir / "token", registry.host)
-    try:
-        await install_crds(kube, load_crds())
-        scope = ["--watch-namespaces", builds.NAMESPACE]
-        webhook = launcher.start(
-            "webhook", "builds-webhook", scope, webhook_addr=registry_webhook_addr(registry)
-        )
-        controller = launcher.start(
-            "controller",
-            "builds-controller",
-            [*scope, "--builder-image", builder, "--build-insecure-registries", registry.host],
-        )
-        await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
-        figure = await builds.push_to_rolled_pod(kube, registry.host, workdir, scale)
-        processes = {
-            name: {"peak_rss_mib": round(process.peak_rss_kib() / sections.MIB, 1)}
-            for name, process in (("builds-webhook", webhook), ("builds-controller", controller))
+            process.process.name: {"peak_rss_mib": round(process.peak_rss_kib() / sections.MIB, 1)}
+            for process in (webhook, controller)
         }
         return figure, processes
     finally:
@@ -623,7 +607,6 @@ def measure_pods(
     """The `pods` (or `builds`) section on a cluster of its own; an unmeasurable run is an
     error figure."""
     print(f"[bench] {section} ...", file=sys.stderr, flush=True)
-    run = run_pods if section == "pods" else run_builds
     began = time.monotonic()
     workdir.mkdir(parents=True)
     processes: dict[str, Any] = {}
@@ -633,7 +616,7 @@ def measure_pods(
             (workdir / "token").write_text(TOKEN)
             versions.setdefault("kube", plane.version().get("gitVersion", "unknown"))
             versions["node"] = node_versions(node)
-            figure, processes = asyncio.run(run(plane, registry, workdir, scale))
+            figure, processes = asyncio.run(run_on_node(plane, registry, workdir, scale, section))
         finally:
             node.stop()  # also the control plane and registry, before their address goes
     except Exception as error:
