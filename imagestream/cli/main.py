@@ -237,6 +237,45 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "seconds between checks of the admission certificate and caBundle",
         type=float,
     )
+    add_flag(
+        parser,
+        "--registry-operator",
+        "false",
+        "run the Image Registry Operator's loop: reconcile configs.imageregistry.operator"
+        ".openshift.io/cluster into a registry in --registry-namespace",
+        type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--registry-namespace",
+        "openshift-image-registry",
+        "namespace of the operator's integrated registry",
+    )
+    add_flag(parser, "--registry-image", "", "distribution image the operator's registry runs")
+    add_flag(
+        parser,
+        "--registry-notification-url",
+        "",
+        "webhook endpoint the operator's registry sends push notifications to",
+    )
+    add_flag(
+        parser,
+        "--registry-notification-secret",
+        "",
+        "namespace/name:key of the notification token the operator's registry sends",
+    )
+    add_flag(
+        parser,
+        "--registry-route-domain",
+        "",
+        "parent domain of the registry's default route (defaultRoute: true)",
+    )
+    add_flag(
+        parser,
+        "--registry-ingress-class",
+        "",
+        "IngressClass of the registry's default route (default: the cluster's)",
+    )
     add_log_flags(parser)
 
 
@@ -302,6 +341,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admission_webhook_configuration=args.admission_webhook_configuration,
         admission_cert_validity_s=args.admission_cert_validity,
         admission_cert_check_interval_s=args.admission_cert_check_interval,
+        registry_operator=args.registry_operator,
+        registry_namespace=args.registry_namespace,
+        registry_image=args.registry_image,
+        registry_notification_url=args.registry_notification_url,
+        registry_notification_secret=args.registry_notification_secret,
+        registry_route_domain=args.registry_route_domain,
+        registry_ingress_class=args.registry_ingress_class,
     )
 
 
