@@ -808,7 +808,7 @@ def _deployment(
         "spec": {
             "replicas": _replicas(spec),
             "selector": {"matchLabels": dict(POD_LABELS)},
-            "strategy": {"type": strategy},
+            "strategy": _strategy(str(strategy)),
             "template": {
                 "metadata": {
                     "labels": dict(LABELS),
@@ -931,6 +931,17 @@ def _status(facts: Facts, wanted: Mapping[str, _Condition]) -> Obj:
     deployment_status = (facts.deployment or {}).get("status") or {}
     status["readyReplicas"] = int(deployment_status.get("readyReplicas") or 0)
     return status
+
+
+def _strategy(kind: str) -> Obj:
+    """The Deployment strategy; RollingUpdate's parameters are ours, stated.
+
+    Applied, they are owned by the operator, so a change to Recreate drops them (the API
+    server refuses Recreate beside the `rollingUpdate` it would otherwise have defaulted).
+    """
+    if kind == "RollingUpdate":
+        return {"type": kind, "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    return {"type": kind}
 
 
 def _replicas(spec: Mapping[str, Any]) -> int:

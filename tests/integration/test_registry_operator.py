@@ -353,5 +353,14 @@ async def test_hostnames_reach_imagestreams(plane: ControlPlane, kube: Kube) -> 
                 return not hosts and await absent(kube, INGRESSES, "default-route")
 
             await eventually(route_withdrawn, timeout_s=STEP_TIMEOUT_S, what="route withdrawn")
+
+            # RollingUpdate (emptyDir's default) to Recreate: the API server takes the change.
+            await set_spec(kube, {"rolloutStrategy": "Recreate"})
+
+            async def recreate() -> bool:
+                deployment = await get(kube, DEPLOYMENTS, "image-registry")
+                return (deployment or {}).get("spec", {}).get("strategy") == {"type": "Recreate"}
+
+            await eventually(recreate, timeout_s=STEP_TIMEOUT_S, what="Recreate strategy")
     finally:
         await delete_config(kube)

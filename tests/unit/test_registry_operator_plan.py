@@ -389,3 +389,15 @@ def test_an_unknown_management_state_is_degraded() -> None:
     result = plan(OPTIONS, facts(config({"managementState": "Sometimes"})))
     assert result.apply == () and result.delete == ()
     assert condition(result, "Degraded")["reason"] == "InvalidManagementState"
+
+
+def test_rolling_update_states_its_parameters_so_recreate_can_drop_them() -> None:
+    spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
+    strategy = applied(plan(OPTIONS, facts(config(spec))), DEPLOYMENTS)["spec"]["strategy"]
+    assert strategy == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"},
+    }
+    recreate = {**spec, "rolloutStrategy": "Recreate"}
+    strategy = applied(plan(OPTIONS, facts(config(recreate))), DEPLOYMENTS)["spec"]["strategy"]
+    assert strategy == {"type": "Recreate"}
