@@ -130,6 +130,8 @@ class Options:
     notification_url: str = ""
     """The webhook's endpoint for the registry's events; empty: no notifications."""
     token_auth: TokenAuth | None = None
+    token_auth_required: bool = False
+    """Token auth is configured: without its `token_auth` (no certificate yet), no registry."""
     route_domain: str = ""
     """`defaultRoute` hosts are `default-route-<namespace>.<route_domain>`."""
     ingress_class: str = ""
@@ -418,6 +420,12 @@ def _other_problem(options: Options, facts: Facts) -> tuple[str, str] | None:
         return (
             "RegistryImageNotConfigured",
             "no registry image is configured: start the controller with --registry-image",
+        )
+    if options.token_auth_required and options.token_auth is None:
+        return (
+            "TokenAuthNotReady",
+            "token auth is configured but its signing certificate (tls.crt of the token"
+            " service's Secret) cannot be read; a registry without it would let anyone in",
         )
     if options.notification_url and facts.notification_token is None:
         return (

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from controller.registryoperator.plan import (
     Facts,
     Options,
     Plan,
+    TokenAuth,
 )
 from imagestream.kube.client import APPLY_PATCH, Kube
 from imagestream.kube.errors import Conflict, KubeError, NotFound, Retryable
@@ -105,12 +107,29 @@ def decoded(secret: Mapping[str, Any] | None) -> dict[str, str] | None:
     return values
 
 
+@dataclass(frozen=True)
+class TokenAuthSource:
+    """The token service the registry is told about; its certificate from a Secret.
+
+    `certificate` is the `tls.crt` of the token service's signing Secret (a
+    `kubernetes.io/tls` Secret the webhook keeps); realm, service and issuer are the token
+    service's own names.
+    """
+
+    realm: str
+    service: str
+    issuer: str
+    certificate: SecretKey
+
+
 @dataclass
 class RegistryOperator:
     kube: Kube
     queue: WorkQueue
     options: Options
     notification_secret: SecretKey | None = None
+    token_auth: TokenAuthSource | None = None
+    """Where the registry's token auth comes from; None: the registry has no auth section."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def on_change(self, key: str, old: Obj | None, new: Obj | None) -> None:
@@ -137,7 +156,12 @@ class RegistryOperator:
             await self._bootstrap()
             return
         facts = await self._facts(config)
-        decided = registry_plan.plan(self.options, facts)
+        options = self.options
+        if self.token_auth is not None:
+            options = dataclasses.replace(
+                options, token_auth=await self._token_auth(), token_auth_required=True
+            )
+        decided = registry_plan.plan(options, facts)
         try:
             await self._perform(decided)
         except Retryable:
@@ -204,6 +228,19 @@ class RegistryOperator:
             if storage.get("s3") is not None
             else None,
             notification_token=token,
+        )
+
+    async def _token_auth(self) -> TokenAuth | None:
+        """The signing certificate, read at every reconcile: a new one reaches the pods."""
+        assert self.token_auth is not None
+        ref = self.token_auth.certificate
+        pem = (decoded(await self._get(SECRETS, ref.name, ref.namespace)) or {}).get(ref.key)
+        if not pem:
+            log.warning("registry_token_certificate_missing", key=f"{ref.namespace}/{ref.name}")
+            return None
+        source = self.token_auth
+        return TokenAuth(
+            realm=source.realm, service=source.service, issuer=source.issuer, ca_pem=pem
         )
 
     # --- writing ---------------------------------------------------------------------------

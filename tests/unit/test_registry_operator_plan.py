@@ -401,3 +401,11 @@ def test_rolling_update_states_its_parameters_so_recreate_can_drop_them() -> Non
     recreate = {**spec, "rolloutStrategy": "Recreate"}
     strategy = applied(plan(OPTIONS, facts(config(recreate))), DEPLOYMENTS)["spec"]["strategy"]
     assert strategy == {"type": "Recreate"}
+
+
+def test_token_auth_configured_without_its_certificate_starts_nothing() -> None:
+    options = Options(namespace=NS, image="r", token_auth_required=True)
+    spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
+    result = plan(options, facts(config(spec)))
+    assert result.apply == ()
+    assert condition(result, "Degraded")["reason"] == "TokenAuthNotReady"
