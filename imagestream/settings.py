@@ -100,3 +100,6 @@ class Settings:
     admission_cert_validity_s: float = 365 * 86400.0
     admission_cert_check_interval_s: float = 3600.0
     """How often the certificate (Secret or files) and the caBundle are checked."""
+    registry_token_signing_secret: str = ""
+    """`namespace/name` of the `kubernetes.io/tls` Secret whose key signs registry tokens;
+    set: the webhook serves the registry's token service (made when absent)."""

@@ -237,6 +237,14 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "seconds between checks of the admission certificate and caBundle",
         type=float,
     )
+    add_flag(
+        parser,
+        "--registry-token-signing-secret",
+        "",
+        "namespace/name of the kubernetes.io/tls Secret whose EC key signs the integrated"
+        " registry's tokens; set: the webhook serves GET /v1/registry/token (creating the"
+        " Secret with a fresh key when absent)",
+    )
     add_log_flags(parser)
 
 
@@ -302,6 +310,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admission_webhook_configuration=args.admission_webhook_configuration,
         admission_cert_validity_s=args.admission_cert_validity,
         admission_cert_check_interval_s=args.admission_cert_check_interval,
+        registry_token_signing_secret=args.registry_token_signing_secret,
     )
 
 
