@@ -9,7 +9,7 @@
 and the commands a person runs against a cluster, with oc's spelling and kubectl's
 connection rules (`--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, `--context`, `-n`):
 explain, rollout, start-build, tag, import-image, set triggers, set image-lookup,
-describe. Each prints its result, or one `error:` line and exits 1.
+describe, registry login. Each prints its result, or one `error:` line and exits 1.
 
 Every flag also reads an environment variable: `--webhook-addr` reads
 `IMAGESTREAM_WEBHOOK_ADDR`, and so on. A flag given on the command line wins.
@@ -346,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         describe,
         explain,
         importimage,
+        registry,
         rollout,
         setcmd,
         startbuild,
@@ -360,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     importimage.add_parser(commands, add_flag)
     setcmd.add_parser(commands, add_flag)
     describe.add_parser(commands, add_flag)
+    registry.add_parser(commands, add_flag)
     commands.add_parser("version", help="print the version")
     return parser
 
