@@ -10,7 +10,10 @@ with oc's user name `user` (any name does).
   registry takes no client certificates);
 - the host: `--registry`, else the cluster image configuration's (`images.config.openshift.io/
   cluster`) first external hostname (reachable from outside, as oc prefers the public one),
-  else its `status.internalRegistryHostname`;
+  else its `status.internalRegistryHostname`; a user who may not read that object (most
+  users, as on OpenShift) gets oc's own rule: the first ImageStream of the namespace, else
+  of `openshift`, its `status.publicDockerImageRepository`'s host, else its
+  `status.dockerImageRepository`'s;
 - the file: `--to` (`-` prints it instead), else `$REGISTRY_AUTH_FILE` (then the only file
   skopeo and podman read), else `~/.docker/config.json` (oc's default, which docker reads and
   skopeo and podman read when their own auth.json has no entry for the host).
@@ -32,20 +35,24 @@ import base64
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from imagestream.cli import common
 from imagestream.cli.common import CommandError
+from imagestream.cli.pullspec import parse
 from imagestream.image_config import parse_image_config
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound, Terminal
-from imagestream.kube.resources import IMAGE_CONFIGS
+from imagestream.kube.resources import IMAGE_CONFIGS, IMAGESTREAMS
 
 USERNAME = "user"
 """What oc writes; the token service ignores the user name."""
 CLUSTER_CONFIG = "cluster"
+OPENSHIFT_NAMESPACE = "openshift"
+"""Where oc looks for a stream when the current namespace has none."""
+T = TypeVar("T")
 
 
 def login_entry(token: str, username: str = USERNAME) -> dict[str, str]:
@@ -68,18 +75,41 @@ def updated_config(existing: str, host: str, entry: Mapping[str, str], where: st
     return json.dumps(config, indent=2) + "\n"
 
 
-def registry_host(flag: str | None, image_config: Mapping[str, Any] | None) -> str:
-    """The host to log in to: the flag, else the cluster's public name, else its internal one."""
+def registry_host(
+    flag: str | None,
+    image_config: Mapping[str, Any] | None,
+    streams: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """The host to log in to: the flag, else the cluster's public name, else its internal
+    one, else the host of the first stream's public, else internal, repository."""
     if flag:
         return flag
     config = parse_image_config(image_config)
     host = next(iter(config.external_hostnames), "") or config.internal_hostname
+    if not host and streams:
+        host = stream_registry_host(streams[0])
     if not host:
         raise CommandError(
             "the integrated registry's hostname is not known (images.config.openshift.io/"
-            "cluster has no status.internalRegistryHostname): pass --registry HOST"
+            "cluster has no status.internalRegistryHostname, or cannot be read, and no image "
+            "stream names it): pass --registry HOST"
         )
     return host
+
+
+def stream_registry_host(stream: Mapping[str, Any]) -> str:
+    """oc's `findPublicHostname` for one stream: the registry of its public repository,
+    else of its internal one."""
+    status = stream.get("status")
+    if not isinstance(status, Mapping):
+        return ""
+    repository = str(
+        status.get("publicDockerImageRepository") or status.get("dockerImageRepository") or ""
+    )
+    try:
+        return parse(repository).registry if repository else ""
+    except ValueError:
+        return ""
 
 
 def default_auth_file(environ: Mapping[str, str], home: Path) -> Path:
@@ -102,25 +132,41 @@ def write_private_atomically(path: Path, content: str) -> None:
         raise
 
 
-async def _image_config(kube: Kube) -> Mapping[str, Any] | None:
+async def _readable(read: Awaitable[T]) -> T | None:
+    """`read`'s answer; None when it is not there, not served, or not readable by this user."""
     try:
-        return await kube.get(IMAGE_CONFIGS, None, CLUSTER_CONFIG)
+        return await read
     except NotFound:
-        return None  # not served, or no `cluster` object: the flag must say
+        return None
     except Terminal as error:
         if error.status == 403:
-            return None  # not readable by this user (as on OpenShift): the flag must say
+            return None
         raise
 
 
-async def run(kube: Kube, _namespace: str, args: argparse.Namespace) -> common.CommandResult:
+async def _host(kube: Kube, namespace: str, flag: str | None) -> str:
+    if flag:
+        return flag
+    image_config = await _readable(kube.get(IMAGE_CONFIGS, None, CLUSTER_CONFIG))
+    streams: list[Mapping[str, Any]] = []
+    config = parse_image_config(image_config)
+    if not config.external_hostnames and not config.internal_hostname:
+        for where in dict.fromkeys((namespace, OPENSHIFT_NAMESPACE)):
+            listed = await _readable(kube.list(IMAGESTREAMS, where))
+            streams = list(listed[0]) if listed else []
+            if streams:
+                break
+    return registry_host(None, image_config, streams)
+
+
+async def run(kube: Kube, namespace: str, args: argparse.Namespace) -> common.CommandResult:
     token = args.token or await kube.bearer_token()
     if not token:
         raise CommandError(
             "no token is currently in use for this session (a client certificate cannot log "
             "in to a registry): log in with a token, or pass --token"
         )
-    host = registry_host(args.registry, None if args.registry else await _image_config(kube))
+    host = await _host(kube, namespace, args.registry)
     target = args.to or str(default_auth_file(os.environ, Path.home()))
     if target == "-":
         return updated_config("", host, login_entry(token), "-")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import stat
 import subprocess
@@ -29,7 +30,13 @@ import yaml
 from imagestream.cli.registry import login_entry, save
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
-from imagestream.kube.resources import IMAGESTREAMS, ROLEBINDINGS, SECRETS, Resource
+from imagestream.kube.resources import (
+    IMAGE_CONFIGS,
+    IMAGESTREAMS,
+    ROLEBINDINGS,
+    SECRETS,
+    Resource,
+)
 from imagestream.logs import configure_logging
 from imagestream.registry_client import (
     RegistryCredentials,
@@ -44,6 +51,7 @@ from localdev.images import make_oci_image, skopeo_push
 from localdev.private import write_private
 from localdev.registry import Registry, TokenAuth
 from localdev.system import local_settings, run_system
+from tests.integration.cli import assert_one_error_line
 from tests.integration.cli import imagestream as command
 from tests.integration.conftest import eventually, new_namespace
 from webhook import app as webhook_app
@@ -503,3 +511,69 @@ async def test_registry_login_then_a_skopeo_push_with_that_file(
         and ran.stderr == f"error: {other} is not a docker config file (not valid JSON)\n"
     )
     assert other.read_text() == "[not a config]"
+
+
+@contextlib.asynccontextmanager
+async def external_hostname(kube: Kube, host: str) -> AsyncIterator[None]:
+    """`images.config.openshift.io/cluster` naming `host` its external registry hostname, as
+    an admin configures it; the object is put back as it was at the end."""
+    try:
+        before = await kube.get(IMAGE_CONFIGS, None, "cluster")
+    except NotFound:
+        before = None
+        await kube.create(
+            IMAGE_CONFIGS,
+            None,
+            {
+                "apiVersion": IMAGE_CONFIGS.api_version,
+                "kind": IMAGE_CONFIGS.kind,
+                "metadata": {"name": "cluster"},
+                "spec": {"externalRegistryHostnames": [host]},
+            },
+        )
+    else:
+        await kube.patch(
+            IMAGE_CONFIGS, None, "cluster", {"spec": {"externalRegistryHostnames": [host]}}
+        )
+    try:
+        yield
+    finally:
+        if before is None:
+            await kube.delete(IMAGE_CONFIGS, None, "cluster")
+        else:
+            previous = (before.get("spec") or {}).get("externalRegistryHostnames")
+            await kube.patch(
+                IMAGE_CONFIGS, None, "cluster", {"spec": {"externalRegistryHostnames": previous}}
+            )
+
+
+async def test_registry_login_finds_the_host_in_the_cluster_image_configuration(
+    auth_system: AuthSystem, controlplane: ControlPlane, session: aiohttp.ClientSession
+) -> None:
+    kube = auth_system.kube
+    namespace = await new_namespace(kube, "regauth-host")
+    token = await service_account_token(kube, namespace, "builder")
+    await bind(kube, namespace, "system:image-builder", service_account(namespace, "builder"))
+    home = auth_system.workdir / f"home-{uuid.uuid4().hex[:6]}"
+    home.mkdir()
+    sa_kubeconfig = _kubeconfig_for(controlplane, token, home / "kubeconfig")
+    host = auth_system.registry.host
+
+    # A ServiceAccount may not read the cluster's configuration nor list streams here: it is
+    # told to name the host, and nothing is written.
+    ran = await command("registry", "login", kubeconfig=sa_kubeconfig, home=home)
+    assert_one_error_line(ran)
+    assert "pass --registry HOST" in ran.stderr
+    assert not (home / ".docker").exists()
+
+    # The admin's session, with the cluster naming the registry: no --registry needed.
+    async with external_hostname(kube, host):
+        ran = await command("registry", "login", kubeconfig=controlplane.kubeconfig_path, home=home)
+    assert ran.ok, ran.stderr
+    written = home / ".docker" / "config.json"
+    assert ran.stdout == f"Saved credentials for {host} into {written}\n"
+    entry = json.loads(written.read_text())["auths"][host]
+    assert base64.b64decode(entry["auth"]).decode() == f"user:{controlplane.token}"
+    image = make_oci_image(home / "image", "registry login host " + uuid.uuid4().hex)
+    await asyncio.to_thread(skopeo_push, image, f"{host}/{namespace}/app:v1", authfile=written)
+    assert await resolve(auth_system, session, f"{namespace}/app", token) == image.manifest_digest

@@ -61,6 +61,24 @@ def test_the_host_is_the_flag_else_the_public_name_else_the_internal_one() -> No
         registry_host(None, None)
 
 
+def test_without_the_cluster_configuration_the_first_stream_names_the_host_as_oc_reads_it() -> None:
+    public = {
+        "status": {
+            "dockerImageRepository": "image-registry.svc:5000/team/app",
+            "publicDockerImageRepository": "registry.apps.example/team/app",
+        }
+    }
+    internal = {"status": {"dockerImageRepository": "10.0.0.12:5000/team/app"}}
+    assert registry_host(None, None, [public, internal]) == "registry.apps.example"
+    assert registry_host(None, None, [internal, public]) == "10.0.0.12:5000"
+    assert registry_host(None, {"status": {"internalRegistryHostname": "r:5000"}}, [public]) == (
+        "r:5000"
+    )
+    for unusable in ({}, {"status": {}}, {"status": {"dockerImageRepository": "UPPER/x"}}):
+        with pytest.raises(CommandError, match="no image stream names it"):
+            registry_host(None, None, [unusable])
+
+
 def test_the_default_file_is_registry_auth_file_else_docker_config(tmp_path: Path) -> None:
     assert default_auth_file({}, tmp_path) == tmp_path / ".docker" / "config.json"
     assert default_auth_file({"REGISTRY_AUTH_FILE": "/x/auth.json"}, tmp_path) == Path(
