@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 from imagestream.health import ReadinessCheck, cached, health_routes, metrics_routes, serve
 from imagestream.image_config_source import ClusterImageConfig
+from imagestream.kube.errors import KubeError
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
 from imagestream.process import Collaborators
@@ -355,6 +356,12 @@ async def token_service_routes(collaborators: Collaborators) -> list[web.RouteDe
         key = await ensure_signing_key(collaborators.kube, namespace, name)
     except SigningSecretError as error:
         raise ConfigError(f"--registry-token-signing-secret: {error}") from error
+    except KubeError as error:
+        # Refused (RBAC: get and create on that Secret) or unreachable: say which Secret.
+        raise ConfigError(
+            f"--registry-token-signing-secret: cannot read or create Secret "
+            f"{namespace}/{name}: {error}"
+        ) from error
     service = TokenService(
         kube=collaborators.kube, key=key, metrics=TokenMetrics.create(collaborators.metrics)
     )

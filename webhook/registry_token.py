@@ -9,10 +9,12 @@ listing what the cluster lets it do (docs/openshift-behaviours.md#behaviour-33):
 | basic auth (any user name) or bearer: a cluster token    | 200, for the token's user |
 | a token the API server does not accept (TokenReview)     | 401, `details` says so |
 | an Authorization header with no token in it              | 401 |
-| a repository not `namespace/name`, or another `service`  | 400, `details` says why |
+| a bad repository name, another `service`, too many (2)   | 400, `details` says why |
+| this webhook may not ask about a namespace (403)         | 200, nothing granted there; logged |
 | the API server cannot be asked now                       | 503 + Retry-After |
 
 (1) in the group `system:unauthenticated`: RBAC alone decides what anonymous clients get.
+(2) a repository name must be `namespace/name`; at most `MAX_REPOSITORIES` resources.
 
 A 200 lists only the actions the authorizer allowed; the registry refuses the rest itself
 (`insufficient_scope`), as it does for any token server. The decisions are
@@ -42,7 +44,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from imagestream.kube.authorization import UserInfo, review_access, review_token
 from imagestream.kube.client import Kube
-from imagestream.kube.errors import Conflict, KubeError, NotFound
+from imagestream.kube.errors import Conflict, KubeError, NotFound, Terminal
 from imagestream.kube.resources import IMAGESTREAMS, SECRETS
 from imagestream.registry_tokens import (
     ANONYMOUS_USER,
@@ -70,6 +72,8 @@ log = structlog.get_logger(__name__)
 TLS_SECRET = "kubernetes.io/tls"  # noqa: S105 - a Secret type
 ATTEMPTS = 5
 RETRY_AFTER_S = "2"
+MAX_REPOSITORIES = 16
+"""Resources one request may ask about: a push with a cross-repository mount asks two."""
 LABELS = {
     "app.kubernetes.io/part-of": "imagestream-controller",
     "app.kubernetes.io/managed-by": "imagestream-webhook",
@@ -158,6 +162,11 @@ class TokenService:
     async def _answer(self, request: web.Request) -> tuple[web.Response, str]:
         try:
             parsed = parse_scopes(request.query.getall("scope", []))
+            if len(parsed.requested) > MAX_REPOSITORIES:
+                raise TokenRequestError(
+                    f"{len(parsed.requested)} resources in one request: at most "
+                    f"{MAX_REPOSITORIES} (each is a question to the API server)"
+                )
             service = request.query.get("service")
             if service is not None and service != SERVICE:
                 raise TokenRequestError(
@@ -201,6 +210,18 @@ class TokenService:
         return web.json_response(token_response(token, self.lifetime_s, now)), "issued"
 
     async def _decide(self, user: UserInfo, access: RequestedAccess) -> dict[str, object] | None:
+        try:
+            return await self._decide_or_raise(user, access)
+        except Terminal as error:
+            # This webhook may not ask there (its Roles do not cover the namespace): nothing
+            # can be granted, and the registry says `insufficient_scope`; a retry would not
+            # help, so no 503. The log names it for the operator.
+            log.error("registry_token_review_refused", repository=access.name, error=str(error))
+            return None
+
+    async def _decide_or_raise(
+        self, user: UserInfo, access: RequestedAccess
+    ) -> dict[str, object] | None:
         stream_exists = True
         if PUSH in access.actions:
             namespace, stream = access.namespace_and_stream()

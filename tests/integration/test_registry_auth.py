@@ -412,6 +412,12 @@ async def test_bad_requests_get_a_clear_refusal_and_change_nothing(
     assert (status, body) == (401, {"details": "the token is not a valid cluster token"})
     status, body = await ask(f"repository:{namespace}/app:pull", basic, service="elsewhere")
     assert status == 400 and "elsewhere" in str(body["details"])
+    many = " ".join(f"repository:{namespace}/app{i}:pull" for i in range(17))
+    status, body = await ask(many, basic)
+    assert status == 400
+    assert body["details"] == (
+        "17 resources in one request: at most 16 (each is a question to the API server)"
+    )
     status, body = await ask(f"repository:{namespace}/app:pull", _basic("u", ""))
     assert status == 401 and "no password" in str(body["details"])
     for refused_request in range(2):  # garbage twice: still refused, still nothing written
