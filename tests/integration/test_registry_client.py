@@ -38,6 +38,7 @@ from imagestream.registry_tokens import (
     SERVICE,
     SigningKey,
     claims,
+    granted,
     load_signing_key,
     new_signing_material,
     parse_scopes,
@@ -177,10 +178,9 @@ class TokenServer:
 
 
 def _requested_access(scopes: list[str]) -> list[dict[str, object]]:
-    return [
-        {"type": a.type, "name": a.name, "actions": list(a.actions)}
-        for a in parse_scopes(scopes).requested
-    ]
+    """Everything asked, granted (the product's parsing and token entries)."""
+    entries = (granted(a, a.actions) for a in parse_scopes(scopes).requested)
+    return [entry for entry in entries if entry is not None]
 
 
 @pytest.fixture
