@@ -55,6 +55,7 @@ from tests.integration.cli import assert_one_error_line
 from tests.integration.cli import imagestream as command
 from tests.integration.conftest import eventually, new_namespace
 from webhook import app as webhook_app
+from webhook.config import ConfigError
 from webhook.registry_token import SigningSecretError, ensure_signing_key
 
 pytestmark = pytest.mark.integration
@@ -71,8 +72,11 @@ class AuthSystem:
     kube: Kube
     registry: Registry
     token_url: str
+    metrics_url: str
     key_namespace: str
     workdir: Path
+    controlplane: ControlPlane
+    receiver_token_file: Path
 
 
 @pytest.fixture(autouse=True)
@@ -118,8 +122,11 @@ async def auth_system(
                 kube=kube,
                 registry=registry,
                 token_url=token_url,
+                metrics_url=f"http://{settings.metrics_addr}/metrics",
                 key_namespace=key_namespace,
                 workdir=workdir,
+                controlplane=controlplane,
+                receiver_token_file=token_file,
             )
         finally:
             registry.stop()
@@ -247,6 +254,19 @@ async def test_the_signing_key_is_made_once_and_then_only_read(auth_system: Auth
     created = await kube.create(SECRETS, namespace, broken)
     with pytest.raises(SigningSecretError, match=r"missing key 'tls\.key'"):
         await ensure_signing_key(kube, namespace, "broken")
+    # A webhook told to sign with it does not start, and says which Secret and why.
+    settings = local_settings(
+        kubeconfig=auth_system.controlplane.kubeconfig_path,
+        webhook_token_file=auth_system.receiver_token_file,
+        integrated_registry=auth_system.registry.host,
+        registry_token_signing_secret=f"{namespace}/broken",
+    )
+    with pytest.raises(ConfigError) as raised:
+        async with run_system(settings, [webhook_app.start]):
+            pass
+    assert str(raised.value) == (
+        f"--registry-token-signing-secret: Secret {namespace}/broken: missing key 'tls.key'"
+    )
     unchanged = await kube.get(SECRETS, namespace, "broken")
     assert unchanged["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
@@ -437,6 +457,16 @@ async def test_bad_requests_get_a_clear_refusal_and_change_nothing(
     assert access == [
         {"type": "repository", "name": f"{namespace}/app", "actions": ["pull", "push"]}
     ]
+
+    async with session.get(auth_system.metrics_url) as response:
+        metrics = await response.text()
+    counts = {
+        outcome: float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        for outcome in ("bad_request", "unauthorized", "issued")
+        if line.startswith(f'imagestream_registry_tokens_total{{outcome="{outcome}"}}')
+    }
+    assert counts["bad_request"] >= 3 and counts["unauthorized"] >= 4 and counts["issued"] >= 1
 
     logged = capsys.readouterr()
     text = logged.out + logged.err
