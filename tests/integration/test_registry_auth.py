@@ -15,6 +15,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import os
 import stat
 import subprocess
 import uuid
@@ -47,7 +48,7 @@ from imagestream.registry_client import (
 )
 from imagestream.registry_tokens import ISSUER, SERVICE, TOKEN_PATH
 from localdev.controlplane import ControlPlane, free_port
-from localdev.images import make_oci_image, skopeo_push
+from localdev.images import PUSH_TIMEOUT_S, make_oci_image, skopeo_push
 from localdev.private import write_private
 from localdev.registry import Registry, TokenAuth
 from localdev.system import local_settings, run_system
@@ -506,14 +507,26 @@ async def test_registry_login_then_a_skopeo_push_with_that_file(
 
     image = make_oci_image(home / "image", "registry login " + uuid.uuid4().hex)
 
+    # skopeo as a user runs it: no --authfile, it finds the entry in the default file.
+    runtime_dir = home / "run"
+    runtime_dir.mkdir(mode=0o700)
+    environment = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("REGISTRY_AUTH_FILE", "XDG_CONFIG_HOME")
+        },
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime_dir),
+    }
+    argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests"]
+    argv += [f"oci:{image.layout_dir}", f"docker://{host}/{namespace}/app:v1"]
+
     async def pushed() -> bool:
-        try:
-            await asyncio.to_thread(
-                skopeo_push, image, f"{host}/{namespace}/app:v1", authfile=written
-            )
-        except subprocess.CalledProcessError:
-            return False
-        return True
+        done = await asyncio.to_thread(
+            subprocess.run, argv, env=environment, capture_output=True, timeout=PUSH_TIMEOUT_S
+        )
+        return done.returncode == 0
 
     await eventually(pushed, timeout_s=RBAC_TIMEOUT_S, what="the push with the login's file")
     assert await resolve(auth_system, session, f"{namespace}/app", token) == image.manifest_digest
