@@ -114,3 +114,6 @@ class Settings:
     """`defaultRoute` hosts are `default-route-<registry namespace>.<this domain>`."""
     registry_ingress_class: str = ""
     """The IngressClass of the default route's Ingress; empty: the cluster's default."""
+    registry_token_signing_secret: str = ""
+    """`namespace/name` of the `kubernetes.io/tls` Secret whose key signs registry tokens;
+    set: the webhook serves the registry's token service (made when absent)."""

@@ -9,7 +9,7 @@
 and the commands a person runs against a cluster, with oc's spelling and kubectl's
 connection rules (`--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, `--context`, `-n`):
 explain, rollout, start-build, tag, import-image, set triggers, set image-lookup,
-describe. Each prints its result, or one `error:` line and exits 1.
+describe, registry login. Each prints its result, or one `error:` line and exits 1.
 
 Every flag also reads an environment variable: `--webhook-addr` reads
 `IMAGESTREAM_WEBHOOK_ADDR`, and so on. A flag given on the command line wins.
@@ -276,6 +276,14 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "",
         "IngressClass of the registry's default route (default: the cluster's)",
     )
+    add_flag(
+        parser,
+        "--registry-token-signing-secret",
+        "",
+        "namespace/name of the kubernetes.io/tls Secret whose EC key signs the integrated"
+        " registry's tokens; set: the webhook serves GET /v1/registry/token (creating the"
+        " Secret with a fresh key when absent)",
+    )
     add_log_flags(parser)
 
 
@@ -348,6 +356,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         registry_notification_secret=args.registry_notification_secret,
         registry_route_domain=args.registry_route_domain,
         registry_ingress_class=args.registry_ingress_class,
+        registry_token_signing_secret=args.registry_token_signing_secret,
     )
 
 
@@ -383,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         describe,
         explain,
         importimage,
+        registry,
         rollout,
         setcmd,
         startbuild,
@@ -397,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     importimage.add_parser(commands, add_flag)
     setcmd.add_parser(commands, add_flag)
     describe.add_parser(commands, add_flag)
+    registry.add_parser(commands, add_flag)
     commands.add_parser("version", help="print the version")
     return parser
 
