@@ -16,6 +16,8 @@ it in `controller/triggers/reconciler.py`. It wires:
                       rollouts      ->  RolloutReconciler     (DCs -> ReplicationControllers)
                       buildconfigs  ->  BuildConfigReconciler (triggers -> Builds)
                       builds        ->  BuildReconciler       (Builds -> Jobs -> output tag)
+    and, with --service-account-pull-secrets:
+                      pullsecrets   ->  PullSecretReconciler  (ServiceAccounts -> pull Secrets)
     an ImageStream change enqueues its own key, and, through the
     TriggerIndex, the key of every workload that follows it.
 
@@ -52,11 +54,14 @@ from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
 from controller.rollouts.index import ReplicationControllerIndex
 from controller.rollouts.reconciler import RolloutReconciler, trim_replicationcontroller
+from controller.serviceaccounts.plan import MANAGED_SELECTOR
+from controller.serviceaccounts.reconciler import PullSecretReconciler, trim_serviceaccount
 from controller.triggers.index import TriggerIndex
 from controller.triggers.pullaccess import DenialNotices, PullAccess
 from controller.triggers.reactors import REACTORS
 from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.health import ReadinessCheck, StopSignal
+from imagestream.image_config import parse_image_config
 from imagestream.image_config_source import ClusterImageConfig
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
@@ -70,6 +75,8 @@ from imagestream.kube.resources import (
     IMAGESTREAMS,
     JOBS,
     REPLICATIONCONTROLLERS,
+    SECRETS,
+    SERVICEACCOUNTS,
     Resource,
 )
 from imagestream.objects import Obj, object_key
@@ -132,7 +139,9 @@ async def start(collaborators: Collaborators) -> Controller:
     settings, kube, metrics = collaborators.settings, collaborators.kube, collaborators.metrics
     namespaces = list(settings.watch_namespaces)
 
-    def cache(resource: Resource, transform: Transform | None = None) -> InformerSet:
+    def cache(
+        resource: Resource, transform: Transform | None = None, *, selector: str | None = None
+    ) -> InformerSet:
         return InformerSet.create(
             kube,
             resource,
@@ -140,6 +149,7 @@ async def start(collaborators: Collaborators) -> Controller:
             transform=transform,
             resync_period_s=settings.resync_period_s,
             watch_timeout_s=settings.watch_timeout_s,
+            label_selector=selector,
         )
 
     identity = f"{socket.gethostname()}_{os.getpid()}"
@@ -290,6 +300,36 @@ async def start(collaborators: Collaborators) -> Controller:
         loops.append(Loop("buildconfigs", buildconfig_loop.queue, buildconfig_loop.reconcile))
         loops.append(Loop("builds", build_loop.queue, build_loop.reconcile))
         informer_sets += [bcs, builds, jobs]
+
+    if settings.service_account_pull_secrets:
+        # Pull secrets for the integrated registry, per ServiceAccount (behaviour 34).
+        accounts = cache(SERVICEACCOUNTS, trim_serviceaccount)
+        pull_secrets = cache(SECRETS, selector=MANAGED_SELECTOR)
+
+        def registry_hosts() -> list[str]:
+            host = image_config.integrated_registry()
+            return [host] if host else []
+
+        pull_secret_loop = PullSecretReconciler(
+            kube=kube,
+            queue=WorkQueue(),
+            accounts=accounts,
+            secrets=pull_secrets,
+            hosts=registry_hosts,
+            token_expiry_s=settings.pull_secret_token_expiry_s,
+        )
+        accounts.add_handler(pull_secret_loop.on_account)
+        pull_secrets.add_handler(pull_secret_loop.on_secret)
+        if image_config.configs is not None:
+
+            def host_changed(_key: str, old: Obj | None, new: Obj | None) -> None:
+                before = parse_image_config(old).internal_hostname
+                if old is not new and before != parse_image_config(new).internal_hostname:
+                    pull_secret_loop.on_hosts_changed()
+
+            image_config.configs.add_handler(host_changed)
+        loops.append(Loop("pullsecrets", pull_secret_loop.queue, pull_secret_loop.reconcile))
+        informer_sets += [accounts, pull_secrets]
 
     outcomes = Counter(
         "imagestream_reconcile",
