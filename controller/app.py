@@ -264,6 +264,37 @@ async def start(collaborators: Collaborators) -> Controller:
         rcs.add_handler(rollout_loop.on_replicationcontroller)
         loops.append(Loop("rollouts", rollout_loop.queue, rollout_loop.reconcile))
         informer_sets += [dcs, rcs]
+
+    def registry_hosts() -> list[str]:
+        host = image_config.integrated_registry()
+        return [host] if host else []
+
+    pull_secret_loop: PullSecretReconciler | None = None
+    if settings.service_account_pull_secrets:
+        # Pull secrets for the integrated registry, per ServiceAccount (behaviour 34).
+        accounts = cache(SERVICEACCOUNTS, trim_serviceaccount)
+        pull_secrets = cache(SECRETS, selector=MANAGED_SELECTOR)
+        pull_secret_loop = PullSecretReconciler(
+            kube=kube,
+            queue=WorkQueue(),
+            accounts=accounts,
+            secrets=pull_secrets,
+            hosts=registry_hosts,
+            token_expiry_s=settings.pull_secret_token_expiry_s,
+        )
+        accounts.add_handler(pull_secret_loop.on_account)
+        pull_secrets.add_handler(pull_secret_loop.on_secret)
+        if image_config.configs is not None:
+
+            def host_changed(_key: str, old: Obj | None, new: Obj | None) -> None:
+                before = parse_image_config(old).internal_hostname
+                if old is not new and before != parse_image_config(new).internal_hostname:
+                    pull_secret_loop.on_hosts_changed()
+
+            image_config.configs.add_handler(host_changed)
+        loops.append(Loop("pullsecrets", pull_secret_loop.queue, pull_secret_loop.reconcile))
+        informer_sets += [accounts, pull_secrets]
+
     if BUILDCONFIGS.group in ours:
         # The build loop: BuildConfig triggers -> Builds -> Jobs -> the output tag.
         bcs, builds, jobs = cache(BUILDCONFIGS), cache(BUILDS), cache(JOBS, trim_job)
@@ -292,6 +323,12 @@ async def start(collaborators: Collaborators) -> Controller:
             events=events,
             job_template=load_job_template(settings.build_job_template, settings.builder_image),
             insecure_registries=settings.build_insecure_registries,
+            # Without a pushSecret, an output to the integrated registry is pushed with
+            # the builder account's pull secret (behaviour 34), when that loop runs.
+            integrated_hosts=registry_hosts,
+            pull_secret_of=(
+                pull_secret_loop.pull_secret_of if pull_secret_loop is not None else _no_secret
+            ),
         )
         bcs.add_handler(buildconfig_loop.on_buildconfig)
         streams.add_handler(buildconfig_loop.on_imagestream)
@@ -300,36 +337,6 @@ async def start(collaborators: Collaborators) -> Controller:
         loops.append(Loop("buildconfigs", buildconfig_loop.queue, buildconfig_loop.reconcile))
         loops.append(Loop("builds", build_loop.queue, build_loop.reconcile))
         informer_sets += [bcs, builds, jobs]
-
-    if settings.service_account_pull_secrets:
-        # Pull secrets for the integrated registry, per ServiceAccount (behaviour 34).
-        accounts = cache(SERVICEACCOUNTS, trim_serviceaccount)
-        pull_secrets = cache(SECRETS, selector=MANAGED_SELECTOR)
-
-        def registry_hosts() -> list[str]:
-            host = image_config.integrated_registry()
-            return [host] if host else []
-
-        pull_secret_loop = PullSecretReconciler(
-            kube=kube,
-            queue=WorkQueue(),
-            accounts=accounts,
-            secrets=pull_secrets,
-            hosts=registry_hosts,
-            token_expiry_s=settings.pull_secret_token_expiry_s,
-        )
-        accounts.add_handler(pull_secret_loop.on_account)
-        pull_secrets.add_handler(pull_secret_loop.on_secret)
-        if image_config.configs is not None:
-
-            def host_changed(_key: str, old: Obj | None, new: Obj | None) -> None:
-                before = parse_image_config(old).internal_hostname
-                if old is not new and before != parse_image_config(new).internal_hostname:
-                    pull_secret_loop.on_hosts_changed()
-
-            image_config.configs.add_handler(host_changed)
-        loops.append(Loop("pullsecrets", pull_secret_loop.queue, pull_secret_loop.reconcile))
-        informer_sets += [accounts, pull_secrets]
 
     outcomes = Counter(
         "imagestream_reconcile",
@@ -421,6 +428,10 @@ async def _lead(
                     on_outcome=functools.partial(count, loop.name),
                 )
             )
+
+
+def _no_secret(_namespace: str, _account: str) -> str:
+    return ""
 
 
 def _leading(elector: LeaderElector | None) -> float:

@@ -292,6 +292,15 @@ def after_token(issued_not_before: float, expires_at: float, now: float) -> floa
     return max(TokenTimes(issued_not_before, expires_at).refresh_at - now, 1.0)
 
 
+def listed_pull_secret(service_account: Mapping[str, Any] | None) -> str:
+    """The account's managed pull secret, once it is in its `imagePullSecrets` (else "")."""
+    if service_account is None:
+        return ""
+    name = string(annotations_of(service_account).get(SECRET_REF_ANNOTATION))
+    listed = {mapping(e).get("name") for e in service_account.get("imagePullSecrets") or []}
+    return name if name and name in listed else ""
+
+
 def missing_accounts(namespace_accounts: Sequence[str]) -> list[str]:
     """The OpenShift accounts (`builder`, `deployer`) a namespace does not have yet."""
     present = set(namespace_accounts)

@@ -50,6 +50,7 @@ from controller.serviceaccounts.plan import (
     docker_config,
     held_auth,
     is_managed,
+    listed_pull_secret,
     missing_accounts,
     new_secret,
     owned_by,
@@ -109,6 +110,10 @@ class PullSecretReconciler:
     def on_hosts_changed(self) -> None:
         for account in self.accounts.values():
             self.queue.add(f"{namespace_of(account)}/{name_of(account)}")
+
+    def pull_secret_of(self, namespace: str, account: str) -> str:
+        """`namespace/account`'s listed pull secret, from the cache (for Builds' pushes)."""
+        return listed_pull_secret(self.accounts.get(f"{namespace}/{account}"))
 
     def _missing(self, namespace: str) -> list[str]:
         present = [name_of(a) for a in self.accounts.values() if namespace_of(a) == namespace]

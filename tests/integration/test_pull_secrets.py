@@ -17,6 +17,9 @@ kube-controller-manager with its garbage collector), and the session's
 - the account deleted: the garbage collector removes its Secret, and the token (bound
   to the Secret) is refused from then on.
 
+- a Build to an ImageStreamTag, with no pushSecret, gets a Job that pushes with the
+  `builder` account's pull secret.
+
 No pod pulls here: that is the node test (tests/node/test_pull_secrets.py).
 """
 
@@ -39,10 +42,19 @@ from controller.serviceaccounts.plan import (
 )
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
-from imagestream.kube.resources import IMAGE_CONFIGS, SECRETS, SERVICEACCOUNTS, Resource
+from imagestream.kube.resources import (
+    BUILDS,
+    IMAGE_CONFIGS,
+    IMAGESTREAMS,
+    JOBS,
+    SECRETS,
+    SERVICEACCOUNTS,
+    Resource,
+)
 from localdev.controlplane import ControlPlane
 from localdev.system import local_settings, run_system
 from tests.integration.conftest import eventually, new_namespace
+from tests.integration.workloads import imagestream
 
 FLAG_HOST = "10.0.0.97:5000"
 CONFIG_HOST = "10.0.0.98:5000"
@@ -281,3 +293,41 @@ async def test_a_deleted_accounts_secret_and_token_go(kube: Kube, namespace: str
 
     # The API server caches a successful review for 10 s.
     await eventually(refused, timeout_s=30, interval_s=1, what="the token refused")
+
+
+async def test_a_build_to_the_integrated_registry_pushes_with_the_builders_secret(
+    kube: Kube, namespace: str
+) -> None:
+    """No pushSecret, output an ImageStreamTag: the Job mounts `builder`'s pull secret."""
+    _, ref = await eventually(lambda: _listed(kube, namespace, "builder"), what="builder's")
+    await kube.create(IMAGESTREAMS, namespace, imagestream("app"))
+
+    async def repository() -> str | None:
+        stream = await kube.get(IMAGESTREAMS, namespace, "app")
+        return (stream.get("status") or {}).get("dockerImageRepository")
+
+    assert (await eventually(repository, what="the stream's repository")).startswith(FLAG_HOST)
+    build = {
+        "apiVersion": BUILDS.api_version,
+        "kind": BUILDS.kind,
+        "metadata": {"name": "app-1"},
+        "spec": {
+            "strategy": {"type": "Docker", "dockerStrategy": {}},
+            "source": {"type": "Dockerfile", "dockerfile": "FROM scratch\n"},
+            "output": {"to": {"kind": "ImageStreamTag", "name": "app:latest"}},
+        },
+    }
+    await kube.create(BUILDS, namespace, build)
+
+    async def job() -> dict[str, Any] | None:
+        try:
+            return await kube.get(JOBS, namespace, "app-1-build")
+        except NotFound:
+            return None
+
+    pod = (await eventually(job, what="the build's Job"))["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in pod.get("volumes") or []] == [ref]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PUSH_DOCKERCFG_PATH"] == "/var/run/secrets/openshift.io/push/.dockerconfigjson"
+    assert env["OUTPUT_IMAGE"].startswith(f"{FLAG_HOST}/{namespace}/app:")
