@@ -762,6 +762,10 @@ CONTROLLER_ALLOWED = [
     ("create", "events"),
     *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
     ("create", "localsubjectaccessreviews.authorization.k8s.io"),  # the image-puller rule
+    # controller.serviceAccountPullSecrets: the accounts' pull secrets and bound tokens.
+    *[(v, "serviceaccounts") for v in ("get", "list", "watch", "create", "patch")],
+    ("create", "serviceaccounts:token"),
+    *[(v, "secrets") for v in ("create", "update")],
 ]
 CONTROLLER_DENIED = [
     ("create", "imagestreams.image.openshift.io"),
@@ -769,8 +773,9 @@ CONTROLLER_DENIED = [
     ("get", "configmaps"),
     ("create", "deployments.apps"),
     ("delete", "deployments.apps"),
-    ("create", "secrets"),
-    ("update", "secrets"),
+    ("delete", "secrets"),
+    ("delete", "serviceaccounts"),
+    ("update", "serviceaccounts"),
     ("create", "pods"),
     ("delete", "deploymentconfigs.apps.openshift.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
@@ -847,6 +852,7 @@ async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -
     team_a, team_b = namespaced_install.watched
     controller = namespaced_install.service_account("controller")
     webhook = namespaced_install.service_account("webhook")
+    # Secrets apart: the registry credentials grant is for team-a only (below).
     not_secrets = [case for case in CONTROLLER_ALLOWED if case[1] != "secrets"]
     for namespace in (team_a, team_b):
         await _check(kube, controller, not_secrets, namespace=namespace, expected=True)
@@ -858,10 +864,14 @@ async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -
     await _check(kube, webhook, WEBHOOK_ALLOWED, namespace=other, expected=False)
     assert not await _allowed(kube, webhook, "get", "namespaces", name=other)
     assert not await _allowed(kube, webhook, "get", "namespaces", name="kube-system")
-    # ...and Secrets only in team-a, for both (the quay receiver verifies at the registry).
-    for user in (controller, webhook):
-        assert await _allowed(kube, user, "list", "secrets", namespace=team_a)
-        assert not await _allowed(kube, user, "list", "secrets", namespace=team_b)
+    # ...and Secrets only in team-a for the webhook (the quay receiver verifies at the
+    # registry); the controller keeps the pull secrets of every watched namespace's
+    # accounts, so it has them in both, and nowhere else.
+    assert await _allowed(kube, webhook, "list", "secrets", namespace=team_a)
+    assert not await _allowed(kube, webhook, "list", "secrets", namespace=team_b)
+    for namespace in (team_a, team_b):
+        assert await _allowed(kube, controller, "create", "secrets", namespace=namespace)
+    assert not await _allowed(kube, controller, "list", "secrets", namespace=other)
     # Roles only: no ClusterRole of this release.
     assert not [o for o in namespaced_install.objects if o["kind"].startswith("Cluster")]
 
