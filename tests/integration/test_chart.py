@@ -289,12 +289,24 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
         assert (namespace, "rel-imagestream-controller-controller") in roles
         assert (namespace, "rel-imagestream-controller-webhook") in roles
     assert ("ns", "rel-imagestream-controller-leader-election") in roles
-    # Secrets only where asked (team-a), for both processes (a `verify: registry` receiver).
+    # Secrets only where asked (team-a), for both processes (a `verify: registry` receiver),
+    # and, in every watched namespace, the controller's own grant for the accounts' pull
+    # secrets (controller.serviceAccountPullSecrets).
     secret_roles = [r for r in by_kind(objects, "Role") if "secrets" in json.dumps(r["rules"])]
     assert {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in secret_roles} == {
         ("team-a", "rel-imagestream-controller-registry-secrets"),
+        ("team-a", "rel-imagestream-controller-pull-secrets"),
+        ("team-b", "rel-imagestream-controller-pull-secrets"),
         # The webhook's own generated tokens, in the release namespace, by name.
         ("ns", "rel-imagestream-controller-webhook-generated-secret"),
+    }
+    pull = [
+        b
+        for b in by_kind(objects, "RoleBinding")
+        if b["metadata"]["name"].endswith("-pull-secrets")
+    ]
+    assert {s["name"] for b in pull for s in b["subjects"]} == {
+        "rel-imagestream-controller-controller"
     }
     binding = named(objects, "RoleBinding", "-registry-secrets")
     assert {s["name"] for s in binding["subjects"]} == {
