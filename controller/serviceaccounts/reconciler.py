@@ -226,8 +226,15 @@ class PullSecretReconciler:
             found = await self.kube.get(SECRETS, namespace, name)
         except NotFound:
             return Requeue(after_s=STALE_RETRY_S)
-        if is_managed(found) and owned_by(found, account):
+        if is_managed(found):
             return Requeue(after_s=STALE_RETRY_S)  # ours; the cache is behind
+        if owned_by(found, account):
+            # Ours, its label removed (so our cache cannot see it): put the label back.
+            metadata = {**found["metadata"], **_merged_metadata(found, account)}
+            self.secrets.observe(
+                await self.kube.replace(SECRETS, namespace, name, {**found, "metadata": metadata})
+            )
+            return Requeue(after_s=STALE_RETRY_S)
         raise GiveUp(
             f"Secret {namespace}/{name} exists and is not the pull secret of"
             f" ServiceAccount {key}: delete or rename it"

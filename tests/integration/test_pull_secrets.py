@@ -17,6 +17,8 @@ kube-controller-manager with its garbage collector), and the session's
 - the account deleted: the garbage collector removes its Secret, and the token (bound
   to the Secret) is refused from then on.
 
+- our Secret stripped of our label (the controller's cache selects it) is found by its
+  name and labelled again, not replaced;
 - a Build to an ImageStreamTag, with no pushSecret, gets a Job that pushes with the
   `builder` account's pull secret.
 
@@ -35,6 +37,7 @@ import pytest
 
 from controller import app as controller_app
 from controller.serviceaccounts.plan import (
+    MANAGED_LABEL,
     SECRET_KEY,
     SECRET_REF_ANNOTATION,
     SECRET_TYPE,
@@ -331,3 +334,20 @@ async def test_a_build_to_the_integrated_registry_pushes_with_the_builders_secre
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PUSH_DOCKERCFG_PATH"] == "/var/run/secrets/openshift.io/push/.dockerconfigjson"
     assert env["OUTPUT_IMAGE"].startswith(f"{FLAG_HOST}/{namespace}/app:")
+
+
+async def test_a_secret_whose_label_was_removed_is_taken_back(kube: Kube, namespace: str) -> None:
+    """Our cache selects our label: a Secret that lost it is found by its name and kept."""
+    await _account(kube, namespace, "relabel")
+    _, ref = await eventually(lambda: _listed(kube, namespace, "relabel"), what="listed")
+    before = await eventually(lambda: _secret_with(kube, namespace, ref, {FLAG_HOST}), what="it")
+    await kube.patch(SECRETS, namespace, ref, {"metadata": {"labels": {MANAGED_LABEL: None}}})
+
+    async def labelled() -> dict[str, Any] | None:
+        secret = await kube.get(SECRETS, namespace, ref)
+        return secret if (secret["metadata"].get("labels") or {}).get(MANAGED_LABEL) else None
+
+    after = await eventually(labelled, what="the label back")
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]  # the same Secret, not a new one
+    account = await kube.get(SERVICEACCOUNTS, namespace, "relabel")
+    assert [e["name"] for e in account["imagePullSecrets"]] == [ref]
