@@ -32,6 +32,7 @@ from imagestream.settings import HostPort, Settings, SettingsError
 from imagestream.version import package_version
 
 ENV_PREFIX = "IMAGESTREAM_"
+MIN_TOKEN_EXPIRY_S = 600
 
 
 def env_default(flag: str, default: str | None) -> str | None:
@@ -194,6 +195,21 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--service-account-pull-secrets",
+        "false",
+        "keep a pull secret for the integrated registry (a bound token, refreshed) in every"
+        " ServiceAccount's imagePullSecrets, and create builder and deployer accounts",
+        type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--pull-secret-token-expiry",
+        "3600",
+        "seconds those pull secrets' tokens are valid (at least 600); renewed with 40% left",
+        type=int,
+    )
+    add_flag(
+        parser,
         "--admission-addr",
         "",
         "address the admission webhook listens on (HTTPS); empty: no admission webhook",
@@ -305,6 +321,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
     def optional_path(value: str | None) -> Path | None:
         return Path(value) if value else None
 
+    if args.pull_secret_token_expiry < MIN_TOKEN_EXPIRY_S:
+        raise SettingsError(
+            f"--pull-secret-token-expiry must be at least {MIN_TOKEN_EXPIRY_S} seconds (the"
+            f" API server's minimum for a TokenRequest), got {args.pull_secret_token_expiry}"
+        )
+
     return Settings(
         kubeconfig=optional_path(args.kubeconfig),
         webhook_addr=HostPort.parse(args.webhook_addr),
@@ -342,6 +364,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ),
         image_config=args.image_config,
         image_config_namespace=args.image_config_namespace,
+        service_account_pull_secrets=args.service_account_pull_secrets,
+        pull_secret_token_expiry_s=args.pull_secret_token_expiry,
         admission_addr=HostPort.parse(args.admission_addr) if args.admission_addr else None,
         admission_cert_dir=optional_path(args.admission_cert_dir),
         admission_secret=args.admission_secret,

@@ -62,6 +62,8 @@ class Informer:
     resync_period_s: float = 600.0
     transform: Transform | None = None
     watch_timeout_s: int = WATCH_TIMEOUT_S
+    label_selector: str | None = None
+    """Only the objects it selects are listed and watched (e.g. the Secrets we made)."""
     store: dict[str, Obj] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     _handlers: list[Handler] = field(default_factory=list)
@@ -85,7 +87,10 @@ class Informer:
 
     async def _relist(self) -> str:
         items, resource_version = await self.kube.list(
-            self.resource, self.namespace, transform=self.transform
+            self.resource,
+            self.namespace,
+            transform=self.transform,
+            label_selector=self.label_selector,
         )
         fresh = {object_key(item): item for item in items}
         # Diff against the cache: deletes we missed, then adds and changes.
@@ -164,6 +169,7 @@ class Informer:
                     self.namespace,
                     resource_version=resource_version,
                     timeout_s=self.watch_timeout_s,
+                    label_selector=self.label_selector,
                 ):
                     resource_version = self._apply(event) or resource_version
                     backoff = BACKOFF_INITIAL_S
@@ -226,6 +232,7 @@ class InformerSet:
         transform: Transform | None = None,
         resync_period_s: float = 600.0,
         watch_timeout_s: int = WATCH_TIMEOUT_S,
+        label_selector: str | None = None,
     ) -> InformerSet:
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         return cls(
@@ -237,6 +244,7 @@ class InformerSet:
                     transform=transform,
                     resync_period_s=resync_period_s,
                     watch_timeout_s=watch_timeout_s,
+                    label_selector=label_selector,
                 )
                 for scope in scopes
             ]
