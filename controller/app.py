@@ -88,7 +88,7 @@ from imagestream.kube.resources import (
     Resource,
 )
 from imagestream.objects import Obj, object_key
-from imagestream.process import Collaborators
+from imagestream.process import IMAGESTREAMS_CACHE, Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
 from imagestream.settings import Settings, SettingsError
@@ -172,7 +172,8 @@ async def start(collaborators: Collaborators) -> Controller:
     # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
     # OpenShift the platform runs them).
     ours = served - await _native_groups(kube, served)
-    streams = cache(IMAGESTREAMS)
+    # Shared with the webhook in `imagestream run`: one watch, one copy of each stream.
+    streams = collaborators.caches.get(IMAGESTREAMS_CACHE, lambda: cache(IMAGESTREAMS))
     # The cluster image configuration: read at every import (behaviour 31).
     image_config = ClusterImageConfig.create(kube, settings, served=served)
     session = aiohttp.ClientSession()
