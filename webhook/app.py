@@ -38,7 +38,7 @@ from imagestream.image_config_source import ClusterImageConfig
 from imagestream.kube.errors import KubeError
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
-from imagestream.process import Collaborators
+from imagestream.process import IMAGESTREAMS_CACHE, Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.references import is_valid_registry_host
 from imagestream.registry_access import RegistryAccess
@@ -200,12 +200,16 @@ async def start(collaborators: Collaborators) -> Webhook:
     if settings.registry_token_signing_secret:
         token_routes = await token_service_routes(collaborators)
 
-    streams = InformerSet.create(
-        kube,
-        IMAGESTREAMS,
-        list(settings.watch_namespaces),
-        resync_period_s=settings.resync_period_s,
-        watch_timeout_s=settings.watch_timeout_s,
+    # Shared with the controller in `imagestream run`: one watch, one copy of each stream.
+    streams = collaborators.caches.get(
+        IMAGESTREAMS_CACHE,
+        lambda: InformerSet.create(
+            kube,
+            IMAGESTREAMS,
+            list(settings.watch_namespaces),
+            resync_period_s=settings.resync_period_s,
+            watch_timeout_s=settings.watch_timeout_s,
+        ),
     )
     index = DockerImageTagIndex()
     streams.add_handler(lambda key, _old, new: index.update(key, new))

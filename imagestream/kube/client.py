@@ -237,6 +237,7 @@ class Kube:
         *,
         resource_version: str,
         timeout_s: int,
+        label_selector: str | None = None,
     ) -> AsyncIterator[Obj]:
         """Watch events (`{"type", "object"}`) from `resource_version`, with bookmarks.
 
@@ -249,6 +250,8 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_s),
         }
+        if label_selector:
+            params["labelSelector"] = label_selector
         headers = await self._headers(None)
         url = self.api_client.configuration.host + resource.path(namespace=namespace)
         # The client-side timeout is a guard against a silent, half-open stream:
