@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import json
 import os
 import stat
@@ -27,7 +28,9 @@ import aiohttp
 import pytest
 import structlog
 import yaml
+from cryptography.hazmat.primitives import serialization
 
+from imagestream.certificates import self_signed_ca
 from imagestream.cli.registry import login_entry, save
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
@@ -626,3 +629,44 @@ async def test_registry_login_finds_the_host_in_the_cluster_image_configuration(
     image = make_oci_image(home / "image", "registry login host " + uuid.uuid4().hex)
     await asyncio.to_thread(skopeo_push, image, f"{host}/{namespace}/app:v1", authfile=written)
     assert await resolve(auth_system, session, f"{namespace}/app", token) == image.manifest_digest
+
+
+async def test_registry_login_with_a_client_certificate_says_there_is_no_token(
+    tmp_path: Path,
+) -> None:
+    """oc's rule: a registry takes no client certificate, so there is nothing to write."""
+    now = datetime.datetime.now(datetime.UTC)
+    cert, key = self_signed_ca("alice", not_before=now, not_after=now + datetime.timedelta(days=1))
+    pem_cert = cert.public_bytes(serialization.Encoding.PEM)
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    kubeconfig = write_private(
+        tmp_path / "kubeconfig",
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}
+                ],
+                "users": [
+                    {
+                        "name": "alice",
+                        "user": {
+                            "client-certificate-data": base64.b64encode(pem_cert).decode(),
+                            "client-key-data": base64.b64encode(pem_key).decode(),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "alice"}}],
+                "current-context": "c",
+            }
+        ),
+    )
+    ran = await command(
+        "registry", "login", "--registry", "r.example:5000", kubeconfig=kubeconfig, home=tmp_path
+    )
+    assert_one_error_line(ran)
+    assert "no token is currently in use for this session" in ran.stderr
+    assert not (tmp_path / ".docker").exists()
