@@ -51,6 +51,7 @@ CRONJOBS = Resource("batch", "v1", "cronjobs", "CronJob")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 SECRETS = Resource("", "v1", "secrets", "Secret")
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 IMAGE_CONFIGS = Resource("config.openshift.io", "v1", "images", "Image", namespaced=False)
 """The cluster image configuration (`images.config.openshift.io/cluster`)."""
