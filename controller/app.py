@@ -16,6 +16,8 @@ it in `controller/triggers/reconciler.py`. It wires:
                       rollouts      ->  RolloutReconciler     (DCs -> ReplicationControllers)
                       buildconfigs  ->  BuildConfigReconciler (triggers -> Builds)
                       builds        ->  BuildReconciler       (Builds -> Jobs -> output tag)
+    and, with --registry-operator:
+                      registryoperator -> RegistryOperator    (the integrated registry)
     and, with --service-account-pull-secrets:
                       pullsecrets   ->  PullSecretReconciler  (ServiceAccounts -> pull Secrets)
     an ImageStream change enqueues its own key, and, through the
@@ -52,6 +54,9 @@ from controller.events import EventRecorder
 from controller.imagestreams.reconciler import IMPORT_FAILURE_REASONS, ImageStreamReconciler
 from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
+from controller.registryoperator.plan import Options
+from controller.registryoperator.reconciler import KEY as OPERATOR_KEY
+from controller.registryoperator.reconciler import RegistryOperator, SecretKey
 from controller.rollouts.index import ReplicationControllerIndex
 from controller.rollouts.reconciler import RolloutReconciler, trim_replicationcontroller
 from controller.serviceaccounts.plan import MANAGED_SELECTOR
@@ -72,17 +77,21 @@ from imagestream.kube.resources import (
     BUILDCONFIGS,
     BUILDS,
     DEPLOYMENTCONFIGS,
+    DEPLOYMENTS,
+    IMAGE_CONFIGS,
     IMAGESTREAMS,
     JOBS,
+    REGISTRY_CONFIGS,
     REPLICATIONCONTROLLERS,
     SECRETS,
     SERVICEACCOUNTS,
     Resource,
 )
 from imagestream.objects import Obj, object_key
-from imagestream.process import Collaborators
+from imagestream.process import IMAGESTREAMS_CACHE, Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
+from imagestream.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
@@ -163,7 +172,8 @@ async def start(collaborators: Collaborators) -> Controller:
     # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
     # OpenShift the platform runs them).
     ours = served - await _native_groups(kube, served)
-    streams = cache(IMAGESTREAMS)
+    # Shared with the webhook in `imagestream run`: one watch, one copy of each stream.
+    streams = collaborators.caches.get(IMAGESTREAMS_CACHE, lambda: cache(IMAGESTREAMS))
     # The cluster image configuration: read at every import (behaviour 31).
     image_config = ClusterImageConfig.create(kube, settings, served=served)
     session = aiohttp.ClientSession()
@@ -338,6 +348,12 @@ async def start(collaborators: Collaborators) -> Controller:
         loops.append(Loop("builds", build_loop.queue, build_loop.reconcile))
         informer_sets += [bcs, builds, jobs]
 
+    if settings.registry_operator:
+        # The Image Registry Operator's loop (behaviour 32): one key, `cluster`.
+        operator_loop, operator_caches = _registry_operator(kube, settings)
+        loops.append(Loop("registryoperator", operator_loop.queue, operator_loop.reconcile))
+        informer_sets += operator_caches
+
     outcomes = Counter(
         "imagestream_reconcile",
         "Reconciles by queue and outcome.",
@@ -401,6 +417,49 @@ async def start(collaborators: Collaborators) -> Controller:
         readiness_checks={"controller-caches-synced": synced},
         elector=elector,
     )
+
+
+def _registry_operator(
+    kube: Kube, settings: Settings
+) -> tuple[RegistryOperator, list[InformerSet]]:
+    try:
+        notification_secret = SecretKey.parse(settings.registry_notification_secret)
+    except ValueError as error:
+        raise SettingsError(f"--registry-notification-secret: {error}") from error
+    operator = RegistryOperator(
+        kube=kube,
+        queue=WorkQueue(),
+        options=Options(
+            namespace=settings.registry_namespace,
+            image=settings.registry_image,
+            notification_url=settings.registry_notification_url,
+            # Token auth (regauth) fills this from its signing Secret; none until then.
+            token_auth=None,
+            route_domain=settings.registry_route_domain,
+            ingress_class=settings.registry_ingress_class,
+        ),
+        notification_secret=notification_secret,
+    )
+    resync, timeout = settings.resync_period_s, settings.watch_timeout_s
+    configs = InformerSet.create(
+        kube, REGISTRY_CONFIGS, None, resync_period_s=resync, watch_timeout_s=timeout
+    )
+    deployments = InformerSet.create(
+        kube,
+        DEPLOYMENTS,
+        [settings.registry_namespace],
+        resync_period_s=resync,
+        watch_timeout_s=timeout,
+    )
+    image_configs = InformerSet.create(
+        kube, IMAGE_CONFIGS, None, resync_period_s=resync, watch_timeout_s=timeout
+    )
+    configs.add_handler(operator.on_config)
+    deployments.add_handler(operator.on_deployment)
+    image_configs.add_handler(operator.on_change)
+    # The first reconcile bootstraps `cluster` when no Config exists (no event would come).
+    operator.queue.add(OPERATOR_KEY)
+    return operator, [configs, deployments, image_configs]
 
 
 async def _lead(

@@ -317,6 +317,44 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
         assert env_of(deployment)["IMAGESTREAM_WATCH_NAMESPACES"] == "team-a,team-b"
 
 
+def test_the_registry_token_service_grants_only_what_it_asks(helm: Helm) -> None:
+    """webhook.registryTokens: TokenReviews (cluster-scoped, the one ClusterRole in namespaced
+    mode), LocalSubjectAccessReviews where it watches, its signing Secret; off by default."""
+    assert not [o for o in helm.template() if "registry-token" in o["metadata"]["name"]], (
+        "nothing of the token service without webhook.registryTokens.enabled"
+    )
+    objects = helm.template(
+        *values_args("namespaced"), "--set", "webhook.registryTokens.enabled=true"
+    )
+    (cluster_role,) = by_kind(objects, "ClusterRole")
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
+    (cluster_binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert [s["name"] for s in cluster_binding["subjects"]] == [
+        "rel-imagestream-controller-webhook"
+    ]
+    reviews = [
+        (r["metadata"]["namespace"], r["metadata"]["name"])
+        for r in by_kind(objects, "Role")
+        if "localsubjectaccessreviews" in json.dumps(r["rules"])
+    ]
+    assert sorted(reviews) == [
+        ("team-a", "rel-imagestream-controller-controller"),
+        ("team-a", "rel-imagestream-controller-webhook-registry-access"),
+        ("team-b", "rel-imagestream-controller-controller"),
+        ("team-b", "rel-imagestream-controller-webhook-registry-access"),
+    ]
+    key = named(objects, "Role", "-webhook-registry-token-key")
+    assert key["metadata"]["namespace"] == "ns"
+    assert key["rules"][1]["resourceNames"] == ["rel-imagestream-controller-registry-token-signing"]
+    assert key["rules"][1]["verbs"] == ["get"]
+    webhook = named(objects, "Deployment", "-webhook")
+    assert env_of(webhook)["IMAGESTREAM_REGISTRY_TOKEN_SIGNING_SECRET"] == (
+        "ns/rel-imagestream-controller-registry-token-signing"
+    )
+
+
 def test_openshifts_image_roles_and_public_image_namespaces(helm: Helm) -> None:
     """OpenShift's ClusterRoles as the one file has them (the file `imagestream dev` and
     the tests apply), and each public namespace readable by every authenticated user."""
@@ -641,7 +679,14 @@ async def cluster_install(
     # applies them, as `imagestream dev` does), and helm adopts nothing it did not make:
     # this release leaves them to that owner, as one on OpenShift would.
     installed = await _install(
-        helm, controlplane, kube, "--set", "rbac.openshiftImageRoles=false", prefix="chart"
+        helm,
+        controlplane,
+        kube,
+        "--set",
+        "rbac.openshiftImageRoles=false",
+        "--set",
+        "webhook.registryTokens.enabled=true",
+        prefix="chart",
     )
     yield installed
     await _uninstall(helm, kube, installed)
@@ -858,6 +903,18 @@ async def test_rbac_cluster_mode(kube: Kube, cluster_install: Installed) -> None
         assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace, name="x")
     for verb in ("list", "watch", "delete"):
         assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace)
+
+    # The registry's token service (webhook.registryTokens.enabled in this install): who a
+    # token is, what they may do anywhere, and its one signing Secret, read only.
+    tokenreviews = "tokenreviews.authentication.k8s.io"
+    reviews = "localsubjectaccessreviews.authorization.k8s.io"
+    assert await _allowed(kube, webhook, "create", tokenreviews)
+    assert await _allowed(kube, webhook, "create", reviews, namespace=elsewhere)
+    assert not await _allowed(kube, controller, "create", tokenreviews)
+    signing = f"{cluster_install.fullname}-registry-token-signing"
+    assert await _allowed(kube, webhook, "get", "secrets", namespace=namespace, name=signing)
+    for verb in ("update", "delete"):
+        assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace, name=signing)
 
 
 async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -> None:
