@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import json
+import os
 import stat
 import subprocess
 import uuid
@@ -26,7 +28,9 @@ import aiohttp
 import pytest
 import structlog
 import yaml
+from cryptography.hazmat.primitives import serialization
 
+from imagestream.certificates import self_signed_ca
 from imagestream.cli.registry import login_entry, save
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import NotFound
@@ -47,7 +51,7 @@ from imagestream.registry_client import (
 )
 from imagestream.registry_tokens import ISSUER, SERVICE, TOKEN_PATH
 from localdev.controlplane import ControlPlane, free_port
-from localdev.images import make_oci_image, skopeo_push
+from localdev.images import PUSH_TIMEOUT_S, make_oci_image, skopeo_push
 from localdev.private import write_private
 from localdev.registry import Registry, TokenAuth
 from localdev.system import local_settings, run_system
@@ -55,6 +59,7 @@ from tests.integration.cli import assert_one_error_line
 from tests.integration.cli import imagestream as command
 from tests.integration.conftest import eventually, new_namespace
 from webhook import app as webhook_app
+from webhook.config import ConfigError
 from webhook.registry_token import SigningSecretError, ensure_signing_key
 
 pytestmark = pytest.mark.integration
@@ -71,8 +76,11 @@ class AuthSystem:
     kube: Kube
     registry: Registry
     token_url: str
+    metrics_url: str
     key_namespace: str
     workdir: Path
+    controlplane: ControlPlane
+    receiver_token_file: Path
 
 
 @pytest.fixture(autouse=True)
@@ -118,8 +126,11 @@ async def auth_system(
                 kube=kube,
                 registry=registry,
                 token_url=token_url,
+                metrics_url=f"http://{settings.metrics_addr}/metrics",
                 key_namespace=key_namespace,
                 workdir=workdir,
+                controlplane=controlplane,
+                receiver_token_file=token_file,
             )
         finally:
             registry.stop()
@@ -247,6 +258,19 @@ async def test_the_signing_key_is_made_once_and_then_only_read(auth_system: Auth
     created = await kube.create(SECRETS, namespace, broken)
     with pytest.raises(SigningSecretError, match=r"missing key 'tls\.key'"):
         await ensure_signing_key(kube, namespace, "broken")
+    # A webhook told to sign with it does not start, and says which Secret and why.
+    settings = local_settings(
+        kubeconfig=auth_system.controlplane.kubeconfig_path,
+        webhook_token_file=auth_system.receiver_token_file,
+        integrated_registry=auth_system.registry.host,
+        registry_token_signing_secret=f"{namespace}/broken",
+    )
+    with pytest.raises(ConfigError) as raised:
+        async with run_system(settings, [webhook_app.start]):
+            pass
+    assert str(raised.value) == (
+        f"--registry-token-signing-secret: Secret {namespace}/broken: missing key 'tls.key'"
+    )
     unchanged = await kube.get(SECRETS, namespace, "broken")
     assert unchanged["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
@@ -438,6 +462,16 @@ async def test_bad_requests_get_a_clear_refusal_and_change_nothing(
         {"type": "repository", "name": f"{namespace}/app", "actions": ["pull", "push"]}
     ]
 
+    async with session.get(auth_system.metrics_url) as response:
+        metrics = await response.text()
+    counts = {
+        outcome: float(line.rpartition(" ")[2])
+        for line in metrics.splitlines()
+        for outcome in ("bad_request", "unauthorized", "issued")
+        if line.startswith(f'imagestream_registry_tokens_total{{outcome="{outcome}"}}')
+    }
+    assert counts["bad_request"] >= 3 and counts["unauthorized"] >= 4 and counts["issued"] >= 1
+
     logged = capsys.readouterr()
     text = logged.out + logged.err
     assert "registry_token_refused" in text and "registry_token_issued" in text
@@ -476,14 +510,26 @@ async def test_registry_login_then_a_skopeo_push_with_that_file(
 
     image = make_oci_image(home / "image", "registry login " + uuid.uuid4().hex)
 
+    # skopeo as a user runs it: no --authfile, it finds the entry in the default file.
+    runtime_dir = home / "run"
+    runtime_dir.mkdir(mode=0o700)
+    environment = {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("REGISTRY_AUTH_FILE", "XDG_CONFIG_HOME")
+        },
+        "HOME": str(home),
+        "XDG_RUNTIME_DIR": str(runtime_dir),
+    }
+    argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests"]
+    argv += [f"oci:{image.layout_dir}", f"docker://{host}/{namespace}/app:v1"]
+
     async def pushed() -> bool:
-        try:
-            await asyncio.to_thread(
-                skopeo_push, image, f"{host}/{namespace}/app:v1", authfile=written
-            )
-        except subprocess.CalledProcessError:
-            return False
-        return True
+        done = await asyncio.to_thread(
+            subprocess.run, argv, env=environment, capture_output=True, timeout=PUSH_TIMEOUT_S
+        )
+        return done.returncode == 0
 
     await eventually(pushed, timeout_s=RBAC_TIMEOUT_S, what="the push with the login's file")
     assert await resolve(auth_system, session, f"{namespace}/app", token) == image.manifest_digest
@@ -583,3 +629,44 @@ async def test_registry_login_finds_the_host_in_the_cluster_image_configuration(
     image = make_oci_image(home / "image", "registry login host " + uuid.uuid4().hex)
     await asyncio.to_thread(skopeo_push, image, f"{host}/{namespace}/app:v1", authfile=written)
     assert await resolve(auth_system, session, f"{namespace}/app", token) == image.manifest_digest
+
+
+async def test_registry_login_with_a_client_certificate_says_there_is_no_token(
+    tmp_path: Path,
+) -> None:
+    """oc's rule: a registry takes no client certificate, so there is nothing to write."""
+    now = datetime.datetime.now(datetime.UTC)
+    cert, key = self_signed_ca("alice", not_before=now, not_after=now + datetime.timedelta(days=1))
+    pem_cert = cert.public_bytes(serialization.Encoding.PEM)
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    kubeconfig = write_private(
+        tmp_path / "kubeconfig",
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}
+                ],
+                "users": [
+                    {
+                        "name": "alice",
+                        "user": {
+                            "client-certificate-data": base64.b64encode(pem_cert).decode(),
+                            "client-key-data": base64.b64encode(pem_key).decode(),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "alice"}}],
+                "current-context": "c",
+            }
+        ),
+    )
+    ran = await command(
+        "registry", "login", "--registry", "r.example:5000", kubeconfig=kubeconfig, home=tmp_path
+    )
+    assert_one_error_line(ran)
+    assert "no token is currently in use for this session" in ran.stderr
+    assert not (tmp_path / ".docker").exists()
