@@ -28,11 +28,20 @@ authentication: `HtpasswdAuth` (basic auth, one user, bcrypt-hashed with the
 system's libcrypt since Debian has no `htpasswd` without apache2-utils) or
 `TokenAuth` (distribution's bearer-token flow against a token server the
 test runs; the registry only needs the certificate that verifies its tokens).
+
+Storage is the filesystem in the workdir, or `S3Storage`: distribution's
+`s3-aws` driver against an S3 endpoint (SeaweedFS's gateway in the tests,
+`localdev.seaweedfs`), with its keys in the 0600 config. An S3 registry also
+runs distribution's storage health check (every second) and its debug server
+on loopback, so a store that refuses the keys shows as `503` on every request
+and as the driver's own error in `storage_health()`, instead of as failed
+pushes.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import secrets
 import shutil
 import ssl
@@ -87,9 +96,42 @@ class TokenAuth:
     root_cert_bundle: Path
 
 
+@dataclass(frozen=True)
+class S3Storage:
+    """distribution's `s3-aws` driver: blobs and manifests in `bucket` at `region_endpoint`.
+
+    Path-style addressing (`http://host:port/bucket/key`, what an S3 server
+    on an IP address needs): distribution 2.8 uses it whenever
+    `regionendpoint` is set; `forcepathstyle` says so to distribution 3 too
+    (2.8 ignores parameters it does not know). Plain HTTP when the endpoint
+    is `http://`; Signature Version 4.
+    """
+
+    bucket: str
+    region_endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+    def driver_config(self) -> dict[str, object]:
+        return {
+            "s3": {
+                "accesskey": self.access_key,
+                "secretkey": self.secret_key,
+                "region": self.region,
+                "regionendpoint": self.region_endpoint,
+                "bucket": self.bucket,
+                "forcepathstyle": True,
+                "secure": self.region_endpoint.startswith("https://"),
+                "v4auth": True,
+                "encrypt": False,
+            }
+        }
+
+
 @dataclass
 class Registry:
-    """One distribution registry process with filesystem storage in `workdir`."""
+    """One distribution registry process; its storage is `workdir/storage` or `storage`."""
 
     workdir: Path
     notify: NotificationEndpoint | None = None
@@ -101,6 +143,9 @@ class Registry:
     tls: ServingCertificate | None = None
     log_level: str = "warn"
     """distribution's log level; `info` and below log the notification token (see above)."""
+    storage: S3Storage | None = None
+    debug_port: int = 0
+    """The debug server's loopback port (S3 storage only: it serves `/debug/health`)."""
     process: ManagedProcess | None = field(default=None, init=False)
     instance: str = field(default_factory=lambda: secrets.token_hex(8), init=False)
     """Sent back in `INSTANCE_HEADER` by this registry process only."""
@@ -132,7 +177,11 @@ class Registry:
                 "accesslog": {"disabled": True},
             },
             "storage": {
-                "filesystem": {"rootdirectory": str(self.workdir / "storage")},
+                **(
+                    self.storage.driver_config()
+                    if self.storage is not None
+                    else {"filesystem": {"rootdirectory": str(self.workdir / "storage")}}
+                ),
                 "delete": {"enabled": True},
                 "cache": {"blobdescriptor": "inmemory"},
             },
@@ -142,6 +191,15 @@ class Registry:
                 "headers": {INSTANCE_HEADER: [self.instance]},
             },
         }
+        if self.storage is not None:
+            http = config["http"]
+            assert isinstance(http, dict)
+            http["debug"] = {"addr": f"127.0.0.1:{self.debug_port}"}
+            # The first check runs one interval after start; until then the
+            # registry counts as healthy.
+            config["health"] = {
+                "storagedriver": {"enabled": True, "interval": "1s", "threshold": 1}
+            }
         if self.tls is not None:
             http = config["http"]
             assert isinstance(http, dict)
@@ -184,7 +242,10 @@ class Registry:
             )
         private_dir(self.workdir)
         self.port = self.port or free_port()
-        write_private(self.config_path, yaml.safe_dump(self.config()))  # it holds the token
+        if self.storage is not None:
+            self.debug_port = self.debug_port or free_port()
+        # It holds the webhook token, and the S3 keys with S3 storage.
+        write_private(self.config_path, yaml.safe_dump(self.config()))
         if isinstance(self.auth, HtpasswdAuth):
             write_private(
                 self.htpasswd_path, f"{self.auth.username}:{bcrypt_hash(self.auth.password)}\n"
@@ -216,6 +277,27 @@ class Registry:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def storage_health(self) -> dict[str, str]:
+        """The failing health checks (`{}` when all pass), from the debug server's `/debug/health`.
+
+        distribution answers 503 with `{"storagedriver_s3aws": "<the driver's
+        error>"}` once its storage check fails; only an S3 registry runs it.
+        """
+        if self.storage is None:
+            raise RuntimeError("only a registry with S3 storage runs the storage health check")
+        url = f"http://127.0.0.1:{self.debug_port}/debug/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                if error.code != 503:
+                    raise
+                body = error.read()
+        checks = json.loads(body)
+        assert isinstance(checks, dict)
+        return {str(name): str(message) for name, message in checks.items()}
 
 
 def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False, instance: str) -> bool:
