@@ -42,11 +42,13 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import secrets
 import shutil
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -254,6 +256,7 @@ class Registry:
             name="docker-registry",
             argv=[REGISTRY_BINARY, "serve", str(self.config_path)],
             log_path=(self.log_dir or self.workdir) / "registry.log",
+            env=_without_aws_settings(os.environ) if self.storage is not None else None,
         )
         self.process = process.start()
         ca_path = self.tls.ca_path if self.tls else None
@@ -298,6 +301,17 @@ class Registry:
         checks = json.loads(body)
         assert isinstance(checks, dict)
         return {str(name): str(message) for name, message in checks.items()}
+
+
+def _without_aws_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus `AWS_*`: the S3 driver takes its settings from our config only.
+
+    The AWS SDK in the driver reads the environment too, and one variable is
+    enough to break it: with `AWS_CA_BUNDLE` set (as on some build machines)
+    distribution 2.8 panics at start ("unable to load custom CA bundle,
+    HTTPClient's transport unsupported type").
+    """
+    return {name: value for name, value in environ.items() if not name.startswith("AWS_")}
 
 
 def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False, instance: str) -> bool:

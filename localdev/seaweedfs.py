@@ -1,22 +1,25 @@
-"""A real S3-compatible server on this machine: SeaweedFS's S3 gateway (`weed server -s3`).
+"""A real S3-compatible server on this machine: SeaweedFS's S3 gateway (`weed s3`).
 
 The registry's `s3` storage (distribution's `s3-aws` driver, compiled into
 Debian's docker-registry) is tested against it. `weed` is built from its Go
 module by `localkube/build.sh seaweedfs` into the cache outside the repository.
 
-One process runs a master, a volume server, a filer and the S3 gateway, all
-in `workdir` (0700): their data, the filer's store, their logs and their
-unix sockets. Nothing is written outside it: `weed` puts glog files in the
-temp dir and its sockets in /tmp unless told otherwise, reads `*.toml` from
-`$HOME/.seaweedfs` and /etc/seaweedfs, and the master reports to a telemetry
-URL on the internet by default, so every one of those is set here (log to
-stderr only, sockets and HOME in the workdir, telemetry off).
+Four processes (a master, a volume server, a filer and the S3 gateway)
+keep everything in `workdir` (0700): their data, the filer's store, their
+logs and their unix sockets. Nothing is written outside it: `weed` puts glog
+files in the temp dir and its sockets in /tmp unless told otherwise, reads
+`*.toml` from `$HOME/.seaweedfs` and /etc/seaweedfs, and the master reports
+to a telemetry URL on the internet by default, so every one of those is set
+here (log to stderr only, sockets and HOME in the workdir, telemetry off).
+Its gRPC ports take no credentials (SeaweedFS's own mTLS is not configured):
+they are on the same address as the S3 API, for a test system only.
 
 Access is one identity whose keys are made for this start (or given), in an
 identities file (`-s3.config`) written 0600 before `weed` reads it; no
 anonymous access. `start()` returns once *this* process answers: it creates
 the bucket with a request signed by those keys (AWS Signature Version 4),
-which another server on the port cannot accept, and `stop()` stops it by PID.
+which another server on the port cannot accept, and `stop()` stops the
+processes by PID, last started first.
 
 Every port (HTTP and gRPC of each of the four servers) is chosen free, since
 `weed`'s defaults (9333, 8080, 8888, 8333 and each +10000) would collide with
@@ -93,7 +96,7 @@ def weed_binary(*, build: bool, progress: Callable[[str], None] | None = None) -
 
 @dataclass
 class SeaweedFS:
-    """One `weed server -s3` process serving `bucket` at `endpoint`, its data in `workdir`."""
+    """SeaweedFS serving `bucket` over S3 at `endpoint`, its data in `workdir`."""
 
     workdir: Path
     binary: Path
@@ -105,7 +108,7 @@ class SeaweedFS:
     region: str = "us-east-1"
     credentials: S3Credentials = field(default_factory=S3Credentials.fresh)
     log_dir: Path | None = None
-    process: ManagedProcess | None = field(default=None, init=False)
+    processes: list[ManagedProcess] = field(default_factory=list, init=False)
 
     @property
     def endpoint(self) -> str:
@@ -133,44 +136,85 @@ class SeaweedFS:
             ]
         }
 
-    def argv(self, ports: Mapping[str, int]) -> list[str]:
-        data = self.workdir / "data"
+    def commands(self, ports: Mapping[str, int]) -> list[tuple[str, list[str]]]:
+        """The master, the volume server, the filer and the S3 gateway, in start order.
+
+        Four processes, not one `weed server -s3`: that one runs the servers'
+        shutdown hooks in whatever order they registered, and when the volume
+        server goes first the filer's last flush waits for it until SIGKILL;
+        it also puts a gRPC socket per server in /tmp that no flag moves. Not
+        `weed filer -s3` either: its gateway dials the filer's default gRPC
+        port (HTTP + 10000), not the one given.
+        """
+        master = f"{self.address}:{ports['master']}.{ports['master.grpc']}"
+        # Global flags (before the command): glog writes files to the temp dir
+        # unless it logs to stderr only; our log file is the process's.
+        weed = [str(self.binary), "-logtostderr", "-v=0"]
+        listen = [f"-ip={self.address}", f"-ip.bind={self.address}"]
         return [
-            str(self.binary),
-            # Global flags (before the command): glog writes files to the temp
-            # dir unless it logs to stderr only; our log file is the process's.
-            "-logtostderr",
-            "-v=0",
-            "server",
-            f"-dir={data}",
-            f"-ip={self.address}",
-            f"-ip.bind={self.address}",
-            f"-master.port={ports['master']}",
-            f"-master.port.grpc={ports['master.grpc']}",
-            "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=64",
-            f"-volume.port={ports['volume']}",
-            f"-volume.port.grpc={ports['volume.grpc']}",
-            "-volume.max=32",
-            # The volume server waits this long after SIGTERM before it stops.
-            "-volume.preStopSeconds=0",
-            "-filer",
-            f"-filer.port={ports['filer']}",
-            f"-filer.port.grpc={ports['filer.grpc']}",
-            f"-filer.localSocket={self.workdir / 'filer.sock'}",
-            "-s3",
-            f"-s3.port={self.port}",
-            f"-s3.port.grpc={ports['s3.grpc']}",
-            f"-s3.localSocket={self.workdir / 's3.sock'}",
-            f"-s3.config={self.identities_path}",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
+            (
+                "master",
+                [
+                    *weed,
+                    "master",
+                    *listen,
+                    f"-port={ports['master']}",
+                    f"-port.grpc={ports['master.grpc']}",
+                    f"-mdir={self.workdir / 'master'}",
+                    "-peers=none",
+                    "-telemetry=false",
+                    "-volumeSizeLimitMB=64",
+                ],
+            ),
+            (
+                "volume",
+                [
+                    *weed,
+                    "volume",
+                    *listen,
+                    f"-port={ports['volume']}",
+                    f"-port.grpc={ports['volume.grpc']}",
+                    f"-dir={self.workdir / 'volume'}",
+                    "-max=32",
+                    f"-master={master}",
+                    # It waits this long after SIGTERM before it stops.
+                    "-preStopSeconds=0",
+                ],
+            ),
+            (
+                "filer",
+                [
+                    *weed,
+                    "filer",
+                    *listen,
+                    f"-port={ports['filer']}",
+                    f"-port.grpc={ports['filer.grpc']}",
+                    f"-master={master}",
+                    f"-defaultStoreDir={self.workdir / 'filer'}",
+                    f"-localSocket={self.workdir / 'filer.sock'}",
+                ],
+            ),
+            (
+                "s3",
+                [
+                    *weed,
+                    "s3",
+                    *listen,
+                    f"-port={self.port}",
+                    f"-port.grpc={ports['s3.grpc']}",
+                    f"-filer={self.address}:{ports['filer']}.{ports['filer.grpc']}",
+                    f"-localSocket={self.workdir / 's3.sock'}",
+                    f"-config={self.identities_path}",
+                    "-port.iceberg=0",
+                    "-port.lance=0",
+                ],
+            ),
         ]
 
     def start(self) -> SeaweedFS:
         private_dir(self.workdir)
-        private_dir(self.workdir / "data")
-        private_dir(self.workdir / "home")
+        for name in ("master", "volume", "filer", "home"):
+            private_dir(self.workdir / name)
         self.port = self.port or free_port()
         ports = {
             name: free_port()
@@ -185,22 +229,23 @@ class SeaweedFS:
             )
         }
         write_private(self.identities_path, json.dumps(self.identities(), indent=2))
-        process = ManagedProcess(
-            name="seaweedfs",
-            argv=self.argv(ports),
-            log_path=(self.log_dir or self.workdir) / "seaweedfs.log",
-            # HOME: where weed looks for its *.toml configs; there are none there.
-            env={"PATH": "/usr/bin:/bin", "HOME": str(self.workdir / "home")},
-            cwd=self.workdir,
-        )
-        self.process = process.start()
         try:
+            for name, argv in self.commands(ports):
+                process = ManagedProcess(
+                    name=f"seaweedfs {name}",
+                    argv=argv,
+                    log_path=(self.log_dir or self.workdir) / f"seaweedfs-{name}.log",
+                    # HOME: where weed looks for its *.toml configs; there are none there.
+                    env={"PATH": "/usr/bin:/bin", "HOME": str(self.workdir / "home")},
+                    cwd=self.workdir,
+                )
+                self.processes.append(process.start())
             wait_until(
                 f"SeaweedFS creates bucket {self.bucket}",
                 self._create_bucket,
                 timeout_s=STARTUP_TIMEOUT_S,
                 interval_s=0.5,
-                processes=[process],
+                processes=self.processes,
             )
         except BaseException:
             self.stop()
@@ -208,8 +253,9 @@ class SeaweedFS:
         return self
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.stop()
+        """The S3 gateway first, then the filer, the volume server, the master."""
+        while self.processes:
+            self.processes.pop().stop()
 
     def request(self, method: str, path: str, *, body: bytes = b"") -> tuple[int, bytes]:
         """A request to the S3 API signed with our keys: (status, body)."""
