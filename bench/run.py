@@ -19,7 +19,12 @@ Environment:
                      latency,intake,fanout,convergence,scale,pods,builds;
                      or `peers` (push to patch beside Keel; `make bench-peers`), never by default
     BENCH_PROFILE    1: run the controller and webhook under pyinstrument; profiles go to
-                     bench/profiles/ (figures from a profiled run are marked as such)
+                     bench/profiles/ (figures from a profiled run are marked as such);
+                     `cprofile`: under cProfile instead (bench/profiles/NAME.prof: call counts)
+    BENCH_PROCESSES  `split` (default): `imagestream webhook` and `imagestream controller` as two
+                     processes; `run`: one `imagestream run` process holding both (the
+                     default of `imagestream dev`), whose webhook hands its writes to the
+                     controller in-process
     BENCH_KCM        1: also run kube-controller-manager (off by default: its ReplicaSet
                      work on every rollout is noise on both sides of a ratio)
     BENCH_REPS       how many times each section is measured in the run (default 3): each
@@ -124,6 +129,14 @@ def repetitions_wanted() -> int:
     return max(1, int(os.environ.get("BENCH_REPS", "3") or 3))
 
 
+def processes_mode() -> str:
+    """BENCH_PROCESSES: `split` (two processes) or `run` (one process holding both)."""
+    mode = os.environ.get("BENCH_PROCESSES", "split").strip() or "split"
+    if mode not in ("split", "run"):
+        raise SystemExit(f"unknown BENCH_PROCESSES {mode!r}; choose split or run")
+    return mode
+
+
 def selected_sections() -> list[str]:
     raw = os.environ.get("BENCH_SECTIONS", "").strip()
     if not raw:
@@ -145,7 +158,9 @@ class Launcher:
             token_file,
             host,
         )
-        self.profile = env_flag("BENCH_PROFILE")
+        self.cprofile = os.environ.get("BENCH_PROFILE", "").strip() == "cprofile"
+        self.profile = env_flag("BENCH_PROFILE") or self.cprofile
+        """`BENCH_PROFILE=cprofile`: cProfile instead (every call counted: per-call costs)."""
         self.started: list[ComponentProcess] = []
 
     def _prefix(self, name: str) -> list[str]:
@@ -153,27 +168,19 @@ class Launcher:
             return []
         profiles = BENCH_DIR / "profiles"
         profiles.mkdir(exist_ok=True)
+        if self.cprofile:
+            return ["-m", "cProfile", "-o", str(profiles / f"{name}.prof")]
         return ["-m", "pyinstrument", "-r", "text", "-o", str(profiles / f"{name}.txt")]
 
     def start(
         self, command: str, name: str, args: list[str], *, webhook_addr: str | None = None
     ) -> ComponentProcess:
-        extra = [*args]
-        if command == "webhook":
-            extra += [
-                "--webhook-token-file",
-                str(self.token_file),
-                # The default receiver is integrated: it records this host only.
-                "--integrated-registry",
-                self.host,
-            ]
-        else:
-            extra += [
-                "--integrated-registry",
-                self.host,
-                "--workers",
-                str(sections.CONTROLLER_WORKERS),
-            ]
+        # The default receiver is integrated: it records this host only.
+        extra = [*args, "--integrated-registry", self.host]
+        if command in ("webhook", "run"):
+            extra += ["--webhook-token-file", str(self.token_file)]
+        if command in ("controller", "run"):
+            extra += ["--workers", str(sections.CONTROLLER_WORKERS)]
         process = start_component(
             command,
             kubeconfig=self.kubeconfig,
@@ -222,11 +229,18 @@ async def run_sections(
         # The main processes watch only the namespaces of our side: a floor's writes
         # must not make them work (and steal CPU from the floor).
         scope = ["--watch-namespaces", ",".join(watched)] if watched else []
-        webhook = launcher.start(
-            "webhook", "webhook", scope, webhook_addr=registry_webhook_addr(registry)
-        )
-        controller = launcher.start("controller", "controller", scope)
-        await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
+        if processes_mode() == "run":
+            # One process holding both: `webhook` and `controller` are the same process.
+            webhook = controller = launcher.start(
+                "run", "run", scope, webhook_addr=registry_webhook_addr(registry)
+            )
+            await webhook.wait_ready()
+        else:
+            webhook = launcher.start(
+                "webhook", "webhook", scope, webhook_addr=registry_webhook_addr(registry)
+            )
+            controller = launcher.start("controller", "controller", scope)
+            await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
         figures: dict[str, Any] = {}
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=sections.BURST_CONCURRENCY + 16)
@@ -678,8 +692,9 @@ def main() -> int:
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "scale": scale,
         "sections": chosen,
-        "profiled": env_flag("BENCH_PROFILE"),
+        "profiled": os.environ.get("BENCH_PROFILE", "").strip() not in ("", "0"),
         "kube_controller_manager": env_flag("BENCH_KCM"),
+        "processes_mode": processes_mode(),
         "duration_s": round(time.monotonic() - began, 1),
         "machine": machine_info,
         "versions": versions,

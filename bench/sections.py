@@ -124,6 +124,15 @@ def _delta(after: dict[str, float], before: dict[str, float], per: int) -> dict[
     }
 
 
+async def _api_requests(ctx: Context) -> dict[str, float]:
+    """API requests our processes made so far, by `process VERB code` (one process in `run`)."""
+    counts: dict[str, float] = {}
+    for process in {ctx.webhook.pid: ctx.webhook, ctx.controller.pid: ctx.controller}.values():
+        for key, value in (await process.api_requests()).items():
+            counts[f"{process.process.name} {key}"] = value
+    return counts
+
+
 def _ratio(ours: float, floor: float) -> float:
     return round(ours / floor, 3) if floor else float("nan")
 
@@ -169,6 +178,8 @@ async def push_to_patch(ctx: Context, namespace: str, floor_namespace: str) -> d
             await watch.wait_for(digest, f"{namespace}/d{i}")
         await _settle()
         samples = []
+        meter = _meter(ctx, ctx.webhook, ctx.controller)
+        requests_before = await _api_requests(ctx)
         for k in range(pushes):
             i = k % streams
             digest = digest_of(f"lat-{namespace}-{k}")
@@ -184,6 +195,8 @@ async def push_to_patch(ctx: Context, namespace: str, floor_namespace: str) -> d
             await ctx.sender.post(ctx.webhook.webhook_url, body)
             seen = await watch.wait_for(digest, f"{namespace}/d{i}")
             samples.append(seen - started)
+        cpu = meter.stop()
+        requests = _delta(await _api_requests(ctx), requests_before, pushes)
         real = await _real_pushes(ctx, namespace, watch, streams)
     finally:
         await watch.stop()
@@ -201,6 +214,7 @@ async def push_to_patch(ctx: Context, namespace: str, floor_namespace: str) -> d
     )
     objects = {i: await _fresh(kube, floor_namespace, f"s{i}") for i in range(streams)}
     images = dict.fromkeys(range(streams), "floor:0")
+    floor_meter = _meter(ctx)
     floor, floor_returned = [], []
     # Observed the way ours is: through the same kind of watch, from the same process.
     floor_watch = await DeploymentWatch(kube, floor_namespace).start()
@@ -220,6 +234,7 @@ async def push_to_patch(ctx: Context, namespace: str, floor_namespace: str) -> d
             images[i] = new
     finally:
         await floor_watch.stop()
+    floor_cpu = floor_meter.stop()
     ours, base = latency_summary(samples), latency_summary(floor)
     base["writes_returned"] = latency_summary(floor_returned)  # type: ignore[assignment]
     ratio = _ratio(float(ours["p99_ms"]), float(base["p99_ms"]))
@@ -236,6 +251,8 @@ async def push_to_patch(ctx: Context, namespace: str, floor_namespace: str) -> d
         "goal": "p99 <= 1.5 x floor p99",
         "met": ratio <= 1.5,
         "real_pushes": real,
+        "api_requests_per_push": requests,
+        "cpu_seconds": {"ours": cpu, "floor": floor_cpu},
     }
 
 

@@ -16,6 +16,10 @@ it in `controller/triggers/reconciler.py`. It wires:
                       rollouts      ->  RolloutReconciler     (DCs -> ReplicationControllers)
                       buildconfigs  ->  BuildConfigReconciler (triggers -> Builds)
                       builds        ->  BuildReconciler       (Builds -> Jobs -> output tag)
+    and, with --registry-operator:
+                      registryoperator -> RegistryOperator    (the integrated registry)
+    and, with --service-account-pull-secrets:
+                      pullsecrets   ->  PullSecretReconciler  (ServiceAccounts -> pull Secrets)
     an ImageStream change enqueues its own key, and, through the
     TriggerIndex, the key of every workload that follows it.
 
@@ -50,13 +54,19 @@ from controller.events import EventRecorder
 from controller.imagestreams.reconciler import IMPORT_FAILURE_REASONS, ImageStreamReconciler
 from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
+from controller.registryoperator.plan import Options
+from controller.registryoperator.reconciler import KEY as OPERATOR_KEY
+from controller.registryoperator.reconciler import RegistryOperator, SecretKey
 from controller.rollouts.index import ReplicationControllerIndex
 from controller.rollouts.reconciler import RolloutReconciler, trim_replicationcontroller
+from controller.serviceaccounts.plan import MANAGED_SELECTOR
+from controller.serviceaccounts.reconciler import PullSecretReconciler, trim_serviceaccount
 from controller.triggers.index import TriggerIndex
 from controller.triggers.pullaccess import DenialNotices, PullAccess
 from controller.triggers.reactors import REACTORS
 from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.health import ReadinessCheck, StopSignal
+from imagestream.image_config import parse_image_config
 from imagestream.image_config_source import ClusterImageConfig
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
@@ -67,15 +77,21 @@ from imagestream.kube.resources import (
     BUILDCONFIGS,
     BUILDS,
     DEPLOYMENTCONFIGS,
+    DEPLOYMENTS,
+    IMAGE_CONFIGS,
     IMAGESTREAMS,
     JOBS,
+    REGISTRY_CONFIGS,
     REPLICATIONCONTROLLERS,
+    SECRETS,
+    SERVICEACCOUNTS,
     Resource,
 )
 from imagestream.objects import Obj, object_key
-from imagestream.process import Collaborators
+from imagestream.process import IMAGESTREAMS_CACHE, Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
+from imagestream.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
@@ -132,7 +148,9 @@ async def start(collaborators: Collaborators) -> Controller:
     settings, kube, metrics = collaborators.settings, collaborators.kube, collaborators.metrics
     namespaces = list(settings.watch_namespaces)
 
-    def cache(resource: Resource, transform: Transform | None = None) -> InformerSet:
+    def cache(
+        resource: Resource, transform: Transform | None = None, *, selector: str | None = None
+    ) -> InformerSet:
         return InformerSet.create(
             kube,
             resource,
@@ -140,6 +158,7 @@ async def start(collaborators: Collaborators) -> Controller:
             transform=transform,
             resync_period_s=settings.resync_period_s,
             watch_timeout_s=settings.watch_timeout_s,
+            label_selector=selector,
         )
 
     identity = f"{socket.gethostname()}_{os.getpid()}"
@@ -153,7 +172,8 @@ async def start(collaborators: Collaborators) -> Controller:
     # DeploymentConfig rollouts and Builds: only where our CRDs serve those APIs (on
     # OpenShift the platform runs them).
     ours = served - await _native_groups(kube, served)
-    streams = cache(IMAGESTREAMS)
+    # Shared with the webhook in `imagestream run`: one watch, one copy of each stream.
+    streams = collaborators.caches.get(IMAGESTREAMS_CACHE, lambda: cache(IMAGESTREAMS))
     # The cluster image configuration: read at every import (behaviour 31).
     image_config = ClusterImageConfig.create(kube, settings, served=served)
     session = aiohttp.ClientSession()
@@ -254,6 +274,37 @@ async def start(collaborators: Collaborators) -> Controller:
         rcs.add_handler(rollout_loop.on_replicationcontroller)
         loops.append(Loop("rollouts", rollout_loop.queue, rollout_loop.reconcile))
         informer_sets += [dcs, rcs]
+
+    def registry_hosts() -> list[str]:
+        host = image_config.integrated_registry()
+        return [host] if host else []
+
+    pull_secret_loop: PullSecretReconciler | None = None
+    if settings.service_account_pull_secrets:
+        # Pull secrets for the integrated registry, per ServiceAccount (behaviour 34).
+        accounts = cache(SERVICEACCOUNTS, trim_serviceaccount)
+        pull_secrets = cache(SECRETS, selector=MANAGED_SELECTOR)
+        pull_secret_loop = PullSecretReconciler(
+            kube=kube,
+            queue=WorkQueue(),
+            accounts=accounts,
+            secrets=pull_secrets,
+            hosts=registry_hosts,
+            token_expiry_s=settings.pull_secret_token_expiry_s,
+        )
+        accounts.add_handler(pull_secret_loop.on_account)
+        pull_secrets.add_handler(pull_secret_loop.on_secret)
+        if image_config.configs is not None:
+
+            def host_changed(_key: str, old: Obj | None, new: Obj | None) -> None:
+                before = parse_image_config(old).internal_hostname
+                if old is not new and before != parse_image_config(new).internal_hostname:
+                    pull_secret_loop.on_hosts_changed()
+
+            image_config.configs.add_handler(host_changed)
+        loops.append(Loop("pullsecrets", pull_secret_loop.queue, pull_secret_loop.reconcile))
+        informer_sets += [accounts, pull_secrets]
+
     if BUILDCONFIGS.group in ours:
         # The build loop: BuildConfig triggers -> Builds -> Jobs -> the output tag.
         bcs, builds, jobs = cache(BUILDCONFIGS), cache(BUILDS), cache(JOBS, trim_job)
@@ -282,6 +333,12 @@ async def start(collaborators: Collaborators) -> Controller:
             events=events,
             job_template=load_job_template(settings.build_job_template, settings.builder_image),
             insecure_registries=settings.build_insecure_registries,
+            # Without a pushSecret, an output to the integrated registry is pushed with
+            # the builder account's pull secret (behaviour 34), when that loop runs.
+            integrated_hosts=registry_hosts,
+            pull_secret_of=(
+                pull_secret_loop.pull_secret_of if pull_secret_loop is not None else _no_secret
+            ),
         )
         bcs.add_handler(buildconfig_loop.on_buildconfig)
         streams.add_handler(buildconfig_loop.on_imagestream)
@@ -290,6 +347,12 @@ async def start(collaborators: Collaborators) -> Controller:
         loops.append(Loop("buildconfigs", buildconfig_loop.queue, buildconfig_loop.reconcile))
         loops.append(Loop("builds", build_loop.queue, build_loop.reconcile))
         informer_sets += [bcs, builds, jobs]
+
+    if settings.registry_operator:
+        # The Image Registry Operator's loop (behaviour 32): one key, `cluster`.
+        operator_loop, operator_caches = _registry_operator(kube, settings)
+        loops.append(Loop("registryoperator", operator_loop.queue, operator_loop.reconcile))
+        informer_sets += operator_caches
 
     outcomes = Counter(
         "imagestream_reconcile",
@@ -356,6 +419,49 @@ async def start(collaborators: Collaborators) -> Controller:
     )
 
 
+def _registry_operator(
+    kube: Kube, settings: Settings
+) -> tuple[RegistryOperator, list[InformerSet]]:
+    try:
+        notification_secret = SecretKey.parse(settings.registry_notification_secret)
+    except ValueError as error:
+        raise SettingsError(f"--registry-notification-secret: {error}") from error
+    operator = RegistryOperator(
+        kube=kube,
+        queue=WorkQueue(),
+        options=Options(
+            namespace=settings.registry_namespace,
+            image=settings.registry_image,
+            notification_url=settings.registry_notification_url,
+            # Token auth (regauth) fills this from its signing Secret; none until then.
+            token_auth=None,
+            route_domain=settings.registry_route_domain,
+            ingress_class=settings.registry_ingress_class,
+        ),
+        notification_secret=notification_secret,
+    )
+    resync, timeout = settings.resync_period_s, settings.watch_timeout_s
+    configs = InformerSet.create(
+        kube, REGISTRY_CONFIGS, None, resync_period_s=resync, watch_timeout_s=timeout
+    )
+    deployments = InformerSet.create(
+        kube,
+        DEPLOYMENTS,
+        [settings.registry_namespace],
+        resync_period_s=resync,
+        watch_timeout_s=timeout,
+    )
+    image_configs = InformerSet.create(
+        kube, IMAGE_CONFIGS, None, resync_period_s=resync, watch_timeout_s=timeout
+    )
+    configs.add_handler(operator.on_config)
+    deployments.add_handler(operator.on_deployment)
+    image_configs.add_handler(operator.on_change)
+    # The first reconcile bootstraps `cluster` when no Config exists (no event would come).
+    operator.queue.add(OPERATOR_KEY)
+    return operator, [configs, deployments, image_configs]
+
+
 async def _lead(
     *,
     informer_sets: list[InformerSet],
@@ -381,6 +487,10 @@ async def _lead(
                     on_outcome=functools.partial(count, loop.name),
                 )
             )
+
+
+def _no_secret(_namespace: str, _account: str) -> str:
+    return ""
 
 
 def _leading(elector: LeaderElector | None) -> float:

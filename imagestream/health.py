@@ -28,20 +28,45 @@ log = structlog.get_logger(__name__)
 
 
 def cached(check: ReadinessCheck, *, ttl_s: float = 1.0) -> ReadinessCheck:
-    """`check`, asked at most once per `ttl_s`: cheap enough to gate every request on."""
+    """`check`, asked at most once per `ttl_s`: cheap enough to gate every request on.
+
+    A stale "yes" is answered at once and asked again in the background: a
+    request must not wait for a round trip to the API server (`GET /version`)
+    before its own request to it, which would fail just as clearly if the server
+    had gone (and the next requests then get the fresh "no"). A "no", or no
+    answer yet, is asked again before answering.
+    """
     checked_at, answer = float("-inf"), False
     # One check at a time: the requests arriving while it runs wait for its
     # answer instead of each asking the API server too.
     lock = asyncio.Lock()
+    refreshing: set[asyncio.Task[None]] = set()
 
-    async def cached_check() -> bool:
+    async def refresh() -> None:
         nonlocal checked_at, answer
-        if time.monotonic() - checked_at < ttl_s:
-            return answer
         async with lock:
             if time.monotonic() - checked_at >= ttl_s:
                 answer = await check()
                 checked_at = time.monotonic()
+
+    async def refresh_in_background() -> None:
+        nonlocal checked_at, answer
+        try:
+            await refresh()
+        except Exception:  # nobody awaits this task: a failing check is a "no"
+            log.exception("readiness_check_failed")
+            answer, checked_at = False, time.monotonic()
+
+    async def cached_check() -> bool:
+        if time.monotonic() - checked_at < ttl_s:
+            return answer
+        if answer:
+            if not refreshing:
+                task = asyncio.create_task(refresh_in_background())
+                refreshing.add(task)
+                task.add_done_callback(refreshing.discard)
+            return answer
+        await refresh()
         return answer
 
     return cached_check

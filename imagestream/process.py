@@ -3,7 +3,9 @@
 A component is what `controller.app.start` or `webhook.app.start` returns:
 something with readiness checks and an `aclose()`. This module owns what the
 components share in a process: the API connection, the health and metrics
-servers, signal handling, and shutdown in reverse start order.
+servers, signal handling, shutdown in reverse start order, and the caches
+more than one component keeps (`SharedCaches`: in `imagestream run` one
+ImageStream watch and one copy of every stream, not one per component).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from prometheus_client import (
 
 from imagestream.health import ReadinessCheck, StopSignal, health_routes, metrics_routes, serve
 from imagestream.kube.client import Kube, connect
+from imagestream.kube.informer import InformerSet
 from imagestream.settings import Settings
 from imagestream.version import package_version
 from imagestream.written import WrittenObjects
@@ -80,6 +83,28 @@ def _api_request_metrics(metrics: CollectorRegistry) -> Callable[[str, str, int,
     return observe
 
 
+IMAGESTREAMS_CACHE = "imagestreams"
+"""Every ImageStream in the watched namespaces, untrimmed (the controller and the webhook)."""
+
+
+class SharedCaches:
+    """The caches of one process, by name: the first component to ask builds one, the
+    others get the same one (its handlers replay what it holds to a late subscriber, and
+    its watches run once however many components run it: `InformerSet.run`).
+
+    A name stands for one resource with one trim: components that keep different
+    fields of the same resource need different names.
+    """
+
+    def __init__(self) -> None:
+        self._caches: dict[str, InformerSet] = {}
+
+    def get(self, name: str, create: Callable[[], InformerSet]) -> InformerSet:
+        if name not in self._caches:
+            self._caches[name] = create()
+        return self._caches[name]
+
+
 class Component(Protocol):
     name: str
 
@@ -99,6 +124,8 @@ class Collaborators:
     stop: StopSignal
     written_imagestreams: WrittenObjects = field(default_factory=WrittenObjects)
     """ImageStreams this process wrote; a component's cache may take them early."""
+    caches: SharedCaches = field(default_factory=SharedCaches)
+    """Caches the process's components share (one ImageStream cache, not one each)."""
 
 
 ComponentStarter = Callable[[Collaborators], Awaitable[Component]]

@@ -87,6 +87,10 @@ class Settings:
     """The image of the default template's `build` container; empty: the public buildah image."""
     build_insecure_registries: tuple[str, ...] = ()
     """Registries (`host[:port]`) builds pull from and push to over plain HTTP."""
+    service_account_pull_secrets: bool = False
+    """Keep a pull secret for the integrated registry in every ServiceAccount (behaviour 34)."""
+    pull_secret_token_expiry_s: int = 3600
+    """Lifetime asked for those Secrets' bound tokens (the API server's minimum is 600)."""
     admission_addr: HostPort | None = None
     """Where the admission webhook listens (HTTPS); none: no admission webhook."""
     admission_cert_dir: Path | None = None
@@ -100,3 +104,20 @@ class Settings:
     admission_cert_validity_s: float = 365 * 86400.0
     admission_cert_check_interval_s: float = 3600.0
     """How often the certificate (Secret or files) and the caBundle are checked."""
+    registry_operator: bool = False
+    """Run the Image Registry Operator's loop (configs.imageregistry.operator.openshift.io)."""
+    registry_namespace: str = "openshift-image-registry"
+    """Where the operator runs the integrated registry."""
+    registry_image: str = ""
+    """The distribution image the operator's registry Deployment runs."""
+    registry_notification_url: str = ""
+    """The webhook endpoint the managed registry notifies; empty: no notifications."""
+    registry_notification_secret: str = ""
+    """`namespace/name:key` of the notification token (copied to the registry namespace)."""
+    registry_route_domain: str = ""
+    """`defaultRoute` hosts are `default-route-<registry namespace>.<this domain>`."""
+    registry_ingress_class: str = ""
+    """The IngressClass of the default route's Ingress; empty: the cluster's default."""
+    registry_token_signing_secret: str = ""
+    """`namespace/name` of the `kubernetes.io/tls` Secret whose key signs registry tokens;
+    set: the webhook serves the registry's token service (made when absent)."""

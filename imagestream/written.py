@@ -31,7 +31,9 @@ class WrittenObjects:
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.append(subscriber)
+        """Once per subscriber: components sharing a cache both subscribe its `observe`."""
+        if subscriber not in self._subscribers:
+            self._subscribers.append(subscriber)
 
     def publish(self, obj: Obj) -> None:
         for subscriber in self._subscribers:

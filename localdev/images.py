@@ -361,22 +361,17 @@ def make_files_image(
     )
 
 
-def skopeo_push(image: OciImage, destination: str) -> None:
-    """Push with skopeo to `host:port/repo:tag` over plain HTTP (loopback registry)."""
-    subprocess.run(
-        [
-            "skopeo",
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            "--preserve-digests",
-            f"oci:{image.layout_dir}",
-            f"docker://{destination}",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=PUSH_TIMEOUT_S,
-    )
+def skopeo_push(image: OciImage, destination: str, *, authfile: Path | None = None) -> None:
+    """Push with skopeo to `host:port/repo:tag` over plain HTTP (loopback registry).
+
+    `authfile`: a docker config with the credentials (a 0600 file: a token on skopeo's
+    command line would be readable by every user of the machine in its argv).
+    """
+    argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests"]
+    if authfile is not None:
+        argv.append(f"--dest-authfile={authfile}")
+    argv += [f"oci:{image.layout_dir}", f"docker://{destination}"]
+    subprocess.run(argv, check=True, capture_output=True, timeout=PUSH_TIMEOUT_S)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,9 @@ a registry the cluster blocks. With `--generated-secret`, also
 only once that Secret holds every key (webhook/generated_secret.py: the
 tokens the Helm chart does not make up at render time) and every receiver
 file named after one of its keys has content (the kubelet has mounted it).
+
+With `--registry-token-signing-secret`, it also serves the integrated registry's token
+service (webhook/registry_token.py), once its signing key is loaded or made.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from prometheus_client import Counter
 
 from imagestream.health import ReadinessCheck, cached, health_routes, metrics_routes, serve
 from imagestream.image_config_source import ClusterImageConfig
+from imagestream.kube.errors import KubeError
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
-from imagestream.process import Collaborators
+from imagestream.process import IMAGESTREAMS_CACHE, Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.references import is_valid_registry_host
 from imagestream.registry_access import RegistryAccess
@@ -46,6 +50,13 @@ from webhook.generated_secret import GeneratedSecret, ensure_until_done
 from webhook.handlers import ReceiverRoutes, WebhookMetrics
 from webhook.intake import Intake
 from webhook.limits import SenderLimits
+from webhook.registry_token import (
+    SigningSecretError,
+    TokenMetrics,
+    TokenService,
+    ensure_signing_key,
+    parse_secret_reference,
+)
 from webhook.targets import DockerImageTagIndex
 
 log = structlog.get_logger(__name__)
@@ -185,13 +196,20 @@ async def start(collaborators: Collaborators) -> Webhook:
     settings, kube = collaborators.settings, collaborators.kube
     receivers = {receiver.name: receiver for receiver in load_receivers(collaborators)}
     authenticators = {name: Authenticator(receiver) for name, receiver in receivers.items()}
+    token_routes: list[web.RouteDef] = []
+    if settings.registry_token_signing_secret:
+        token_routes = await token_service_routes(collaborators)
 
-    streams = InformerSet.create(
-        kube,
-        IMAGESTREAMS,
-        list(settings.watch_namespaces),
-        resync_period_s=settings.resync_period_s,
-        watch_timeout_s=settings.watch_timeout_s,
+    # Shared with the controller in `imagestream run`: one watch, one copy of each stream.
+    streams = collaborators.caches.get(
+        IMAGESTREAMS_CACHE,
+        lambda: InformerSet.create(
+            kube,
+            IMAGESTREAMS,
+            list(settings.watch_namespaces),
+            resync_period_s=settings.resync_period_s,
+            watch_timeout_s=settings.watch_timeout_s,
+        ),
     )
     index = DockerImageTagIndex()
     streams.add_handler(lambda key, _old, new: index.update(key, new))
@@ -289,6 +307,7 @@ async def start(collaborators: Collaborators) -> Webhook:
         runner = await serve(
             [
                 *routes.routes(),
+                *token_routes,
                 *health_routes({"apiserver": kube.reachable, **checks}),
                 *metrics_routes(collaborators.metrics),
             ],
@@ -326,6 +345,31 @@ async def start(collaborators: Collaborators) -> Webhook:
         tasks=tasks,
         readiness_checks=checks,
     )
+
+
+async def token_service_routes(collaborators: Collaborators) -> list[web.RouteDef]:
+    """The registry's token service (webhook/registry_token.py), its key loaded or made first:
+    the route never answers without a key the registry trusts."""
+    try:
+        namespace, name = parse_secret_reference(
+            collaborators.settings.registry_token_signing_secret
+        )
+    except ValueError as error:
+        raise ConfigError(f"--registry-token-signing-secret: {error}") from error
+    try:
+        key = await ensure_signing_key(collaborators.kube, namespace, name)
+    except SigningSecretError as error:
+        raise ConfigError(f"--registry-token-signing-secret: {error}") from error
+    except KubeError as error:
+        # Refused (RBAC: get and create on that Secret) or unreachable: say which Secret.
+        raise ConfigError(
+            f"--registry-token-signing-secret: cannot read or create Secret "
+            f"{namespace}/{name}: {error}"
+        ) from error
+    service = TokenService(
+        kube=collaborators.kube, key=key, metrics=TokenMetrics.create(collaborators.metrics)
+    )
+    return service.routes()
 
 
 def _has_content(path: Path) -> bool:

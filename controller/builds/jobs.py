@@ -14,6 +14,9 @@ The controller adds what the Build asks for as environment variables of that con
     BUILD_ARGS          dockerStrategy.buildArgs, one `NAME=value` a line
     NO_CACHE            "true" for dockerStrategy.noCache
     PUSH_DOCKERCFG_PATH, PULL_DOCKERCFG_PATH     mounted output.pushSecret / strategy pullSecret
+                        (with no pushSecret, an output to the integrated registry is
+                        pushed with the `builder` account's pull secret, as OpenShift's
+                        build controller picks it: `default_push_secret`)
     ...and the strategy's own `env`, its names listed in BUILD_ENV_NAMES.
 
 What the script does with them (docs/openshift-behaviours.md#build-sources): a Git source
@@ -55,7 +58,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -367,17 +370,45 @@ class OutputTarget:
         return bool(self.stream)
 
 
+BUILDER_SERVICE_ACCOUNT: Final = "builder"
+
+
+def default_push_secret(
+    build: Mapping[str, Any],
+    output: OutputTarget,
+    *,
+    integrated_hosts: Collection[str],
+    pull_secret_of: Callable[[str, str], str],
+) -> str:
+    """The Secret a Build pushes with when it names none (behaviour 34 in
+    docs/openshift-behaviours.md).
+
+    As OpenShift's build controller does: the build's service account (`builder` when the
+    Build names none) lends its integrated-registry pull secret to an output on that
+    registry. `pull_secret_of(namespace, account)` is that account's listed pull secret, or
+    "". A given `output.pushSecret`, and any other registry, get nothing from here."""
+    if string(mapping(mapping(spec_of(build).get("output")).get("pushSecret")).get("name")):
+        return ""
+    hosts = {host.lower() for host in integrated_hosts}
+    if not hosts or _registry_of(output.push_spec).lower() not in hosts:
+        return ""
+    account = string(spec_of(build).get("serviceAccount")) or BUILDER_SERVICE_ACCOUNT
+    return pull_secret_of(namespace_of(build), account)
+
+
 def build_job(
     build: Mapping[str, Any],
     *,
     template: Mapping[str, Any],
     output: OutputTarget,
     insecure_registries: Collection[str] = (),
+    push_secret: str = "",
 ) -> Obj:
     """The Job that runs `build`, from `template` (validated), pushing to `output`.
 
     `insecure_registries`: when the output or the strategy's `from` is on one of them, the
-    builder speaks plain HTTP (`TLS_VERIFY=false`)."""
+    builder speaks plain HTTP (`TLS_VERIFY=false`). `push_secret`: the Secret to push with
+    when the Build gives no `output.pushSecret` (`default_push_secret`)."""
     job = copy.deepcopy(dict(template))
     name, namespace = name_of(build), namespace_of(build)
     metadata = dict(mapping(job.get("metadata")))
@@ -419,7 +450,7 @@ def build_job(
     if isinstance(node_selector, Mapping) and node_selector:
         pod_spec["nodeSelector"] = dict(node_selector)
     container = next(c for c in pod_spec["containers"] if c.get("name") == BUILD_CONTAINER)
-    env, volumes, mounts = _inputs(build, output, insecure_registries)
+    env, volumes, mounts = _inputs(build, output, insecure_registries, push_secret)
     container["env"] = [*(container.get("env") or []), *env]
     if mounts:
         container["volumeMounts"] = [*(container.get("volumeMounts") or []), *mounts]
@@ -438,7 +469,10 @@ def _registry_of(pull_spec: str) -> str:
 
 
 def _inputs(
-    build: Mapping[str, Any], output: OutputTarget, insecure_registries: Collection[str]
+    build: Mapping[str, Any],
+    output: OutputTarget,
+    insecure_registries: Collection[str],
+    push_secret: str = "",
 ) -> tuple[list[Obj], list[Obj], list[Obj]]:
     source = mapping(spec_of(build).get("source"))
     git = mapping(source.get("git"))
@@ -472,7 +506,8 @@ def _inputs(
     mounts: list[Obj] = []
     for secret, path, variable, volume in (
         (
-            mapping(mapping(spec_of(build).get("output")).get("pushSecret")).get("name"),
+            mapping(mapping(spec_of(build).get("output")).get("pushSecret")).get("name")
+            or push_secret,
             PUSH_SECRET_PATH,
             "PUSH_DOCKERCFG_PATH",
             "push-secret",

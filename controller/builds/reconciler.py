@@ -48,6 +48,7 @@ from controller.builds.jobs import (
     build_container_started,
     build_job,
     default_job_template,
+    default_push_secret,
     job_ended,
     job_failed,
     job_name,
@@ -226,6 +227,11 @@ class BuildReconciler:
     events: EventRecorder
     job_template: Obj
     insecure_registries: tuple[str, ...] = ()
+    integrated_hosts: Callable[[], list[str]] = list
+    """The integrated registry's hosts now; with `pull_secret_of`, where a Build without a
+    pushSecret pushes with its service account's pull secret."""
+    pull_secret_of: Callable[[str, str], str] = lambda _namespace, _account: ""
+    """(namespace, account) -> that account's integrated-registry pull secret, or ""."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -307,6 +313,12 @@ class BuildReconciler:
                 template=self.job_template,
                 output=step.create_job,
                 insecure_registries=self.insecure_registries,
+                push_secret=default_push_secret(
+                    build,
+                    step.create_job,
+                    integrated_hosts=self.integrated_hosts(),
+                    pull_secret_of=self.pull_secret_of,
+                ),
             )
             try:
                 await self.kube.create(JOBS, namespace, job)

@@ -18,6 +18,7 @@ would accept manifests that OpenShift rejects, and the other way round.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Collection, Mapping
@@ -169,6 +170,13 @@ def object_triggers(obj: Mapping[str, Any]) -> tuple[ObjectFieldTrigger, ...]:
     return parse_triggers(value, namespace=namespace_of(obj))
 
 
+PARSED_TRIGGERS_REMEMBERED: Final = 4096
+"""Annotation values whose parse is kept (`parse_triggers`): one object's value is parsed
+several times per event (indexing it, naming its streams, planning it), and a fan-out's
+workloads often carry the same one."""
+
+
+@functools.lru_cache(maxsize=PARSED_TRIGGERS_REMEMBERED)
 def parse_triggers(value: str, *, namespace: str) -> tuple[ObjectFieldTrigger, ...]:
     """Parse the annotation value of an object living in `namespace`.
 
@@ -176,6 +184,9 @@ def parse_triggers(value: str, *, namespace: str) -> tuple[ObjectFieldTrigger, .
     value, unknown fields are ignored, a wrong JSON type is an error. On top, duplicate
     fieldPaths are an error (behaviour 21, docs/openshift-behaviours.md#behaviour-21). Only
     `InvalidTriggers` is ever raised.
+
+    Pure, and its result immutable (frozen triggers in a tuple), so it is remembered by
+    value; a refusal is not (it is parsed again each time, as rare as it is cheap).
     """
     try:
         document = json.loads(value, parse_constant=_reject_constant)

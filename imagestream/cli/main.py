@@ -9,7 +9,7 @@
 and the commands a person runs against a cluster, with oc's spelling and kubectl's
 connection rules (`--kubeconfig`, `$KUBECONFIG`, `~/.kube/config`, `--context`, `-n`):
 explain, rollout, start-build, tag, import-image, set triggers, set image-lookup,
-describe. Each prints its result, or one `error:` line and exits 1.
+describe, registry login. Each prints its result, or one `error:` line and exits 1.
 
 Every flag also reads an environment variable: `--webhook-addr` reads
 `IMAGESTREAM_WEBHOOK_ADDR`, and so on. A flag given on the command line wins.
@@ -32,6 +32,7 @@ from imagestream.settings import HostPort, Settings, SettingsError
 from imagestream.version import package_version
 
 ENV_PREFIX = "IMAGESTREAM_"
+MIN_TOKEN_EXPIRY_S = 600
 
 
 def env_default(flag: str, default: str | None) -> str | None:
@@ -194,6 +195,21 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--service-account-pull-secrets",
+        "false",
+        "keep a pull secret for the integrated registry (a bound token, refreshed) in every"
+        " ServiceAccount's imagePullSecrets, and create builder and deployer accounts",
+        type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--pull-secret-token-expiry",
+        "3600",
+        "seconds those pull secrets' tokens are valid (at least 600); renewed with 40% left",
+        type=int,
+    )
+    add_flag(
+        parser,
         "--admission-addr",
         "",
         "address the admission webhook listens on (HTTPS); empty: no admission webhook",
@@ -237,6 +253,53 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         "seconds between checks of the admission certificate and caBundle",
         type=float,
     )
+    add_flag(
+        parser,
+        "--registry-operator",
+        "false",
+        "run the Image Registry Operator's loop: reconcile configs.imageregistry.operator"
+        ".openshift.io/cluster into a registry in --registry-namespace",
+        type=_boolean,
+    )
+    add_flag(
+        parser,
+        "--registry-namespace",
+        "openshift-image-registry",
+        "namespace of the operator's integrated registry",
+    )
+    add_flag(parser, "--registry-image", "", "distribution image the operator's registry runs")
+    add_flag(
+        parser,
+        "--registry-notification-url",
+        "",
+        "webhook endpoint the operator's registry sends push notifications to",
+    )
+    add_flag(
+        parser,
+        "--registry-notification-secret",
+        "",
+        "namespace/name:key of the notification token the operator's registry sends",
+    )
+    add_flag(
+        parser,
+        "--registry-route-domain",
+        "",
+        "parent domain of the registry's default route (defaultRoute: true)",
+    )
+    add_flag(
+        parser,
+        "--registry-ingress-class",
+        "",
+        "IngressClass of the registry's default route (default: the cluster's)",
+    )
+    add_flag(
+        parser,
+        "--registry-token-signing-secret",
+        "",
+        "namespace/name of the kubernetes.io/tls Secret whose EC key signs the integrated"
+        " registry's tokens; set: the webhook serves GET /v1/registry/token (creating the"
+        " Secret with a fresh key when absent)",
+    )
     add_log_flags(parser)
 
 
@@ -257,6 +320,12 @@ def _boolean(text: str) -> bool:
 def settings_from(args: argparse.Namespace) -> Settings:
     def optional_path(value: str | None) -> Path | None:
         return Path(value) if value else None
+
+    if args.pull_secret_token_expiry < MIN_TOKEN_EXPIRY_S:
+        raise SettingsError(
+            f"--pull-secret-token-expiry must be at least {MIN_TOKEN_EXPIRY_S} seconds (the"
+            f" API server's minimum for a TokenRequest), got {args.pull_secret_token_expiry}"
+        )
 
     return Settings(
         kubeconfig=optional_path(args.kubeconfig),
@@ -295,6 +364,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ),
         image_config=args.image_config,
         image_config_namespace=args.image_config_namespace,
+        service_account_pull_secrets=args.service_account_pull_secrets,
+        pull_secret_token_expiry_s=args.pull_secret_token_expiry,
         admission_addr=HostPort.parse(args.admission_addr) if args.admission_addr else None,
         admission_cert_dir=optional_path(args.admission_cert_dir),
         admission_secret=args.admission_secret,
@@ -302,6 +373,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
         admission_webhook_configuration=args.admission_webhook_configuration,
         admission_cert_validity_s=args.admission_cert_validity,
         admission_cert_check_interval_s=args.admission_cert_check_interval,
+        registry_operator=args.registry_operator,
+        registry_namespace=args.registry_namespace,
+        registry_image=args.registry_image,
+        registry_notification_url=args.registry_notification_url,
+        registry_notification_secret=args.registry_notification_secret,
+        registry_route_domain=args.registry_route_domain,
+        registry_ingress_class=args.registry_ingress_class,
+        registry_token_signing_secret=args.registry_token_signing_secret,
     )
 
 
@@ -337,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         describe,
         explain,
         importimage,
+        registry,
         rollout,
         setcmd,
         startbuild,
@@ -351,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     importimage.add_parser(commands, add_flag)
     setcmd.add_parser(commands, add_flag)
     describe.add_parser(commands, add_flag)
+    registry.add_parser(commands, add_flag)
     commands.add_parser("version", help="print the version")
     return parser
 

@@ -1,4 +1,4 @@
-"""Asking the API server's authorizer a question: one LocalSubjectAccessReview.
+"""Asking the API server who a token is (TokenReview) and what they may do (local SARs).
 
 The controller asks whether the service accounts of one namespace may pull
 from an ImageStream of another (docs/openshift-behaviours.md#behaviour-16).
@@ -16,12 +16,18 @@ means the caller itself may not create LocalSubjectAccessReviews there
 (`Terminal`; the chart grants it), a connection failure or a 5xx is `Retryable`. An answer
 is never guessed: an error is never read as "not allowed", which would post
 a Warning naming a RoleBinding that may already exist.
+
+The registry's token service (docs/openshift-behaviours.md#behaviour-33) asks the same
+question for the user a TokenReview names: `review_token` says who a cluster token
+belongs to (or that it is no valid token: `None`), and `review_access` then asks for
+that user, their groups and extra attributes. The token goes only into the TokenReview's
+body, never into an error or a log line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 from imagestream.kube.client import Kube
@@ -29,6 +35,9 @@ from imagestream.kube.resources import Resource
 
 LOCALSUBJECTACCESSREVIEWS: Final = Resource(
     "authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview"
+)
+TOKENREVIEWS: Final = Resource(
+    "authentication.k8s.io", "v1", "tokenreviews", "TokenReview", namespaced=False
 )
 
 
@@ -67,16 +76,62 @@ class Review:
     role); `allowed` is still its answer."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class UserInfo:
+    """Who a token authenticates as (a TokenReview's `status.user`)."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+async def review_token(kube: Kube, token: str) -> UserInfo | None:
+    """The user `token` authenticates as, or None when the API server does not accept it."""
+    answer = await kube.create(
+        TOKENREVIEWS,
+        None,
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}},
+    )
+    status = answer.get("status")
+    if not isinstance(status, dict) or status.get("authenticated") is not True:
+        return None
+    user = status.get("user")
+    if not isinstance(user, dict) or not user.get("username"):
+        return None
+    extra = user.get("extra")
+    return UserInfo(
+        username=str(user["username"]),
+        uid=str(user.get("uid") or ""),
+        groups=tuple(str(g) for g in user.get("groups") or ()),
+        extra={
+            str(k): tuple(str(v) for v in values or ())
+            for k, values in (extra.items() if isinstance(extra, dict) else ())
+        },
+    )
+
+
 async def review_access(
-    kube: Kube, access: ResourceAccess, *, groups: Sequence[str], user: str = ""
+    kube: Kube,
+    access: ResourceAccess,
+    *,
+    groups: Sequence[str],
+    user: str = "",
+    uid: str = "",
+    extra: Mapping[str, Sequence[str]] | None = None,
 ) -> Review:
-    """Whether a subject with `groups` (and `user`, if given) may do `access`, asked in
-    `access.namespace` (which must be set: a local review is about one namespace)."""
+    """Whether a subject with `groups` (and `user`, `uid`, `extra`, if given) may do
+    `access`, asked in `access.namespace` (which must be set: a local review is about one
+    namespace)."""
     if not access.namespace:
         raise ValueError("a local access review needs the namespace it is about")
     spec: dict[str, object] = {"resourceAttributes": access.to_json(), "groups": list(groups)}
     if user:
         spec["user"] = user
+    if uid:
+        spec["uid"] = uid
+    if extra:
+        spec["extra"] = {key: list(values) for key, values in extra.items()}
     answer = await kube.create(
         LOCALSUBJECTACCESSREVIEWS,
         access.namespace,

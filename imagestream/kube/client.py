@@ -101,6 +101,17 @@ class Kube:
             headers["Authorization"] = auth["BearerToken"]["value"]
         return headers
 
+    async def bearer_token(self) -> str | None:
+        """The token this connection authenticates with; None for a client certificate.
+
+        For `imagestream registry login`, which hands the user's own token to the registry
+        (as `oc registry login` does); nothing else reads it.
+        """
+        auth = await self.api_client.configuration.auth_settings()
+        value = str((auth.get("BearerToken") or {}).get("value") or "")
+        scheme, _, token = value.partition(" ")
+        return token.strip() or None if scheme.lower() == "bearer" else None
+
     async def _request_once(
         self,
         method: str,
@@ -226,6 +237,7 @@ class Kube:
         *,
         resource_version: str,
         timeout_s: int,
+        label_selector: str | None = None,
     ) -> AsyncIterator[Obj]:
         """Watch events (`{"type", "object"}`) from `resource_version`, with bookmarks.
 
@@ -238,6 +250,8 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(timeout_s),
         }
+        if label_selector:
+            params["labelSelector"] = label_selector
         headers = await self._headers(None)
         url = self.api_client.configuration.host + resource.path(namespace=namespace)
         # The client-side timeout is a guard against a silent, half-open stream:

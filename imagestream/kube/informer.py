@@ -24,11 +24,17 @@ Invariants:
   resourceVersion: from one API server these are etcd revisions, and we
   compare them only for that. One that is not a number is never observed
   early (the watch delivers it as before).
+- A handler added to a cache that already holds objects is first given each
+  of them (as added), as client-go does: components of one process share a
+  cache (`imagestream.process.SharedCaches`), and one started after the
+  other's list must not miss what it held. An `InformerSet` run by several
+  callers lists and watches once, until the last of them is cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,13 +68,21 @@ class Informer:
     resync_period_s: float = 600.0
     transform: Transform | None = None
     watch_timeout_s: int = WATCH_TIMEOUT_S
+    label_selector: str | None = None
+    """Only the objects it selects are listed and watched (e.g. the Secrets we made)."""
     store: dict[str, Obj] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     _handlers: list[Handler] = field(default_factory=list)
     relists: int = 0
 
     def add_handler(self, handler: Handler) -> None:
+        """Every change from now on, after what the cache already holds (as added)."""
         self._handlers.append(handler)
+        for key, obj in list(self.store.items()):
+            try:
+                handler(key, None, obj)
+            except Exception:  # as in _dispatch: a faulty handler must not stop the cache
+                log.exception("informer_handler_failed", resource=self.resource.plural, key=key)
 
     def get(self, key: str) -> Obj | None:
         return self.store.get(key)
@@ -85,7 +99,10 @@ class Informer:
 
     async def _relist(self) -> str:
         items, resource_version = await self.kube.list(
-            self.resource, self.namespace, transform=self.transform
+            self.resource,
+            self.namespace,
+            transform=self.transform,
+            label_selector=self.label_selector,
         )
         fresh = {object_key(item): item for item in items}
         # Diff against the cache: deletes we missed, then adds and changes.
@@ -164,6 +181,7 @@ class Informer:
                     self.namespace,
                     resource_version=resource_version,
                     timeout_s=self.watch_timeout_s,
+                    label_selector=self.label_selector,
                 ):
                     resource_version = self._apply(event) or resource_version
                     backoff = BACKOFF_INITIAL_S
@@ -215,6 +233,8 @@ class InformerSet:
     """
 
     informers: list[Informer]
+    _runner: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
+    _runs: int = field(default=0, init=False, repr=False)
 
     @classmethod
     def create(
@@ -226,6 +246,7 @@ class InformerSet:
         transform: Transform | None = None,
         resync_period_s: float = 600.0,
         watch_timeout_s: int = WATCH_TIMEOUT_S,
+        label_selector: str | None = None,
     ) -> InformerSet:
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         return cls(
@@ -237,6 +258,7 @@ class InformerSet:
                     transform=transform,
                     resync_period_s=resync_period_s,
                     watch_timeout_s=watch_timeout_s,
+                    label_selector=label_selector,
                 )
                 for scope in scopes
             ]
@@ -276,6 +298,25 @@ class InformerSet:
             informer.resync()
 
     async def run(self) -> None:
+        """List and watch until cancelled.
+
+        Shared by several callers (the components of one process), the
+        informers run once; they stop when the last caller is cancelled.
+        """
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run_informers())
+        runner = self._runner
+        self._runs += 1
+        try:
+            await asyncio.shield(runner)
+        finally:
+            self._runs -= 1
+            if self._runs == 0:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.gather(runner, return_exceptions=True)
+
+    async def _run_informers(self) -> None:
         async with asyncio.TaskGroup() as group:
             for informer in self.informers:
                 group.create_task(informer.run())

@@ -51,10 +51,22 @@ CRONJOBS = Resource("batch", "v1", "cronjobs", "CronJob")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 SECRETS = Resource("", "v1", "secrets", "Secret")
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
 IMAGE_CONFIGS = Resource("config.openshift.io", "v1", "images", "Image", namespaced=False)
 """The cluster image configuration (`images.config.openshift.io/cluster`)."""
 EVENTS = Resource("events.k8s.io", "v1", "events", "Event")
+REGISTRY_CONFIGS = Resource(
+    "imageregistry.operator.openshift.io", "v1", "configs", "Config", namespaced=False
+)
+"""The integrated registry's configuration (`configs.imageregistry.operator.openshift.io`)."""
+SERVICES = Resource("", "v1", "services", "Service")
+PERSISTENTVOLUMECLAIMS = Resource("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim")
+PERSISTENTVOLUMES = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False)
+STORAGECLASSES = Resource(
+    "storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False
+)
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
 PODS = Resource("", "v1", "pods", "Pod")
 REPLICATIONCONTROLLERS = Resource("", "v1", "replicationcontrollers", "ReplicationController")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")

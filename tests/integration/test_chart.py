@@ -289,12 +289,24 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
         assert (namespace, "rel-imagestream-controller-controller") in roles
         assert (namespace, "rel-imagestream-controller-webhook") in roles
     assert ("ns", "rel-imagestream-controller-leader-election") in roles
-    # Secrets only where asked (team-a), for both processes (a `verify: registry` receiver).
+    # Secrets only where asked (team-a), for both processes (a `verify: registry` receiver),
+    # and, in every watched namespace, the controller's own grant for the accounts' pull
+    # secrets (controller.serviceAccountPullSecrets).
     secret_roles = [r for r in by_kind(objects, "Role") if "secrets" in json.dumps(r["rules"])]
     assert {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in secret_roles} == {
         ("team-a", "rel-imagestream-controller-registry-secrets"),
+        ("team-a", "rel-imagestream-controller-pull-secrets"),
+        ("team-b", "rel-imagestream-controller-pull-secrets"),
         # The webhook's own generated tokens, in the release namespace, by name.
         ("ns", "rel-imagestream-controller-webhook-generated-secret"),
+    }
+    pull = [
+        b
+        for b in by_kind(objects, "RoleBinding")
+        if b["metadata"]["name"].endswith("-pull-secrets")
+    ]
+    assert {s["name"] for b in pull for s in b["subjects"]} == {
+        "rel-imagestream-controller-controller"
     }
     binding = named(objects, "RoleBinding", "-registry-secrets")
     assert {s["name"] for s in binding["subjects"]} == {
@@ -303,6 +315,44 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
     }
     for deployment in by_kind(objects, "Deployment"):
         assert env_of(deployment)["IMAGESTREAM_WATCH_NAMESPACES"] == "team-a,team-b"
+
+
+def test_the_registry_token_service_grants_only_what_it_asks(helm: Helm) -> None:
+    """webhook.registryTokens: TokenReviews (cluster-scoped, the one ClusterRole in namespaced
+    mode), LocalSubjectAccessReviews where it watches, its signing Secret; off by default."""
+    assert not [o for o in helm.template() if "registry-token" in o["metadata"]["name"]], (
+        "nothing of the token service without webhook.registryTokens.enabled"
+    )
+    objects = helm.template(
+        *values_args("namespaced"), "--set", "webhook.registryTokens.enabled=true"
+    )
+    (cluster_role,) = by_kind(objects, "ClusterRole")
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
+    (cluster_binding,) = by_kind(objects, "ClusterRoleBinding")
+    assert [s["name"] for s in cluster_binding["subjects"]] == [
+        "rel-imagestream-controller-webhook"
+    ]
+    reviews = [
+        (r["metadata"]["namespace"], r["metadata"]["name"])
+        for r in by_kind(objects, "Role")
+        if "localsubjectaccessreviews" in json.dumps(r["rules"])
+    ]
+    assert sorted(reviews) == [
+        ("team-a", "rel-imagestream-controller-controller"),
+        ("team-a", "rel-imagestream-controller-webhook-registry-access"),
+        ("team-b", "rel-imagestream-controller-controller"),
+        ("team-b", "rel-imagestream-controller-webhook-registry-access"),
+    ]
+    key = named(objects, "Role", "-webhook-registry-token-key")
+    assert key["metadata"]["namespace"] == "ns"
+    assert key["rules"][1]["resourceNames"] == ["rel-imagestream-controller-registry-token-signing"]
+    assert key["rules"][1]["verbs"] == ["get"]
+    webhook = named(objects, "Deployment", "-webhook")
+    assert env_of(webhook)["IMAGESTREAM_REGISTRY_TOKEN_SIGNING_SECRET"] == (
+        "ns/rel-imagestream-controller-registry-token-signing"
+    )
 
 
 def test_openshifts_image_roles_and_public_image_namespaces(helm: Helm) -> None:
@@ -629,7 +679,14 @@ async def cluster_install(
     # applies them, as `imagestream dev` does), and helm adopts nothing it did not make:
     # this release leaves them to that owner, as one on OpenShift would.
     installed = await _install(
-        helm, controlplane, kube, "--set", "rbac.openshiftImageRoles=false", prefix="chart"
+        helm,
+        controlplane,
+        kube,
+        "--set",
+        "rbac.openshiftImageRoles=false",
+        "--set",
+        "webhook.registryTokens.enabled=true",
+        prefix="chart",
     )
     yield installed
     await _uninstall(helm, kube, installed)
@@ -762,6 +819,10 @@ CONTROLLER_ALLOWED = [
     ("create", "events"),
     *[(v, "secrets") for v in ("get", "list", "watch")],  # rbac.readRegistrySecrets
     ("create", "localsubjectaccessreviews.authorization.k8s.io"),  # the image-puller rule
+    # controller.serviceAccountPullSecrets: the accounts' pull secrets and bound tokens.
+    *[(v, "serviceaccounts") for v in ("get", "list", "watch", "create", "patch")],
+    ("create", "serviceaccounts:token"),
+    *[(v, "secrets") for v in ("create", "update")],
 ]
 CONTROLLER_DENIED = [
     ("create", "imagestreams.image.openshift.io"),
@@ -769,8 +830,9 @@ CONTROLLER_DENIED = [
     ("get", "configmaps"),
     ("create", "deployments.apps"),
     ("delete", "deployments.apps"),
-    ("create", "secrets"),
-    ("update", "secrets"),
+    ("delete", "secrets"),
+    ("delete", "serviceaccounts"),
+    ("update", "serviceaccounts"),
     ("create", "pods"),
     ("delete", "deploymentconfigs.apps.openshift.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
@@ -842,11 +904,24 @@ async def test_rbac_cluster_mode(kube: Kube, cluster_install: Installed) -> None
     for verb in ("list", "watch", "delete"):
         assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace)
 
+    # The registry's token service (webhook.registryTokens.enabled in this install): who a
+    # token is, what they may do anywhere, and its one signing Secret, read only.
+    tokenreviews = "tokenreviews.authentication.k8s.io"
+    reviews = "localsubjectaccessreviews.authorization.k8s.io"
+    assert await _allowed(kube, webhook, "create", tokenreviews)
+    assert await _allowed(kube, webhook, "create", reviews, namespace=elsewhere)
+    assert not await _allowed(kube, controller, "create", tokenreviews)
+    signing = f"{cluster_install.fullname}-registry-token-signing"
+    assert await _allowed(kube, webhook, "get", "secrets", namespace=namespace, name=signing)
+    for verb in ("update", "delete"):
+        assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace, name=signing)
+
 
 async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -> None:
     team_a, team_b = namespaced_install.watched
     controller = namespaced_install.service_account("controller")
     webhook = namespaced_install.service_account("webhook")
+    # Secrets apart: the registry credentials grant is for team-a only (below).
     not_secrets = [case for case in CONTROLLER_ALLOWED if case[1] != "secrets"]
     for namespace in (team_a, team_b):
         await _check(kube, controller, not_secrets, namespace=namespace, expected=True)
@@ -858,10 +933,14 @@ async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -
     await _check(kube, webhook, WEBHOOK_ALLOWED, namespace=other, expected=False)
     assert not await _allowed(kube, webhook, "get", "namespaces", name=other)
     assert not await _allowed(kube, webhook, "get", "namespaces", name="kube-system")
-    # ...and Secrets only in team-a, for both (the quay receiver verifies at the registry).
-    for user in (controller, webhook):
-        assert await _allowed(kube, user, "list", "secrets", namespace=team_a)
-        assert not await _allowed(kube, user, "list", "secrets", namespace=team_b)
+    # ...and Secrets only in team-a for the webhook (the quay receiver verifies at the
+    # registry); the controller keeps the pull secrets of every watched namespace's
+    # accounts, so it has them in both, and nowhere else.
+    assert await _allowed(kube, webhook, "list", "secrets", namespace=team_a)
+    assert not await _allowed(kube, webhook, "list", "secrets", namespace=team_b)
+    for namespace in (team_a, team_b):
+        assert await _allowed(kube, controller, "create", "secrets", namespace=namespace)
+    assert not await _allowed(kube, controller, "list", "secrets", namespace=other)
     # Roles only: no ClusterRole of this release.
     assert not [o for o in namespaced_install.objects if o["kind"].startswith("Cluster")]
 

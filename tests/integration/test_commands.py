@@ -35,6 +35,7 @@ CLIENT_COMMANDS = {
     "explain": ["explain", "deployment/web"],
     "rollout-status": ["rollout", "status", "dc/web"],
     "start-build": ["start-build", "web"],
+    "registry-login": ["registry", "login", "--to", "-"],
 }
 
 

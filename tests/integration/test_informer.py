@@ -11,7 +11,7 @@ import pytest
 
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.errors import Gone
-from imagestream.kube.informer import Informer
+from imagestream.kube.informer import Informer, InformerSet
 from imagestream.kube.resources import NAMESPACES, Resource
 from imagestream.objects import Obj
 from localdev.controlplane import ControlPlane, binary_dir
@@ -126,3 +126,38 @@ async def test_the_informer_relists_and_reports_what_changed_during_the_gap(kube
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_cache_shared_by_two_components_watches_once_until_both_stop(kube: Kube) -> None:
+    """`imagestream run`: the controller and the webhook run the same InformerSet."""
+    namespace = await _namespace(kube)
+    await kube.create(CONFIGMAPS, namespace, _configmap("first", "1"))
+    shared = InformerSet.create(kube, CONFIGMAPS, [namespace], watch_timeout_s=5)
+    early: list[str] = []
+    shared.add_handler(lambda key, _old, _new: early.append(key))
+    runs = [asyncio.create_task(shared.run()) for _ in range(2)]
+    try:
+        await asyncio.wait_for(shared.wait_synced(), 30)
+        late: list[str] = []  # the second component, subscribing after the list
+        shared.add_handler(lambda key, _old, _new: late.append(key))
+        assert early == late == [f"{namespace}/first"]
+        assert shared.informers[0].relists == 1  # listed once for both
+        runs[0].cancel()  # the first component stops; the other still needs the cache
+        with contextlib.suppress(asyncio.CancelledError):
+            await runs[0]
+        await kube.create(CONFIGMAPS, namespace, _configmap("second", "1"))
+        async with asyncio.timeout(30):
+            while f"{namespace}/second" not in late:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert early == late
+        runs[1].cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runs[1]
+        await kube.create(CONFIGMAPS, namespace, _configmap("third", "1"))
+        await asyncio.sleep(1.0)  # a watch still running would deliver it in this time
+        assert f"{namespace}/third" not in late
+        assert shared.informers[0].relists == 1
+    finally:
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)

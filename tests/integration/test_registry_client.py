@@ -1,19 +1,17 @@
 """Resolving tags against the real distribution registry: plain HTTP, token auth, basic auth, TLS.
 
 Every registry here is the real `docker-registry`, every image a real
-skopeo push. The token server is ours (the registry delegates token
-issuing by design); it signs JWTs the way distribution 2.8 verifies them:
-ES256, `kid` = the libtrust key ID of a key whose certificate is the
-registry's `rootcertbundle`.
+skopeo push. The token server is the test's (it grants everything to one
+user, so the client's token flow is tested alone), but its tokens are the
+product's (imagestream/registry_tokens.py): ES256, `kid` = the libtrust
+key ID of a key whose certificate is the registry's `rootcertbundle`. The
+cluster-backed token service itself is tests/integration/test_registry_auth.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime
-import hashlib
-import json
 import secrets
 import shutil
 import subprocess
@@ -26,11 +24,6 @@ import aiohttp
 import pytest
 import structlog
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
 
 from imagestream.logs import configure_logging
 from imagestream.registry_client import (
@@ -39,6 +32,17 @@ from imagestream.registry_client import (
     ResolveReason,
     TokenCache,
     resolve_digest,
+)
+from imagestream.registry_tokens import (
+    ISSUER,
+    SERVICE,
+    SigningKey,
+    claims,
+    granted,
+    load_signing_key,
+    new_signing_material,
+    parse_scopes,
+    sign,
 )
 from localdev.certs import make_serving_certificate
 from localdev.controlplane import free_port
@@ -49,7 +53,6 @@ pytestmark = pytest.mark.integration
 
 RESOLVE_TIMEOUT_S = 10.0
 USER, PASSWORD = "alice", "alice-password-" + secrets.token_hex(4)
-SERVICE, ISSUER = "localdev-registry", "localdev-token-issuer"
 
 
 def push(
@@ -151,86 +154,40 @@ async def test_retagging_is_seen_at_once(
 # --- (b) token auth ---------------------------------------------------------------------------
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
-    """docker/libtrust's key ID: base32 of the first 240 bits of SHA-256(DER SPKI), in 4s."""
-    der = public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
-    return ":".join(encoded[i : i + 4] for i in range(0, len(encoded), 4))
-
-
 @dataclass
 class TokenServer:
-    """Issues registry tokens: every requested action to USER, nothing to anyone else."""
+    """Issues registry tokens: every requested action to USER, nothing to anyone else.
+
+    The claims, signature and scope grammar are the product's (imagestream/registry_tokens.py,
+    what the webhook's token service signs); only the policy here is the test's own.
+    """
 
     url: str
-    key: ec.EllipticCurvePrivateKey
+    signing: SigningKey
+    """Its key, and the certificate its registry's rootcertbundle holds."""
     requests: list[dict[str, str]] = field(default_factory=list)
     issued: list[str] = field(default_factory=list)
 
     def issue(self, *, subject: str, access: list[dict[str, object]], lifetime_s: int) -> str:
-        header = {"typ": "JWT", "alg": "ES256", "kid": libtrust_key_id(self.key.public_key())}
-        now = int(time.time())
-        claims = {
-            "iss": ISSUER,
-            "sub": subject,
-            "aud": SERVICE,  # distribution 2.8 reads a single string
-            "exp": now + lifetime_s,
-            "nbf": now - 5,
-            "iat": now,
-            "jti": secrets.token_hex(8),
-            "access": access,
-        }
-        signing_input = (
-            _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
+        token = sign(
+            self.signing.key,
+            claims(subject=subject, access=access, now=int(time.time()), lifetime_s=lifetime_s),
         )
-        r, s = decode_dss_signature(
-            self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
-        )
-        # JWS wants r || s, 32 bytes each for P-256, not the DER that cryptography returns.
-        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
-        token = signing_input + "." + _b64url(signature)
         self.issued.append(token)
         return token
 
 
 def _requested_access(scopes: list[str]) -> list[dict[str, object]]:
-    access: list[dict[str, object]] = []
-    for scope in scopes:
-        kind, _, rest = scope.partition(":")
-        name, _, actions = rest.rpartition(":")
-        access.append({"type": kind, "name": name, "actions": actions.split(",")})
-    return access
-
-
-def _self_signed(key: ec.EllipticCurvePrivateKey, path: Path) -> Path:
-    now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
+    """Everything asked, granted (the product's parsing and token entries)."""
+    entries = (granted(a, a.actions) for a in parse_scopes(scopes).requested)
+    return [entry for entry in entries if entry is not None]
 
 
 @pytest.fixture
 async def token_server() -> AsyncIterator[TokenServer]:
     port = free_port()
-    server = TokenServer(
-        url=f"http://127.0.0.1:{port}/token", key=ec.generate_private_key(ec.SECP256R1())
-    )
+    cert, key = new_signing_material(datetime.datetime.now(datetime.UTC))
+    server = TokenServer(url=f"http://127.0.0.1:{port}/token", signing=load_signing_key(cert, key))
 
     async def token(request: web.Request) -> web.Response:
         server.requests.append(dict(request.query))
@@ -256,7 +213,8 @@ async def token_server() -> AsyncIterator[TokenServer]:
 
 @pytest.fixture
 def token_registry(tmp_path: Path, token_server: TokenServer) -> Iterator[Registry]:
-    bundle = _self_signed(token_server.key, tmp_path / "token-signer.crt")
+    bundle = tmp_path / "token-signer.crt"
+    bundle.write_bytes(token_server.signing.certificate)
     registry = Registry(
         workdir=tmp_path / "registry",
         auth=TokenAuth(

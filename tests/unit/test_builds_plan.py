@@ -23,6 +23,7 @@ from controller.builds.jobs import (
     build_container_started,
     build_job,
     default_job_template,
+    default_push_secret,
     job_name,
     output_digest,
     validate_job_template,
@@ -479,6 +480,38 @@ def test_the_job_runs_the_build_with_what_the_strategy_asks_for() -> None:
     assert {v["secret"]["secretName"] for v in pod["volumes"]} == {"push", "pull"}
     assert container["resources"] == {"limits": {"memory": "1Gi"}}
     assert len(job_name("b" * 80)) <= 63 and job_name("b" * 80).endswith("-build")
+
+
+def test_an_integrated_output_without_push_secret_pushes_as_the_builder_account() -> None:
+    host = TARGET.push_spec.split("/")[0]
+    lent = {("ns", "builder"): "builder-dockercfg-abcde", ("ns", "robot"): "robot-dockercfg-x"}
+
+    def secret_of(namespace: str, account: str) -> str:
+        return lent.get((namespace, account), "")
+
+    plain = build()
+    assert (
+        default_push_secret(plain, TARGET, integrated_hosts=[host], pull_secret_of=secret_of)
+        == "builder-dockercfg-abcde"
+    )
+    made = build_job(
+        plain, template=default_job_template(), output=TARGET, push_secret="builder-dockercfg-abcde"
+    )
+    pod = made["spec"]["template"]["spec"]
+    assert [v["secret"]["secretName"] for v in pod["volumes"]] == ["builder-dockercfg-abcde"]
+    robot = build()
+    robot["spec"]["serviceAccount"] = "robot"
+    assert (
+        default_push_secret(robot, TARGET, integrated_hosts=[host], pull_secret_of=secret_of)
+        == "robot-dockercfg-x"
+    )
+    given = build()
+    given["spec"]["output"] = {**given["spec"]["output"], "pushSecret": {"name": "mine"}}
+    assert not default_push_secret(given, TARGET, integrated_hosts=[host], pull_secret_of=secret_of)
+    elsewhere = OutputTarget(push_spec="quay.example/ns/app:latest")
+    assert not default_push_secret(
+        plain, elsewhere, integrated_hosts=[host], pull_secret_of=secret_of
+    )
 
 
 def test_a_custom_template_needs_a_build_container() -> None:

@@ -70,3 +70,15 @@ def test_deletes_always_apply() -> None:
     informer._apply({"type": "DELETED", "object": _stream("6")})
     assert informer.get("ns/app") is None
     assert seen[-1] == ("7", None)
+
+
+def test_a_handler_added_late_is_given_what_the_cache_holds() -> None:
+    # Components of one process share a cache: the second one's handler must not miss
+    # what the first one's list already brought.
+    informer, seen = _informer()
+    late: list[tuple[str, str | None]] = []
+    informer.add_handler(lambda key, old, _new: late.append((key, old and "old")))
+    assert late == [("ns/app", None)]
+    informer.observe(_stream("7"))
+    assert late == [("ns/app", None), ("ns/app", "old")]
+    assert seen == [("5", "7")]

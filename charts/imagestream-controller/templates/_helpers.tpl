@@ -84,6 +84,11 @@ Where the receivers' secrets come from, decided without randomness so that
 {{- default (printf "%s-webhook-receivers" (include "imagestream.fullname" .)) .Values.webhook.secret.existingSecret -}}
 {{- end -}}
 
+{{/* The Secret whose key signs the integrated registry's tokens (webhook.registryTokens). */}}
+{{- define "imagestream.registryTokenSigningSecret" -}}
+{{- .Values.webhook.registryTokens.signingSecret | default (printf "%s-registry-token-signing" (include "imagestream.fullname" .)) -}}
+{{- end -}}
+
 {{- define "imagestream.generatedSecretName" -}}
 {{- printf "%s-webhook-generated" (include "imagestream.fullname" .) -}}
 {{- end -}}

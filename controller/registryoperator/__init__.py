@@ -1,0 +1,1 @@
+"""The Image Registry Operator's loop: `configs.imageregistry.operator.openshift.io/cluster`."""
