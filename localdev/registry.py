@@ -131,6 +131,12 @@ class S3Storage:
         }
 
 
+def stored_blob(digest: str) -> str:
+    """Where distribution's storage keeps a blob (manifests too), relative to its root."""
+    hex_digest = digest.removeprefix("sha256:")
+    return f"docker/registry/v2/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
+
+
 @dataclass
 class Registry:
     """One distribution registry process; its storage is `workdir/storage` or `storage`."""

@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+from xml.etree import ElementTree
 
 from localdev.controlplane import BUILD_SCRIPT, free_port
 from localdev.private import private_dir, write_private
@@ -48,7 +49,7 @@ from localdev.processes import ManagedProcess, wait_until
 
 STARTUP_TIMEOUT_S = 90.0
 SIGNING_ALGORITHM = "AWS4-HMAC-SHA256"
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+S3_XML = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,16 @@ class SeaweedFS:
         except urllib.error.HTTPError as error:
             with error:
                 return error.code, bytes(error.read())
+
+    def object_keys(self) -> set[str]:
+        """Every key in the bucket (one ListObjects page: fails past its 1,000 keys)."""
+        status, body = self.request("GET", f"/{self.bucket}")
+        if status != 200:
+            raise RuntimeError(f"listing bucket {self.bucket}: {status} {body[:300]!r}")
+        listing = ElementTree.fromstring(body)  # noqa: S314 - our own server's answer
+        if listing.findtext(f"{S3_XML}IsTruncated") != "false":
+            raise RuntimeError(f"bucket {self.bucket} holds more keys than one listing shows")
+        return {key.text or "" for key in listing.iter(f"{S3_XML}Key")}
 
     def _create_bucket(self) -> bool:
         status, body = self.request("PUT", f"/{self.bucket}")

@@ -17,7 +17,6 @@ import json
 import subprocess
 import urllib.error
 import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,10 +24,9 @@ import pytest
 
 from localdev.images import PUSH_TIMEOUT_S, OciImage, make_oci_image, skopeo_push
 from localdev.processes import wait_until
-from localdev.registry import Registry, S3Storage
+from localdev.registry import Registry, S3Storage, stored_blob
 from localdev.seaweedfs import SeaweedFS, weed_binary
 
-S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 HEALTH_TIMEOUT_S = 30.0
 
 
@@ -51,21 +49,6 @@ def storage_in(server: SeaweedFS) -> S3Storage:
         secret_key=server.credentials.secret_key,
         region=server.region,
     )
-
-
-def bucket_keys(server: SeaweedFS) -> set[str]:
-    """Every object key in the bucket (ListObjects; a handful here, far under its 1000)."""
-    status, body = server.request("GET", f"/{server.bucket}")
-    assert status == 200, body
-    listing = ET.fromstring(body)  # noqa: S314 - the SeaweedFS this test started
-    assert listing.findtext(f"{S3_NAMESPACE}IsTruncated") == "false"
-    return {key.text or "" for key in listing.iter(f"{S3_NAMESPACE}Key")}
-
-
-def blob_key(digest: str) -> str:
-    """Where distribution's storage layout keeps a blob (manifests are blobs too)."""
-    hex_digest = digest.removeprefix("sha256:")
-    return f"docker/registry/v2/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
 
 
 def blob(layout: Path, digest: str) -> bytes:
@@ -99,9 +82,9 @@ def test_push_registry_restart_pull_same_digest(tmp_path: Path, seaweedfs: Seawe
 
     # The registry wrote nothing of the image to its own disk; the bucket holds it.
     assert not (tmp_path / "registry-1" / "storage").exists()
-    keys = bucket_keys(seaweedfs)
+    keys = seaweedfs.object_keys()
     for digest in (image.manifest_digest, *referenced_blobs(image)):
-        assert blob_key(digest) in keys
+        assert stored_blob(digest) in keys
     assert "docker/registry/v2/repositories/demo/app/_manifests/tags/v1/current/link" in keys
 
     second = Registry(workdir=tmp_path / "registry-2", storage=storage).start()
