@@ -217,9 +217,12 @@ async def start(collaborators: Collaborators) -> Controller:
     trigger_metrics = TriggerMetrics.create(metrics)
     for reactor in reactors:
         trigger_metrics.patches.labels(reactor.resource.plural)  # at 0 from the start
+    trigger_queue = WorkQueue()
+    # Events follow the queued patches instead of slowing them (controller/events.py).
+    events.busy = lambda: len(trigger_queue) > 0
     trigger_loop = TriggerReconciler(
         kube=kube,
-        queue=WorkQueue(),
+        queue=trigger_queue,
         reactors={r.resource.plural: r for r in reactors},
         caches=workloads,
         streams=streams,
