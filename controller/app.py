@@ -219,7 +219,7 @@ async def start(collaborators: Collaborators) -> Controller:
         trigger_metrics.patches.labels(reactor.resource.plural)  # at 0 from the start
     trigger_queue = WorkQueue()
     # Events follow the queued patches instead of slowing them (controller/events.py).
-    events.busy = lambda: len(trigger_queue) > 0
+    events.drained = trigger_queue.wait_empty
     trigger_loop = TriggerReconciler(
         kube=kube,
         queue=trigger_queue,

@@ -30,7 +30,7 @@ arrive while their Event is being written are carried by the next write of
 the same Event (one PATCH of `series` for any number of them). Those still
 waiting when the process stops are not written.
 
-They also wait while writes are queued (`busy`, the trigger loop's queue),
+They also wait while writes are queued (`drained`, the trigger loop's queue),
 for up to `DEFER_MAX_S`: an Event costs the API server about as much as a
 patch (a create, an etcd write), so during a fan-out each one written
 slowed the patches still to come; they now follow the fan-out instead of
@@ -41,9 +41,10 @@ explained at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -67,8 +68,7 @@ IN_FLIGHT_MAX = 1
 """Events written at once: one, so during a fan-out the patches (8 workers) go first."""
 PENDING_MAX = 5000
 DEFER_MAX_S = 10.0
-"""The longest an Event waits for the queued writes (`EventRecorder.busy`) to be done."""
-DEFER_POLL_S = 0.02
+"""The longest an Event waits for the queued writes (`EventRecorder.drained`) to be done."""
 
 Identity = tuple[str, str, str, str, str]
 """(object uid, type, reason, action, note): occurrences of one Event."""
@@ -151,8 +151,8 @@ class EventRecorder:
     )
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
     _gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
-    busy: Callable[[], bool] = lambda: False
-    """Whether writes are queued that go first (the trigger loop's queue is not empty)."""
+    drained: Callable[[], Awaitable[None]] | None = None
+    """Until no write that goes first is queued (the trigger loop's queue is empty)."""
 
     async def post(
         self, regarding: dict[str, Any], *, type_: str, reason: str, action: str, note: str
@@ -226,10 +226,9 @@ class EventRecorder:
 
     async def _after_queued_writes(self) -> None:
         """Wait (bounded) while the writes the Events explain are still queued."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + DEFER_MAX_S
-        while self.busy() and loop.time() < deadline:
-            await asyncio.sleep(DEFER_POLL_S)
+        if self.drained is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained(), DEFER_MAX_S)
 
     async def _create(self, namespace: str, series: Series) -> int:
         """Create the Event; the occurrences it holds."""
