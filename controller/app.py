@@ -58,6 +58,7 @@ from controller.triggers.reactors import REACTORS
 from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.health import ReadinessCheck, StopSignal
 from imagestream.image_config_source import ClusterImageConfig
+from imagestream.imagestreams import trim_for_cache
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import KubeError
@@ -154,7 +155,9 @@ async def start(collaborators: Collaborators) -> Controller:
     # OpenShift the platform runs them).
     ours = served - await _native_groups(kube, served)
     # Shared with the webhook in `imagestream run`: one watch, one copy of each stream.
-    streams = collaborators.caches.get(IMAGESTREAMS_CACHE, lambda: cache(IMAGESTREAMS))
+    streams = collaborators.caches.get(
+        IMAGESTREAMS_CACHE, lambda: cache(IMAGESTREAMS, trim_for_cache)
+    )
     # The cluster image configuration: read at every import (behaviour 31).
     image_config = ClusterImageConfig.create(kube, settings, served=served)
     session = aiohttp.ClientSession()
