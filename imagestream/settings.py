@@ -121,3 +121,6 @@ class Settings:
     registry_token_signing_secret: str = ""
     """`namespace/name` of the `kubernetes.io/tls` Secret whose key signs registry tokens;
     set: the webhook serves the registry's token service (made when absent)."""
+    registry_token_realm: str = ""
+    """The token service's URL the operator's registry sends clients to (`auth.token.realm`);
+    with the signing Secret above, the operator's registry takes tokens only."""

@@ -108,6 +108,10 @@ DEGRADED: Final = "Degraded"
 REMOVED_CONDITION: Final = "Removed"
 STORAGE_EXISTS: Final = "StorageExists"
 CONDITION_ORDER: Final = (AVAILABLE, PROGRESSING, DEGRADED, REMOVED_CONDITION, STORAGE_EXISTS)
+TOKEN_AUTH_NOT_READY: Final = "TokenAuthNotReady"  # noqa: S105 - a condition reason
+NOTIFICATION_TOKEN_MISSING: Final = "NotificationTokenMissing"  # noqa: S105 - a reason
+WAITING_FOR_SECRET: Final = frozenset({TOKEN_AUTH_NOT_READY, NOTIFICATION_TOKEN_MISSING})
+"""Degraded reasons that end when another process (the webhook) makes a Secret."""
 
 
 @dataclass(frozen=True)
@@ -423,13 +427,13 @@ def _other_problem(options: Options, facts: Facts) -> tuple[str, str] | None:
         )
     if options.token_auth_required and options.token_auth is None:
         return (
-            "TokenAuthNotReady",
+            TOKEN_AUTH_NOT_READY,
             "token auth is configured but its signing certificate (tls.crt of the token"
             " service's Secret) cannot be read; a registry without it would let anyone in",
         )
     if options.notification_url and facts.notification_token is None:
         return (
-            "NotificationTokenMissing",
+            NOTIFICATION_TOKEN_MISSING,
             "the notification token Secret (--registry-notification-secret) is absent or lacks"
             " its key; without it the webhook would refuse every push notification",
         )
@@ -890,6 +894,16 @@ def _deployment_conditions(deployment: Obj | None, route_problem: str) -> dict[s
     else:
         degraded = _Condition("False", "AsExpected")
     return {AVAILABLE: availability, PROGRESSING: progressing, DEGRADED: degraded}
+
+
+def waiting_for_secret(status: Mapping[str, Any]) -> bool:
+    """Whether the registry is held back only until a Secret appears (no event will say so)."""
+    return any(
+        c.get("type") == DEGRADED
+        and c.get("status") == "True"
+        and c.get("reason") in WAITING_FOR_SECRET
+        for c in status.get("conditions") or []
+    )
 
 
 def failed_status(status: Obj, message: str, now: str) -> Obj:

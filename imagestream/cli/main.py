@@ -300,6 +300,15 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
         " registry's tokens; set: the webhook serves GET /v1/registry/token (creating the"
         " Secret with a fresh key when absent)",
     )
+    add_flag(
+        parser,
+        "--registry-token-realm",
+        "",
+        "URL of the token service (the webhook's /v1/registry/token) that the operator's"
+        " registry sends clients to; with --registry-token-signing-secret the registry takes"
+        " cluster tokens only. Clients resolve it themselves: the node's containerd, pods and"
+        " host-side pushes must all reach it (an IP address or an Ingress host, not a .svc name)",
+    )
     add_log_flags(parser)
 
 
@@ -381,6 +390,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         registry_route_domain=args.registry_route_domain,
         registry_ingress_class=args.registry_ingress_class,
         registry_token_signing_secret=args.registry_token_signing_secret,
+        registry_token_realm=args.registry_token_realm,
     )
 
 
