@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
+import json
 import os
 import socket
 import urllib.parse
@@ -55,7 +57,7 @@ from controller.events import EventRecorder
 from controller.imagestreams.reconciler import IMPORT_FAILURE_REASONS, ImageStreamReconciler
 from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
-from controller.registryoperator.plan import Options
+from controller.registryoperator.plan import BOOTSTRAP_STATES, Bootstrap, Options
 from controller.registryoperator.reconciler import KEY as OPERATOR_KEY
 from controller.registryoperator.reconciler import RegistryOperator, SecretKey, TokenAuthSource
 from controller.rollouts.index import ReplicationControllerIndex
@@ -439,6 +441,8 @@ def _registry_operator(
             notification_url=settings.registry_notification_url,
             route_domain=settings.registry_route_domain,
             ingress_class=settings.registry_ingress_class,
+            cluster_ip=_cluster_ip(settings.registry_cluster_ip),
+            bootstrap=registry_bootstrap(settings),
         ),
         notification_secret=notification_secret,
         token_auth=token_auth_source(settings),
@@ -463,6 +467,44 @@ def _registry_operator(
     # The first reconcile bootstraps `cluster` when no Config exists (no event would come).
     operator.queue.add(OPERATOR_KEY)
     return operator, [configs, deployments, image_configs]
+
+
+def registry_bootstrap(settings: Settings) -> Bootstrap:
+    """The installer's part of the first `cluster` Config (SettingsError when unusable)."""
+    spec: object = {}
+    if settings.registry_bootstrap_spec.strip():
+        try:
+            spec = json.loads(settings.registry_bootstrap_spec)
+        except json.JSONDecodeError as error:
+            raise SettingsError(f"--registry-bootstrap-spec: not JSON: {error}") from error
+    if not isinstance(spec, dict):
+        raise SettingsError("--registry-bootstrap-spec: expected a JSON object (a Config spec)")
+    storage = spec.get("storage") or {}
+    kinds = (
+        [k for k in ("emptyDir", "pvc", "s3") if k in storage]
+        if isinstance(storage, dict)
+        else None
+    )
+    if kinds is None or len(kinds) > 1 or (storage and not kinds):
+        raise SettingsError(
+            "--registry-bootstrap-spec: storage must be one of emptyDir, pvc or s3, got"
+            f" {json.dumps(storage)}"
+        )
+    state = settings.registry_bootstrap_management_state
+    if state not in ("", *BOOTSTRAP_STATES):
+        raise SettingsError(
+            f"--registry-bootstrap-management-state: expected Managed or Removed, got {state!r}"
+        )
+    return Bootstrap(management_state=state, spec=spec)
+
+
+def _cluster_ip(text: str) -> str:
+    if not text:
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as error:
+        raise SettingsError(f"--registry-cluster-ip: {error}") from error
 
 
 def token_auth_source(settings: Settings) -> TokenAuthSource | None:

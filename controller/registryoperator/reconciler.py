@@ -187,7 +187,7 @@ class RegistryOperator:
     async def _bootstrap(self) -> None:
         classes, _ = await self.kube.list(STORAGECLASSES)
         default = next((name_of(c) for c in classes if registry_plan.is_default_class(c)), "")
-        body = registry_plan.bootstrap_config(default)
+        body = registry_plan.bootstrap_config(default, self.options.bootstrap)
         try:
             await self.kube.create(REGISTRY_CONFIGS, None, body)
         except Conflict:

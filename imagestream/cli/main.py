@@ -302,6 +302,29 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--registry-bootstrap-management-state",
+        "",
+        "managementState (Managed or Removed) of the configs.imageregistry.operator.openshift.io"
+        "/cluster the operator creates when there is none; empty: Managed when it finds storage"
+        " (a default StorageClass), else Removed. An existing Config is never changed",
+        choices=("", "Managed", "Removed"),
+    )
+    add_flag(
+        parser,
+        "--registry-bootstrap-spec",
+        "",
+        'JSON object: more of that first Config\'s spec, e.g. \'{"storage": {"emptyDir": {}},'
+        ' "replicas": 1}\'; its storage wins over the default StorageClass',
+    )
+    add_flag(
+        parser,
+        "--registry-cluster-ip",
+        "",
+        "a fixed cluster IP for the operator's registry Service (nodes can be told to pull"
+        " from it before it exists); empty: one the cluster picks",
+    )
+    add_flag(
+        parser,
         "--registry-token-realm",
         "",
         "URL of the token service (the webhook's /v1/registry/token) that the operator's"
@@ -391,6 +414,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         registry_ingress_class=args.registry_ingress_class,
         registry_token_signing_secret=args.registry_token_signing_secret,
         registry_token_realm=args.registry_token_realm,
+        registry_bootstrap_management_state=args.registry_bootstrap_management_state,
+        registry_bootstrap_spec=args.registry_bootstrap_spec,
+        registry_cluster_ip=args.registry_cluster_ip,
     )
 
 

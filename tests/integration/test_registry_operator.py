@@ -460,3 +460,37 @@ async def _assert_token_auth(kube: Kube, certificate: str) -> None:
     assert volumes["token-ca"]["configMap"]["name"] == "image-registry-token-ca"
     mounts = pod["containers"][0]["volumeMounts"]
     assert {"name": "token-ca", "mountPath": "/etc/registry-token-ca", "readOnly": True} in mounts
+
+
+async def test_the_installers_bootstrap_makes_the_first_config_and_never_changes_it(
+    plane: ControlPlane, kube: Kube
+) -> None:
+    """The chart's `registry.enabled` and `registry.storage`: the first Config only. Started
+    again with other bootstrap settings (a `helm upgrade`), the operator keeps the Config."""
+    await delete_config(kube)
+    bootstrap = {
+        "registry_bootstrap_management_state": "Managed",
+        "registry_bootstrap_spec": '{"storage": {"emptyDir": {}}, "replicas": 1}',
+        "registry_cluster_ip": "10.0.0.13",
+    }
+    try:
+        async with operator(plane, **bootstrap):
+            config = await processed(kube, "NoReplicasAvailable")
+            assert config["spec"]["managementState"] == "Managed"
+            assert config["spec"]["storage"] == {"emptyDir": {}}
+            service = await get(kube, SERVICES, "image-registry")
+            assert service is not None and service["spec"]["clusterIP"] == "10.0.0.13"
+        upgraded = {
+            **bootstrap,
+            "registry_bootstrap_management_state": "Removed",
+            "registry_bootstrap_spec": '{"storage": {"pvc": {"claim": "other"}}}',
+        }
+        async with operator(plane, **upgraded):
+            again = await processed(kube, "NoReplicasAvailable")
+            assert again["metadata"]["uid"] == config["metadata"]["uid"]
+            assert again["spec"]["managementState"] == "Managed"
+            assert again["spec"]["storage"] == {"emptyDir": {}}
+            await set_spec(kube, {"managementState": "Removed"})
+            await processed(kube, "Removed", "Progressing")
+    finally:
+        await delete_config(kube)

@@ -1,4 +1,5 @@
-"""The operator's registry is pointed at the token service by two settings, both or neither."""
+"""The operator's process settings: the token service (two settings, both or neither) and the
+first Config (bootstrap), refused at start when unusable."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.app import token_auth_source
+from controller.app import registry_bootstrap, token_auth_source
+from controller.registryoperator.plan import Bootstrap
 from controller.registryoperator.reconciler import SecretKey
 from imagestream.registry_tokens import ISSUER, SERVICE
 from imagestream.settings import HostPort, Settings, SettingsError
@@ -58,3 +60,36 @@ def test_both_give_the_realm_the_token_service_names_and_the_certificate() -> No
 def test_half_or_broken_settings_are_refused_at_start(values: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         token_auth_source(settings(**values))
+
+
+def test_the_bootstrap_settings_become_the_first_configs_part() -> None:
+    given = registry_bootstrap(
+        settings(
+            registry_bootstrap_management_state="Managed",
+            registry_bootstrap_spec='{"storage": {"s3": {"bucket": "b"}}, "replicas": 2}',
+        )
+    )
+    assert given == Bootstrap(
+        management_state="Managed", spec={"storage": {"s3": {"bucket": "b"}}, "replicas": 2}
+    )
+    assert registry_bootstrap(settings()) == Bootstrap()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"registry_bootstrap_spec": "{storage"}, "not JSON"),
+        ({"registry_bootstrap_spec": "[1]"}, "expected a JSON object"),
+        ({"registry_bootstrap_spec": '{"storage": {"hostPath": {}}}'}, "one of emptyDir, pvc"),
+        (
+            {"registry_bootstrap_spec": '{"storage": {"emptyDir": {}, "s3": {}}}'},
+            "one of emptyDir, pvc",
+        ),
+        ({"registry_bootstrap_management_state": "Unmanaged"}, "expected Managed or Removed"),
+    ],
+)
+def test_unusable_bootstrap_settings_are_refused_at_start(
+    values: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError, match=message):
+        registry_bootstrap(settings(**values))
