@@ -36,7 +36,7 @@ from typing import Any
 
 import structlog
 
-from controller.loop.outcomes import RetryLater
+from controller.loop.outcomes import Requeue, RetryLater
 from controller.loop.queue import WorkQueue
 from controller.registryoperator import plan as registry_plan
 from controller.registryoperator.plan import (
@@ -72,6 +72,9 @@ log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "imagestream-registry-operator"
 KEY = CLUSTER
+SECRET_POLL_S = 5.0
+"""How often a registry waiting for a Secret another process makes (the token service's
+signing certificate, the notification token) looks again."""
 
 
 @dataclass(frozen=True)
@@ -147,14 +150,14 @@ class RegistryOperator:
         if key == CLUSTER:
             self.queue.add(KEY)
 
-    async def reconcile(self, key: str) -> None:
+    async def reconcile(self, key: str) -> Requeue | None:
         if key != KEY:
-            return
+            return None
         try:
             config = await self.kube.get(REGISTRY_CONFIGS, None, CLUSTER)
         except NotFound:
             await self._bootstrap()
-            return
+            return None
         facts = await self._facts(config)
         options = self.options
         if self.token_auth is not None:
@@ -173,13 +176,18 @@ class RegistryOperator:
             raise RetryLater(f"registry objects not written: {error}") from error
         await self._write_status(config, decided.status)
         await self._publish_hostnames(decided)
+        if registry_plan.waiting_for_secret(decided.status):
+            # No event comes when the webhook creates the Secret (the operator does not
+            # watch Secrets: that would cache every Secret of the webhook's namespace).
+            return Requeue(after_s=SECRET_POLL_S)
+        return None
 
     # --- reading ---------------------------------------------------------------------------
 
     async def _bootstrap(self) -> None:
         classes, _ = await self.kube.list(STORAGECLASSES)
         default = next((name_of(c) for c in classes if registry_plan.is_default_class(c)), "")
-        body = registry_plan.bootstrap_config(default)
+        body = registry_plan.bootstrap_config(default, self.options.bootstrap)
         try:
             await self.kube.create(REGISTRY_CONFIGS, None, body)
         except Conflict:
