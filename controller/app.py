@@ -56,7 +56,11 @@ from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
 from controller.registryoperator.plan import Options
 from controller.registryoperator.reconciler import KEY as OPERATOR_KEY
-from controller.registryoperator.reconciler import RegistryOperator, SecretKey
+from controller.registryoperator.reconciler import (
+    RegistryOperator,
+    SecretKey,
+    TokenAuthSource,
+)
 from controller.rollouts.index import ReplicationControllerIndex
 from controller.rollouts.reconciler import RolloutReconciler, trim_replicationcontroller
 from controller.serviceaccounts.plan import MANAGED_SELECTOR
@@ -65,6 +69,7 @@ from controller.triggers.index import TriggerIndex
 from controller.triggers.pullaccess import DenialNotices, PullAccess
 from controller.triggers.reactors import REACTORS
 from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
+from imagestream import registry_tokens
 from imagestream.health import ReadinessCheck, StopSignal
 from imagestream.image_config import parse_image_config
 from imagestream.image_config_source import ClusterImageConfig
@@ -426,6 +431,7 @@ def _registry_operator(
         notification_secret = SecretKey.parse(settings.registry_notification_secret)
     except ValueError as error:
         raise SettingsError(f"--registry-notification-secret: {error}") from error
+    token_auth = _registry_token_auth(settings)
     operator = RegistryOperator(
         kube=kube,
         queue=WorkQueue(),
@@ -433,12 +439,11 @@ def _registry_operator(
             namespace=settings.registry_namespace,
             image=settings.registry_image,
             notification_url=settings.registry_notification_url,
-            # Token auth (regauth) fills this from its signing Secret; none until then.
-            token_auth=None,
             route_domain=settings.registry_route_domain,
             ingress_class=settings.registry_ingress_class,
         ),
         notification_secret=notification_secret,
+        token_auth=token_auth,
     )
     resync, timeout = settings.resync_period_s, settings.watch_timeout_s
     configs = InformerSet.create(
@@ -460,6 +465,29 @@ def _registry_operator(
     # The first reconcile bootstraps `cluster` when no Config exists (no event would come).
     operator.queue.add(OPERATOR_KEY)
     return operator, [configs, deployments, image_configs]
+
+
+def _registry_token_auth(settings: Settings) -> TokenAuthSource | None:
+    """The cluster's token auth for the operator's registry (behaviour 33), when configured."""
+    if not settings.registry_token_signing_secret:
+        return None
+    namespace, _, name = settings.registry_token_signing_secret.partition("/")
+    if not (namespace and name) or "/" in name:
+        raise SettingsError(
+            "--registry-token-signing-secret: expected namespace/name, got "
+            f"{settings.registry_token_signing_secret!r}"
+        )
+    if not settings.registry_token_realm:
+        raise SettingsError(
+            "--registry-operator with --registry-token-signing-secret needs"
+            " --registry-token-realm: the token service's URL as the registry's clients reach it"
+        )
+    return TokenAuthSource(
+        realm=settings.registry_token_realm,
+        service=registry_tokens.SERVICE,
+        issuer=registry_tokens.ISSUER,
+        certificate=SecretKey(namespace=namespace, name=name, key="tls.crt"),
+    )
 
 
 async def _lead(

@@ -892,6 +892,13 @@ def _deployment_conditions(deployment: Obj | None, route_problem: str) -> dict[s
     return {AVAILABLE: availability, PROGRESSING: progressing, DEGRADED: degraded}
 
 
+def degraded(status: Mapping[str, Any]) -> bool:
+    return any(
+        c.get("type") == DEGRADED and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+
+
 def failed_status(status: Obj, message: str, now: str) -> Obj:
     """`status` after a write of the planned objects failed: Progressing and Degraded say so."""
     failed = {

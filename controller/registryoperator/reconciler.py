@@ -19,6 +19,10 @@ made and then fixed the same way), plans (`plan.plan`) and writes, in this order
 
 Invariant: everything written follows from one fresh snapshot; a write that fails leaves
 the Config's status saying so (`Degraded`, reason `ApplyFailed`), and the key backs off.
+A Degraded plan (a claim, a Secret or a certificate missing, none of which is watched) is
+planned again after `DEGRADED_REQUEUE_S`, so it recovers without an edit of the Config.
+With token auth, the signing certificate (`tls.crt` of the token service's Secret) is read
+at every reconcile; configured but unreadable, no registry is started (it would be open).
 Secrets' values are read and written, never logged.
 """
 
@@ -36,7 +40,7 @@ from typing import Any
 
 import structlog
 
-from controller.loop.outcomes import RetryLater
+from controller.loop.outcomes import Requeue, RetryLater
 from controller.loop.queue import WorkQueue
 from controller.registryoperator import plan as registry_plan
 from controller.registryoperator.plan import (
@@ -71,6 +75,8 @@ from imagestream.timestamps import rfc3339_seconds
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "imagestream-registry-operator"
+DEGRADED_REQUEUE_S = 5.0
+"""A Degraded registry is planned again this soon: the Secret or claim it lacks may appear."""
 KEY = CLUSTER
 
 
@@ -131,6 +137,7 @@ class RegistryOperator:
     token_auth: TokenAuthSource | None = None
     """Where the registry's token auth comes from; None: the registry has no auth section."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    degraded_requeue_s: float = DEGRADED_REQUEUE_S
 
     def on_change(self, key: str, old: Obj | None, new: Obj | None) -> None:
         """Handler for every cache the operator follows: any change means plan again."""
@@ -147,14 +154,14 @@ class RegistryOperator:
         if key == CLUSTER:
             self.queue.add(KEY)
 
-    async def reconcile(self, key: str) -> None:
+    async def reconcile(self, key: str) -> Requeue | None:
         if key != KEY:
-            return
+            return None
         try:
             config = await self.kube.get(REGISTRY_CONFIGS, None, CLUSTER)
         except NotFound:
             await self._bootstrap()
-            return
+            return None
         facts = await self._facts(config)
         options = self.options
         if self.token_auth is not None:
@@ -173,6 +180,10 @@ class RegistryOperator:
             raise RetryLater(f"registry objects not written: {error}") from error
         await self._write_status(config, decided.status)
         await self._publish_hostnames(decided)
+        if registry_plan.degraded(decided.status):
+            # What is missing is often a Secret or a claim, which nothing here watches.
+            return Requeue(self.degraded_requeue_s)
+        return None
 
     # --- reading ---------------------------------------------------------------------------
 

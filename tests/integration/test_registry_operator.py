@@ -21,12 +21,14 @@ tier runs them), so what is asserted is what the API server holds:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import yaml
 
 from controller import app as controller_app
 from controller.registryoperator.plan import (
@@ -34,6 +36,7 @@ from controller.registryoperator.plan import (
     DEFAULT_CLAIM,
     PVC_OWNER_ANNOTATION,
 )
+from imagestream import registry_tokens
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, NotFound
 from imagestream.kube.resources import (
@@ -55,6 +58,7 @@ from imagestream.objects import Obj
 from localdev.controlplane import ControlPlane
 from localdev.system import local_settings, run_system
 from tests.integration.conftest import eventually, kube_with_crds, new_namespace, own_control_plane
+from webhook.registry_token import ensure_signing_key
 
 NS = "openshift-image-registry"
 HOST = f"image-registry.{NS}.svc:5000"
@@ -86,7 +90,7 @@ async def kube(plane: ControlPlane) -> AsyncIterator[Kube]:
 
 
 @contextlib.asynccontextmanager
-async def operator(plane: ControlPlane) -> AsyncIterator[None]:
+async def operator(plane: ControlPlane, **overrides: object) -> AsyncIterator[None]:
     settings = local_settings(
         kubeconfig=plane.kubeconfig_path,
         registry_operator=True,
@@ -95,6 +99,7 @@ async def operator(plane: ControlPlane) -> AsyncIterator[None]:
         registry_notification_secret=f"{TOKEN_NAMESPACE}/{TOKEN_SECRET}:token",
         registry_route_domain=ROUTE_DOMAIN,
         allowed_registries=("127.0.0.1:*",),
+        **overrides,
     )
     async with run_system(settings, [controller_app.start]):
         yield
@@ -157,6 +162,17 @@ async def absent(kube: Kube, resource: Resource, name: str) -> bool:
     return await get(kube, resource, name) is None
 
 
+async def remove_registry(kube: Kube) -> None:
+    """Removed, and waited for (deleting the Config alone leaves the registry, as OpenShift's
+    finalizer would not: there is none here)."""
+    await set_spec(kube, {"managementState": "Removed"})
+
+    async def gone() -> bool:
+        return await absent(kube, DEPLOYMENTS, "image-registry")
+
+    await eventually(gone, timeout_s=STEP_TIMEOUT_S, what="the registry removed")
+
+
 async def test_first_start_without_a_default_storage_class_is_removed(
     plane: ControlPlane, kube: Kube
 ) -> None:
@@ -170,8 +186,13 @@ async def test_first_start_without_a_default_storage_class_is_removed(
     assert "spec.storage" in storage["message"] and "managementState: Managed" in storage["message"]
     assert conditions(config)["Removed"]["status"] == "True"
     assert await absent(kube, DEPLOYMENTS, "image-registry")
+
     # images.config.openshift.io/cluster exists, as on OpenShift, with no internal hostname.
-    assert await get(kube, IMAGE_CONFIGS, "cluster", None) is not None
+    # (written after the Config's status, in the same reconcile).
+    async def image_config() -> Obj | None:
+        return await get(kube, IMAGE_CONFIGS, "cluster", None)
+
+    await eventually(image_config, timeout_s=STEP_TIMEOUT_S, what="images.config cluster")
     assert await internal_hostname(kube) == ""
     await delete_config(kube)
 
@@ -359,8 +380,64 @@ async def test_hostnames_reach_imagestreams(plane: ControlPlane, kube: Kube) -> 
 
             async def recreate() -> bool:
                 deployment = await get(kube, DEPLOYMENTS, "image-registry")
-                return (deployment or {}).get("spec", {}).get("strategy") == {"type": "Recreate"}
+                strategy = ((deployment or {}).get("spec") or {}).get("strategy")
+                return bool(strategy == {"type": "Recreate"})
 
             await eventually(recreate, timeout_s=STEP_TIMEOUT_S, what="Recreate strategy")
+            await remove_registry(kube)
+    finally:
+        await delete_config(kube)
+
+
+async def test_token_auth_points_the_registry_at_the_token_service(
+    plane: ControlPlane, kube: Kube
+) -> None:
+    signing = "registry-token-signing"
+    realm = f"https://imagestream-webhook.{TOKEN_NAMESPACE}.svc:8080{registry_tokens.TOKEN_PATH}"
+    await delete_config(kube)
+    await kube.create(
+        REGISTRY_CONFIGS,
+        None,
+        {
+            "apiVersion": REGISTRY_CONFIGS.api_version,
+            "kind": REGISTRY_CONFIGS.kind,
+            "metadata": {"name": "cluster"},
+            "spec": {"managementState": "Managed", "replicas": 1, "storage": {"emptyDir": {}}},
+        },
+    )
+    try:
+        async with operator(
+            plane,
+            registry_token_signing_secret=f"{TOKEN_NAMESPACE}/{signing}",
+            registry_token_realm=realm,
+        ):
+            # No signing Secret yet: no registry that would let anyone in.
+            config = await processed(kube, "TokenAuthNotReady", "Degraded")
+            assert conditions(config)["Degraded"]["status"] == "True"
+            assert await absent(kube, DEPLOYMENTS, "image-registry")
+
+            # The Secret as the webhook makes it: the registry follows, with its certificate.
+            await ensure_signing_key(kube, TOKEN_NAMESPACE, signing)
+            secret = await kube.get(SECRETS, TOKEN_NAMESPACE, signing)
+            certificate = base64.b64decode(secret["data"]["tls.crt"]).decode()
+            await processed(kube, "NoReplicasAvailable")
+            configmap = await get(kube, CONFIGMAPS, "image-registry-config")
+            assert configmap is not None
+            token = yaml.safe_load(configmap["data"]["config.yml"])["auth"]["token"]
+            assert token == {
+                "realm": realm,
+                "service": registry_tokens.SERVICE,
+                "issuer": registry_tokens.ISSUER,
+                "rootcertbundle": "/etc/registry-token-ca/ca.crt",
+            }
+            bundle = await get(kube, CONFIGMAPS, "image-registry-token-ca")
+            assert bundle is not None and bundle["data"] == {"ca.crt": certificate}
+            deployment = await get(kube, DEPLOYMENTS, "image-registry")
+            assert deployment is not None
+            volumes = deployment["spec"]["template"]["spec"]["volumes"]
+            assert {
+                v["name"]: v["configMap"]["name"] for v in volumes if v["name"] == "token-ca"
+            } == {"token-ca": "image-registry-token-ca"}
+            await remove_registry(kube)
     finally:
         await delete_config(kube)

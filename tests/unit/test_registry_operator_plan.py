@@ -15,6 +15,7 @@ from controller.registryoperator.plan import (
     Plan,
     TokenAuth,
     bootstrap_config,
+    degraded,
     failed_status,
     is_default_class,
     plan,
@@ -409,3 +410,9 @@ def test_token_auth_configured_without_its_certificate_starts_nothing() -> None:
     result = plan(options, facts(config(spec)))
     assert result.apply == ()
     assert condition(result, "Degraded")["reason"] == "TokenAuthNotReady"
+
+
+def test_degraded_says_whether_to_look_again_soon() -> None:
+    spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
+    assert not degraded(plan(OPTIONS, facts(config(spec))).status)
+    assert degraded(plan(OPTIONS, facts(config(spec), notification_token=None)).status)
