@@ -374,7 +374,7 @@ def _managed(options: Options, facts: Facts) -> Plan:
                 "defaultRoute is true but no route domain is configured: start the"
                 " controller with --registry-route-domain (the hosts' parent domain)"
             )
-    else:
+    elif facts.ingress_host:
         deletes.append((INGRESSES, DEFAULT_ROUTE))
     conditions.update(_deployment_conditions(facts.deployment, route_problem))
     status = _status(facts, conditions)

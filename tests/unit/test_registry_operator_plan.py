@@ -49,6 +49,10 @@ def config(spec: dict[str, Any], status: dict[str, Any] | None = None) -> Obj:
     }
 
 
+def spec_emptydir() -> dict[str, Any]:
+    return {"managementState": "Managed", "storage": {"emptyDir": {}}}
+
+
 def facts(cfg: Obj, **kwargs: Any) -> Facts:
     kwargs.setdefault("notification_token", "the-token")
     return Facts(config=cfg, now=kwargs.pop("now", NOW), fresh_http_secret="fresh", **kwargs)
@@ -126,7 +130,9 @@ def test_managed_emptydir_plans_the_registry_and_its_hostname() -> None:
     assert result.internal_hostname == f"image-registry.{NS}.svc:5000"
     assert condition(result, "StorageExists")["status"] == "True"
     assert condition(result, "Available")["reason"] == "DeploymentNotFound"
-    assert (INGRESSES, "default-route") in result.delete
+    assert (INGRESSES, "default-route") not in result.delete  # there is none
+    had_route = plan(OPTIONS, facts(config(spec_emptydir()), ingress_host="old.example"))
+    assert (INGRESSES, "default-route") in had_route.delete
 
 
 def test_existing_http_secret_is_kept_and_the_spec_one_wins() -> None:
