@@ -75,7 +75,7 @@ from imagestream.timestamps import rfc3339_seconds
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "imagestream-registry-operator"
-DEGRADED_REQUEUE_S = 5.0
+DEGRADED_REQUEUE_S = 10.0
 """A Degraded registry is planned again this soon: the Secret or claim it lacks may appear."""
 KEY = CLUSTER
 
