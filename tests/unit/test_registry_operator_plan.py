@@ -17,6 +17,7 @@ from controller.registryoperator.plan import (
     Plan,
     TokenAuth,
     bootstrap_config,
+    degraded,
     failed_status,
     is_default_class,
     plan,
@@ -48,6 +49,10 @@ def config(spec: dict[str, Any], status: dict[str, Any] | None = None) -> Obj:
         "spec": spec,
         **({"status": status} if status else {}),
     }
+
+
+def spec_emptydir() -> dict[str, Any]:
+    return {"managementState": "Managed", "storage": {"emptyDir": {}}}
 
 
 def facts(cfg: Obj, **kwargs: Any) -> Facts:
@@ -162,7 +167,9 @@ def test_managed_emptydir_plans_the_registry_and_its_hostname() -> None:
     assert result.internal_hostname == f"image-registry.{NS}.svc:5000"
     assert condition(result, "StorageExists")["status"] == "True"
     assert condition(result, "Available")["reason"] == "DeploymentNotFound"
-    assert (INGRESSES, "default-route") in result.delete
+    assert (INGRESSES, "default-route") not in result.delete  # there is none
+    had_route = plan(OPTIONS, facts(config(spec_emptydir()), ingress_host="old.example"))
+    assert (INGRESSES, "default-route") in had_route.delete
 
 
 def test_existing_http_secret_is_kept_and_the_spec_one_wins() -> None:
@@ -446,3 +453,9 @@ def test_token_auth_configured_without_its_certificate_starts_nothing() -> None:
     result = plan(options, facts(config(spec)))
     assert result.apply == ()
     assert condition(result, "Degraded")["reason"] == "TokenAuthNotReady"
+
+
+def test_degraded_says_whether_to_look_again_soon() -> None:
+    spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
+    assert not degraded(plan(OPTIONS, facts(config(spec))).status)
+    assert degraded(plan(OPTIONS, facts(config(spec), notification_token=None)).status)
