@@ -294,14 +294,6 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
-        "--registry-token-realm",
-        "",
-        "URL of the token service as the registry's clients reach it (e.g."
-        " https://HOST/v1/registry/token); with --registry-token-signing-secret the"
-        " operator's registry uses the cluster's token auth",
-    )
-    add_flag(
-        parser,
         "--registry-token-signing-secret",
         "",
         "namespace/name of the kubernetes.io/tls Secret whose EC key signs the integrated"
@@ -420,7 +412,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         registry_notification_secret=args.registry_notification_secret,
         registry_route_domain=args.registry_route_domain,
         registry_ingress_class=args.registry_ingress_class,
-        registry_token_realm=args.registry_token_realm,
         registry_token_signing_secret=args.registry_token_signing_secret,
         registry_token_realm=args.registry_token_realm,
         registry_bootstrap_management_state=args.registry_bootstrap_management_state,
