@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from controller.registryoperator.plan import S3_ACCESS_KEY, S3_SECRET_KEY, USER_SECRET
-from imagestream.kube.client import connect
+from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
 from imagestream.kube.errors import Conflict, NotFound
 from imagestream.kube.resources import NAMESPACES, REGISTRY_CONFIGS, SECRETS
@@ -31,8 +31,35 @@ from localdev import debian_images
 from localdev.images import skopeo_push
 from localdev.registry import stored_blob
 from localdev.seaweedfs import SeaweedFS, weed_binary
-from tests.integration.nodecluster import NodeCluster
-from tests.node.test_registry_operator import NS, _remove, operator, push_restart_pull, set_spec
+from tests.integration.conftest import eventually
+from tests.integration.nodecluster import NodeCluster, http_get
+from tests.node.test_registry_operator import (
+    NS,
+    POD_BUDGET_S,
+    SELECTOR,
+    _remove,
+    operator,
+    push_restart_pull,
+    running_registry,
+    service_address,
+    set_spec,
+)
+
+
+async def serving(kube: Kube) -> None:
+    """The registry answers at its Service from the host: kube-proxy programs a new
+    Service a moment after the pod is Ready, and a push before gets "connection refused"."""
+    await running_registry(kube)
+    address = await service_address(kube)
+
+    async def answers() -> bool:
+        try:
+            await asyncio.to_thread(http_get, f"http://{address}/v2/", timeout_s=2.0)
+        except OSError:
+            return False
+        return True
+
+    await eventually(answers, timeout_s=POD_BUDGET_S, interval_s=0.5, what=f"{address} answers")
 
 
 async def test_registry_on_s3_keeps_images_across_a_new_pod(
@@ -102,7 +129,15 @@ async def test_registry_on_s3_keeps_images_across_a_new_pod(
                         "storage": {"emptyDir": None, "pvc": None, "s3": s3},
                     },
                 )
-                pulled, pod = await push_restart_pull(kube, cluster, tmp_path, "pod")
+                await serving(kube)
+                try:
+                    pulled, pod = await push_restart_pull(kube, cluster, tmp_path, "pod")
+                except Exception as error:
+                    logs = cluster.kubectl(
+                        "-n", NS, "logs", "-l", SELECTOR, "--tail=30", check=False
+                    )  # fmt: skip
+                    error.add_note(f"the registry pods' logs:\n{logs}")
+                    raise
                 # The pod that served the pull had no volume for images: the bucket held them.
                 assert not [v for v in pod["spec"]["volumes"] if v["name"] == "registry-storage"]
                 keys = await asyncio.to_thread(seaweedfs.object_keys)
