@@ -78,6 +78,9 @@ FIELD_MANAGER = "imagestream-registry-operator"
 DEGRADED_REQUEUE_S = 10.0
 """A Degraded registry is planned again this soon: the Secret or claim it lacks may appear."""
 KEY = CLUSTER
+SECRET_POLL_S = 5.0
+"""How often a registry waiting for a Secret another process makes (the token service's
+signing certificate, the notification token) looks again."""
 
 
 @dataclass(frozen=True)
@@ -180,9 +183,13 @@ class RegistryOperator:
             raise RetryLater(f"registry objects not written: {error}") from error
         await self._write_status(config, decided.status)
         await self._publish_hostnames(decided)
+        if registry_plan.waiting_for_secret(decided.status):
+            # No event comes when the webhook creates the Secret (the operator does not
+            # watch Secrets: that would cache every Secret of the webhook's namespace).
+            return Requeue(after_s=SECRET_POLL_S)
         if registry_plan.degraded(decided.status):
-            # What is missing is often a Secret or a claim, which nothing here watches.
-            return Requeue(self.degraded_requeue_s)
+            # What else is missing is often a claim, which nothing here watches either.
+            return Requeue(after_s=self.degraded_requeue_s)
         return None
 
     # --- reading ---------------------------------------------------------------------------
@@ -190,7 +197,7 @@ class RegistryOperator:
     async def _bootstrap(self) -> None:
         classes, _ = await self.kube.list(STORAGECLASSES)
         default = next((name_of(c) for c in classes if registry_plan.is_default_class(c)), "")
-        body = registry_plan.bootstrap_config(default)
+        body = registry_plan.bootstrap_config(default, self.options.bootstrap)
         try:
             await self.kube.create(REGISTRY_CONFIGS, None, body)
         except Conflict:

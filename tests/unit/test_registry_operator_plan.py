@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from controller.registryoperator.plan import (
     CHECKSUM_ANNOTATION,
     DEFAULT_CLAIM,
     PVC_OWNER_ANNOTATION,
+    Bootstrap,
     Facts,
     Options,
     Plan,
@@ -96,6 +98,41 @@ def test_bootstrap_without_storage_is_removed_and_says_what_to_configure() -> No
     assert "spec.storage" in storage["message"] and "emptyDir" in storage["message"]
     assert condition(result, "Removed")["status"] == "True"
     assert result.internal_hostname == ""
+
+
+def test_bootstrap_from_the_installer_wins_over_what_the_cluster_offers() -> None:
+    """The chart's registry.enabled and registry.storage: the first Config only."""
+    given = Bootstrap(management_state="Removed", spec={"storage": {"emptyDir": {}}, "replicas": 2})
+    body = bootstrap_config("standard", given)
+    assert body["spec"] == {
+        "managementState": "Removed",
+        "replicas": 2,
+        "storage": {"emptyDir": {}},
+    }
+    # Managed asked for, storage left to the cluster: the default class's claim.
+    body = bootstrap_config("standard", Bootstrap(management_state="Managed"))
+    assert body["spec"]["storage"] == {"pvc": {"claim": ""}}
+    assert body["spec"]["rolloutStrategy"] == "Recreate"
+    # A claim given: Recreate (one ReadWriteOnce volume), unless said otherwise.
+    claim = Bootstrap(spec={"storage": {"pvc": {"claim": "mine"}}})
+    assert bootstrap_config("", claim)["spec"]["rolloutStrategy"] == "Recreate"
+    assert bootstrap_config("", claim)["spec"]["managementState"] == "Managed"
+
+
+def test_managed_without_any_storage_says_so_rather_than_guessing() -> None:
+    body = bootstrap_config("", Bootstrap(management_state="Managed"))
+    result = plan(OPTIONS, facts(body))
+    assert condition(result, "StorageExists")["reason"] == "StorageNotConfigured"
+    assert not result.apply
+
+
+def test_a_fixed_cluster_ip_is_the_services() -> None:
+    body = bootstrap_config("", Bootstrap(spec={"storage": {"emptyDir": {}}}))
+    options = dataclasses.replace(OPTIONS, cluster_ip="10.0.0.12")
+    [service] = [b for r, b in plan(options, facts(body)).apply if r.kind == "Service"]
+    assert service["spec"]["clusterIP"] == "10.0.0.12"
+    [service] = [b for r, b in plan(OPTIONS, facts(body)).apply if r.kind == "Service"]
+    assert "clusterIP" not in service["spec"]
 
 
 def test_default_storage_class_annotation() -> None:
