@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 import yaml
 
 from controller.registryoperator.plan import (
@@ -22,6 +23,7 @@ from controller.registryoperator.plan import (
     is_default_class,
     plan,
 )
+from controller.registryoperator.reconciler import SecretKey, decoded
 from imagestream.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -459,3 +461,16 @@ def test_degraded_says_whether_to_look_again_soon() -> None:
     spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
     assert not degraded(plan(OPTIONS, facts(config(spec))).status)
     assert degraded(plan(OPTIONS, facts(config(spec), notification_token=None)).status)
+
+
+def test_secret_key_settings_are_namespace_name_key() -> None:
+    assert SecretKey.parse("") is None
+    assert SecretKey.parse("ns/name:token") == SecretKey(namespace="ns", name="name", key="token")
+    for bad in ("name:token", "ns/name", "ns/:token", "/name:token"):
+        with pytest.raises(ValueError, match="namespace/name:key"):
+            SecretKey.parse(bad)
+
+
+def test_secret_values_are_decoded_and_undecodable_ones_left_out() -> None:
+    assert decoded(None) is None
+    assert decoded({"data": {"a": "dG9rZW4=", "b": "not base64!"}}) == {"a": "token"}
