@@ -114,7 +114,14 @@ class _ReactorBase:
         raise NotImplementedError
 
     def trim(self, obj: Obj) -> Obj:
-        """Keep what planning and patching read; the cache holds thousands of these."""
+        """Keep what planning and patching read; the cache holds thousands of these.
+
+        An object without triggers is kept as its identity alone (no images, no
+        managedFields): nothing plans it, and were the annotation added, the watch event
+        of that change brings the whole object (and `needs_reconcile` sees the new
+        annotation). At 100,000 Deployments, half without triggers, that is most of the
+        cache's memory.
+        """
         metadata = mapping(obj.get("metadata"))
         annotations = annotations_of(obj)
         kept: Obj = {
@@ -126,6 +133,10 @@ class _ReactorBase:
                 if key in metadata
             },
         }
+        if not self.keeps_all_annotations and not self.has_triggers(obj):
+            if annotations:
+                kept["metadata"]["annotations"] = {}
+            return kept
         # Only the trigger loop's own entries: who set the images and our bookkeeping last.
         managed_fields = trim_managed_fields(metadata)
         if managed_fields is not None:

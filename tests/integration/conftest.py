@@ -22,8 +22,10 @@ import pytest
 from aiohttp import web
 
 from controller import app as controller_app
+from imagestream.health import ReadinessCheck
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.resources import NAMESPACES
+from imagestream.process import Collaborators, ComponentStarter
 from localdev.controlplane import ControlPlane, binary_dir, free_port
 from localdev.private import write_private
 from localdev.processes import stop_all
@@ -144,6 +146,19 @@ async def crds(kube: Kube) -> list[str]:
 
 
 @dataclass
+class Probe:
+    """A component that does nothing but keep what the process gave its components (a test
+    hands an object over through them as the webhook does: tests/integration/test_handoff.py)."""
+
+    collaborators: Collaborators
+    name: str = "probe"
+    readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@dataclass
 class System:
     """The controller and webhook running against the session control plane and a registry."""
 
@@ -151,6 +166,8 @@ class System:
     registry: Registry
     running: RunningSystem
     token: str
+    collaborators: Collaborators
+    """What the process gave its components (the written ImageStreams, the shared caches)."""
 
     @property
     def webhook_url(self) -> str:
@@ -186,9 +203,23 @@ async def system(
         ),
     ).start()
     settings = dataclasses.replace(settings, integrated_registry=registry.host)
+    probes: list[Probe] = []
+
+    async def probe(collaborators: Collaborators) -> Probe:
+        probes.append(Probe(collaborators))
+        return probes[-1]
+
     try:
-        async with run_system(settings, [controller_app.start, webhook_app.start]) as running:
-            yield System(kube=kube, registry=registry, running=running, token=token)
+        # The composition of `imagestream run`, and the probe.
+        starters: list[ComponentStarter] = [controller_app.start, webhook_app.start, probe]
+        async with run_system(settings, starters) as running:
+            yield System(
+                kube=kube,
+                registry=registry,
+                running=running,
+                token=token,
+                collaborators=probes[0].collaborators,
+            )
     finally:
         registry.stop()
 

@@ -1,0 +1,79 @@
+"""What the workload caches keep of an object (controller.triggers.reactors, `trim`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controller.triggers.annotations import TRIGGER_ANNOTATION
+from controller.triggers.reactors import REACTORS
+
+DEPLOYMENTS = next(r for r in REACTORS if r.resource.plural == "deployments")
+TRIGGERS = json.dumps(
+    [
+        {
+            "from": {"kind": "ImageStreamTag", "name": "app:v1"},
+            "fieldPath": 'spec.template.spec.containers[?(@.name=="main")].image',
+        }
+    ]
+)
+
+
+def _deployment(annotations: dict[str, str] | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "name": "web",
+        "namespace": "ns",
+        "uid": "u-1",
+        "resourceVersion": "9",
+        "generation": 3,
+        "labels": {"app": "web"},
+        "managedFields": [{"manager": "kubectl", "operation": "Update", "fieldsV1": {}}],
+    }
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata,
+        "spec": {
+            "replicas": 2,
+            "template": {"spec": {"containers": [{"name": "main", "image": "a:1", "ports": []}]}},
+        },
+        "status": {"replicas": 2},
+    }
+
+
+def test_an_object_without_triggers_is_kept_as_its_identity() -> None:
+    kept = DEPLOYMENTS.trim(_deployment({"team": "web"}))
+    assert kept == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "uid": "u-1",
+            "resourceVersion": "9",
+            "generation": 3,
+            "annotations": {},
+        },
+    }
+    assert "annotations" not in DEPLOYMENTS.trim(_deployment(None))["metadata"]
+    assert DEPLOYMENTS.follows(kept) == set()
+
+
+def test_a_triggered_object_keeps_its_images_and_triggers() -> None:
+    kept = DEPLOYMENTS.trim(_deployment({TRIGGER_ANNOTATION: TRIGGERS, "team": "web"}))
+    assert kept["metadata"]["annotations"] == {TRIGGER_ANNOTATION: TRIGGERS}
+    assert kept["spec"] == {
+        "template": {"spec": {"containers": [{"name": "main", "image": "a:1"}]}}
+    }
+    assert DEPLOYMENTS.follows(kept) == {"ns/app"}
+
+
+def test_adding_or_removing_the_annotation_wakes_the_object() -> None:
+    plain = DEPLOYMENTS.trim(_deployment({"team": "web"}))
+    triggered = DEPLOYMENTS.trim(_deployment({TRIGGER_ANNOTATION: TRIGGERS}))
+    assert DEPLOYMENTS.needs_reconcile(plain, triggered)
+    assert DEPLOYMENTS.needs_reconcile(triggered, plain)
+    other = DEPLOYMENTS.trim(_deployment({"team": "web"}) | {"status": {"replicas": 1}})
+    assert not DEPLOYMENTS.needs_reconcile(plain, other)  # nothing a trigger reads moved
