@@ -169,6 +169,15 @@ def test_every_pod_is_ready_under_the_restricted_pod_security_standard(release: 
                 assert context["allowPrivilegeEscalation"] is False
                 assert context["capabilities"]["drop"] == ["ALL"]
     assert counts == {"controller": 2, "webhook": 2, "registry": 1}
+    # The registry is the operator's: made from the first Config the values describe, its
+    # Deployment not the release's (helm never wrote it).
+    config = release.cluster.get("configs.imageregistry.operator.openshift.io", "cluster")
+    assert config["spec"]["managementState"] == "Managed"
+    assert config["spec"]["storage"] == {"emptyDir": {}}
+    deployment = release.cluster.get("-n", release.namespace, "deployment", "image-registry")
+    assert "meta.helm.sh/release-name" not in (deployment["metadata"].get("annotations") or {})
+    service = release.cluster.get("-n", release.namespace, "service", "image-registry")
+    assert service["spec"]["clusterIP"] == IN_CLUSTER_REGISTRY_IP
     # Both controller replicas run, one leads.
     holder = release.lease_holder()
     assert holder in {pod["metadata"]["name"] for pod in release.pods("controller")}, holder
