@@ -14,7 +14,7 @@ run: install controlplane node ## Run the whole system here: control plane, regi
 	$(BIN)/imagestream dev --log-format console
 
 .PHONY: test
-test: install controlplane node helm tilt prometheus images ## Install everything, then run the whole test suite
+test: install controlplane node helm tilt seaweedfs prometheus images ## Install everything, then run the whole test suite
 	$(BIN)/pytest -ra tests/unit tests/integration
 	$(BIN)/pytest -ra tests/node
 	$(BIN)/pytest -ra tests/incluster
@@ -53,6 +53,10 @@ helm: ## Build helm (cached outside the repo; the chart tests use it)
 .PHONY: tilt
 tilt: ## Build tilt (cached outside the repo; checks the Tiltfile)
 	localkube/build.sh tilt >/dev/null
+
+.PHONY: seaweedfs
+seaweedfs: ## Build SeaweedFS's weed, the S3 server the registry's s3 storage is tested on (cached outside the repo)
+	localkube/build.sh seaweedfs >/dev/null
 
 .PHONY: images
 images: install ## Make the images from Debian packages the tests run (cached outside the repo, keyed by their inputs)

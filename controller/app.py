@@ -71,6 +71,7 @@ from controller.triggers.reconciler import TriggerMetrics, TriggerReconciler
 from imagestream.health import ReadinessCheck, StopSignal
 from imagestream.image_config import parse_image_config
 from imagestream.image_config_source import ClusterImageConfig
+from imagestream.imagestreams import trim_for_cache
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import natively_served_groups
 from imagestream.kube.errors import KubeError
@@ -179,7 +180,9 @@ async def start(collaborators: Collaborators) -> Controller:
     # OpenShift the platform runs them).
     ours = served - await _native_groups(kube, served)
     # Shared with the webhook in `imagestream run`: one watch, one copy of each stream.
-    streams = collaborators.caches.get(IMAGESTREAMS_CACHE, lambda: cache(IMAGESTREAMS))
+    streams = collaborators.caches.get(
+        IMAGESTREAMS_CACHE, lambda: cache(IMAGESTREAMS, trim_for_cache)
+    )
     # The cluster image configuration: read at every import (behaviour 31).
     image_config = ClusterImageConfig.create(kube, settings, served=served)
     session = aiohttp.ClientSession()
@@ -242,9 +245,12 @@ async def start(collaborators: Collaborators) -> Controller:
     trigger_metrics = TriggerMetrics.create(metrics)
     for reactor in reactors:
         trigger_metrics.patches.labels(reactor.resource.plural)  # at 0 from the start
+    trigger_queue = WorkQueue()
+    # Events follow the queued patches instead of slowing them (controller/events.py).
+    events.drained = trigger_queue.wait_empty
     trigger_loop = TriggerReconciler(
         kube=kube,
-        queue=WorkQueue(),
+        queue=trigger_queue,
         reactors={r.resource.plural: r for r in reactors},
         caches=workloads,
         streams=streams,

@@ -29,13 +29,22 @@ workers' path (the patch), not two, and the Events follow. Occurrences that
 arrive while their Event is being written are carried by the next write of
 the same Event (one PATCH of `series` for any number of them). Those still
 waiting when the process stops are not written.
+
+They also wait while writes are queued (`drained`, the trigger loop's queue),
+for up to `DEFER_MAX_S`: an Event costs the API server about as much as a
+patch (a create, an etcd write), so during a fan-out each one written
+slowed the patches still to come; they now follow the fan-out instead of
+interleaving with it. An isolated push finds the queue empty and is
+explained at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,6 +67,8 @@ REMEMBERED_MAX = 10_000
 IN_FLIGHT_MAX = 1
 """Events written at once: one, so during a fan-out the patches (8 workers) go first."""
 PENDING_MAX = 5000
+DEFER_MAX_S = 10.0
+"""The longest an Event waits for the queued writes (`EventRecorder.drained`) to be done."""
 
 Identity = tuple[str, str, str, str, str]
 """(object uid, type, reason, action, note): occurrences of one Event."""
@@ -140,6 +151,8 @@ class EventRecorder:
     )
     _pending: set[asyncio.Task[None]] = field(default_factory=set)
     _gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(IN_FLIGHT_MAX))
+    drained: Callable[[], Awaitable[None]] | None = None
+    """Until no write that goes first is queued (the trigger loop's queue is empty)."""
 
     async def post(
         self, regarding: dict[str, Any], *, type_: str, reason: str, action: str, note: str
@@ -192,6 +205,7 @@ class EventRecorder:
             # count is absolute, so a write carrying more than it was started for is no harm.
             while series.written < series.count:
                 async with self._gate:
+                    await self._after_queued_writes()
                     if series.written == 0:
                         series.written = await self._create(namespace, series)
                     else:
@@ -209,6 +223,12 @@ class EventRecorder:
                 series.count = series.written
         finally:
             series.writing = False
+
+    async def _after_queued_writes(self) -> None:
+        """Wait (bounded) while the writes the Events explain are still queued."""
+        if self.drained is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.drained(), DEFER_MAX_S)
 
     async def _create(self, namespace: str, series: Series) -> int:
         """Create the Event; the occurrences it holds."""

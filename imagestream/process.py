@@ -84,7 +84,8 @@ def _api_request_metrics(metrics: CollectorRegistry) -> Callable[[str, str, int,
 
 
 IMAGESTREAMS_CACHE = "imagestreams"
-"""Every ImageStream in the watched namespaces, untrimmed (the controller and the webhook)."""
+"""Every ImageStream in the watched namespaces, trimmed by `imagestreams.trim_for_cache`
+(the controller and the webhook)."""
 
 
 class SharedCaches:

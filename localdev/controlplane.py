@@ -107,6 +107,8 @@ class ControlPlane:
     serving_ips: tuple[str, ...] = ()
     """More IP SANs for the serving certificate (e.g. the `kubernetes` Service's ClusterIP)."""
     serving_dns: tuple[str, ...] = ()
+    persistent_volumes: bool = False
+    """Run the PersistentVolume binder, which binds claims to volumes (a node mounts them)."""
     etcd_port: int = 0
     apiserver_port: int = 0
     token: str = field(default_factory=lambda: secrets.token_hex(24))
@@ -254,9 +256,10 @@ class ControlPlane:
                     f"--root-ca-file={serving.ca_path}",
                     f"--cluster-signing-cert-file={serving.ca_path}",
                     f"--cluster-signing-key-file={pki / 'ca.key'}",
-                    # Controllers that need cloud or node agents only add noise here.
-                    "--controllers=*,-node-ipam-controller,-node-lifecycle-controller,"
-                    "-persistentvolume-binder-controller",
+                    # Controllers that need cloud or node agents only add noise here;
+                    # the volume binder only where a node mounts what it binds.
+                    "--controllers=*,-node-ipam-controller,-node-lifecycle-controller"
+                    + ("" if self.persistent_volumes else ",-persistentvolume-binder-controller"),
                 ],
                 log_path=logs / "kube-controller-manager.log",
             )

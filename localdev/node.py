@@ -822,6 +822,8 @@ class Node:
             ),
             "apiserver_args": self.apiserver_args,
             "service_account_admission": self.service_account_tokens,
+            # Claims bind to the volumes the local system makes (hostPath), as pods mount them.
+            "persistent_volumes": True,
         }
 
     # -- start ----------------------------------------------------------------------------

@@ -28,16 +28,27 @@ authentication: `HtpasswdAuth` (basic auth, one user, bcrypt-hashed with the
 system's libcrypt since Debian has no `htpasswd` without apache2-utils) or
 `TokenAuth` (distribution's bearer-token flow against a token server the
 test runs; the registry only needs the certificate that verifies its tokens).
+
+Storage is the filesystem in the workdir, or `S3Storage`: distribution's
+`s3-aws` driver against an S3 endpoint (SeaweedFS's gateway in the tests,
+`localdev.seaweedfs`), with its keys in the 0600 config. An S3 registry also
+runs distribution's storage health check (every second) and its debug server
+on loopback, so a store that refuses the keys shows as `503` on every request
+and as the driver's own error in `storage_health()`, instead of as failed
+pushes.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
+import os
 import secrets
 import shutil
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
@@ -87,9 +98,48 @@ class TokenAuth:
     root_cert_bundle: Path
 
 
+@dataclass(frozen=True)
+class S3Storage:
+    """distribution's `s3-aws` driver: blobs and manifests in `bucket` at `region_endpoint`.
+
+    Path-style addressing (`http://host:port/bucket/key`, what an S3 server
+    on an IP address needs): distribution 2.8 uses it whenever
+    `regionendpoint` is set; `forcepathstyle` says so to distribution 3 too
+    (2.8 ignores parameters it does not know). Plain HTTP when the endpoint
+    is `http://`; Signature Version 4.
+    """
+
+    bucket: str
+    region_endpoint: str
+    access_key: str
+    secret_key: str = field(repr=False)
+    region: str = "us-east-1"
+
+    def driver_config(self) -> dict[str, object]:
+        return {
+            "s3": {
+                "accesskey": self.access_key,
+                "secretkey": self.secret_key,
+                "region": self.region,
+                "regionendpoint": self.region_endpoint,
+                "bucket": self.bucket,
+                "forcepathstyle": True,
+                "secure": self.region_endpoint.startswith("https://"),
+                "v4auth": True,
+                "encrypt": False,
+            }
+        }
+
+
+def stored_blob(digest: str) -> str:
+    """Where distribution's storage keeps a blob (manifests too), relative to its root."""
+    hex_digest = digest.removeprefix("sha256:")
+    return f"docker/registry/v2/blobs/sha256/{hex_digest[:2]}/{hex_digest}/data"
+
+
 @dataclass
 class Registry:
-    """One distribution registry process with filesystem storage in `workdir`."""
+    """One distribution registry process; its storage is `workdir/storage` or `storage`."""
 
     workdir: Path
     notify: NotificationEndpoint | None = None
@@ -101,6 +151,9 @@ class Registry:
     tls: ServingCertificate | None = None
     log_level: str = "warn"
     """distribution's log level; `info` and below log the notification token (see above)."""
+    storage: S3Storage | None = None
+    debug_port: int = 0
+    """The debug server's loopback port (S3 storage only: it serves `/debug/health`)."""
     process: ManagedProcess | None = field(default=None, init=False)
     instance: str = field(default_factory=lambda: secrets.token_hex(8), init=False)
     """Sent back in `INSTANCE_HEADER` by this registry process only."""
@@ -132,7 +185,11 @@ class Registry:
                 "accesslog": {"disabled": True},
             },
             "storage": {
-                "filesystem": {"rootdirectory": str(self.workdir / "storage")},
+                **(
+                    self.storage.driver_config()
+                    if self.storage is not None
+                    else {"filesystem": {"rootdirectory": str(self.workdir / "storage")}}
+                ),
                 "delete": {"enabled": True},
                 "cache": {"blobdescriptor": "inmemory"},
             },
@@ -142,6 +199,15 @@ class Registry:
                 "headers": {INSTANCE_HEADER: [self.instance]},
             },
         }
+        if self.storage is not None:
+            http = config["http"]
+            assert isinstance(http, dict)
+            http["debug"] = {"addr": f"127.0.0.1:{self.debug_port}"}
+            # The first check runs one interval after start; until then the
+            # registry counts as healthy.
+            config["health"] = {
+                "storagedriver": {"enabled": True, "interval": "1s", "threshold": 1}
+            }
         if self.tls is not None:
             http = config["http"]
             assert isinstance(http, dict)
@@ -184,7 +250,10 @@ class Registry:
             )
         private_dir(self.workdir)
         self.port = self.port or free_port()
-        write_private(self.config_path, yaml.safe_dump(self.config()))  # it holds the token
+        if self.storage is not None:
+            self.debug_port = self.debug_port or free_port()
+        # It holds the webhook token, and the S3 keys with S3 storage.
+        write_private(self.config_path, yaml.safe_dump(self.config()))
         if isinstance(self.auth, HtpasswdAuth):
             write_private(
                 self.htpasswd_path, f"{self.auth.username}:{bcrypt_hash(self.auth.password)}\n"
@@ -193,6 +262,7 @@ class Registry:
             name="docker-registry",
             argv=[REGISTRY_BINARY, "serve", str(self.config_path)],
             log_path=(self.log_dir or self.workdir) / "registry.log",
+            env=_without_aws_settings(os.environ) if self.storage is not None else None,
         )
         self.process = process.start()
         ca_path = self.tls.ca_path if self.tls else None
@@ -216,6 +286,38 @@ class Registry:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def storage_health(self) -> dict[str, str]:
+        """The failing health checks (`{}` when all pass), from the debug server's `/debug/health`.
+
+        distribution answers 503 with `{"storagedriver_s3aws": "<the driver's
+        error>"}` once its storage check fails; only an S3 registry runs it.
+        """
+        if self.storage is None:
+            raise RuntimeError("only a registry with S3 storage runs the storage health check")
+        url = f"http://127.0.0.1:{self.debug_port}/debug/health"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                if error.code != 503:
+                    raise
+                body = error.read()
+        checks = json.loads(body)
+        assert isinstance(checks, dict)
+        return {str(name): str(message) for name, message in checks.items()}
+
+
+def _without_aws_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus `AWS_*`: the S3 driver takes its settings from our config only.
+
+    The AWS SDK in the driver reads the environment too, and one variable is
+    enough to break it: with `AWS_CA_BUNDLE` set (as on some build machines)
+    distribution 2.8 panics at start ("unable to load custom CA bundle,
+    HTTPClient's transport unsupported type").
+    """
+    return {name: value for name, value in environ.items() if not name.startswith("AWS_")}
 
 
 def _ok(url: str, *, ca_path: Path | None = None, auth: bool = False, instance: str) -> bool:

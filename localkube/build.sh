@@ -16,6 +16,7 @@
 #     helm          helm, told the Kubernetes version we run (not its 1.20 default)
 #     tilt          tilt (needs cgo: a C compiler)
 #     keel          Keel, the peer `make bench-peers` compares with (needs cgo: sqlite)
+#     seaweedfs     weed, SeaweedFS's S3 gateway the registry's s3 storage is tested on
 #   Builds what is missing, then prints the target's bin dir; with
 #   --print-dir only prints it.
 set -euo pipefail
@@ -26,8 +27,8 @@ print_dir=false
 for arg in "$@"; do
   case "$arg" in
     --print-dir) print_dir=true ;;
-    controlplane | node | helm | tilt | keel) target="$arg" ;;
-    *) echo "usage: $0 [controlplane|node|helm|tilt|keel] [--print-dir]" >&2; exit 2 ;;
+    controlplane | node | helm | tilt | keel | seaweedfs) target="$arg" ;;
+    *) echo "usage: $0 [controlplane|node|helm|tilt|keel|seaweedfs] [--print-dir]" >&2; exit 2 ;;
   esac
 done
 
@@ -59,6 +60,10 @@ case "$target" in
   keel)
     keel_version="$(module_version keel github.com/keel-hq/keel)"
     out="$cache_root/tools/keel-$keel_version"
+    ;;
+  seaweedfs)
+    seaweedfs_version="$(module_version seaweedfs github.com/seaweedfs/seaweedfs)"
+    out="$cache_root/tools/seaweedfs-$seaweedfs_version"
     ;;
 esac
 
@@ -166,6 +171,16 @@ case "$target" in
     }
     CGO_ENABLED=1 build keel github.com/keel-hq/keel/cmd/keel keel \
       "-X github.com/keel-hq/keel/version.Version=${keel_version#v}"
+    ;;
+  seaweedfs)
+    # weed links about 1,700 packages (every filer store, the admin UI, the
+    # message queue...). On the 2-core machine we share, one package at a
+    # time (each compile still uses both cores) and at low priority, so a
+    # cold build does not starve the tests running beside it.
+    # COMMIT: `weed version` then names the module version we built.
+    renice -n 10 -p $$ >/dev/null
+    GOFLAGS="$GOFLAGS -p=1" build seaweedfs github.com/seaweedfs/seaweedfs/weed weed \
+      "-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${seaweedfs_version##*-}"
     ;;
 esac
 

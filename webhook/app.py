@@ -35,6 +35,7 @@ from prometheus_client import Counter
 
 from imagestream.health import ReadinessCheck, cached, health_routes, metrics_routes, serve
 from imagestream.image_config_source import ClusterImageConfig
+from imagestream.imagestreams import trim_for_cache
 from imagestream.kube.errors import KubeError
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import IMAGESTREAMS
@@ -207,6 +208,7 @@ async def start(collaborators: Collaborators) -> Webhook:
             kube,
             IMAGESTREAMS,
             list(settings.watch_namespaces),
+            transform=trim_for_cache,
             resync_period_s=settings.resync_period_s,
             watch_timeout_s=settings.watch_timeout_s,
         ),

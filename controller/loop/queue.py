@@ -29,6 +29,8 @@ class WorkQueue:
     _failures: dict[str, int] = field(default_factory=dict)
     _delayed: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _empty: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
+    """Set while nothing is queued (keys being processed may still be in flight)."""
     _shutting_down: bool = False
 
     def __len__(self) -> int:
@@ -48,6 +50,7 @@ class WorkQueue:
             return
         self._queued.add(key)
         self._queue.append(key)
+        self._empty.clear()
         self._wakeup.set()
 
     def add_after(self, key: str, delay_s: float) -> None:
@@ -88,6 +91,8 @@ class WorkQueue:
             self._wakeup.clear()
             await self._wakeup.wait()
         key = self._queue.popleft()
+        if not self._queue:
+            self._empty.set()
         self._queued.discard(key)
         self._processing.add(key)
         return key
@@ -98,8 +103,13 @@ class WorkQueue:
             self._dirty.discard(key)
             self.add(key)
 
+    async def wait_empty(self) -> None:
+        """Until nothing is queued (the last keys may still be being processed)."""
+        await self._empty.wait()
+
     def shut_down(self) -> None:
         self._shutting_down = True
+        self._empty.set()
         for handle in self._delayed.values():
             handle.cancel()
         self._delayed.clear()
@@ -108,3 +118,8 @@ class WorkQueue:
     def is_idle(self) -> bool:
         """Nothing queued, nothing in flight and no retry pending."""
         return not self._queue and not self._processing and not self._delayed
+
+
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event

@@ -401,7 +401,7 @@ def _managed(options: Options, facts: Facts) -> Plan:
                 "defaultRoute is true but no route domain is configured: start the"
                 " controller with --registry-route-domain (the hosts' parent domain)"
             )
-    else:
+    elif facts.ingress_host:
         deletes.append((INGRESSES, DEFAULT_ROUTE))
     conditions.update(_deployment_conditions(facts.deployment, route_problem))
     status = _status(facts, conditions)
@@ -928,6 +928,14 @@ def waiting_for_secret(status: Mapping[str, Any]) -> bool:
         c.get("type") == DEGRADED
         and c.get("status") == "True"
         and c.get("reason") in WAITING_FOR_SECRET
+        for c in status.get("conditions") or []
+    )
+
+
+def degraded(status: Mapping[str, Any]) -> bool:
+    """Whether the planned status says Degraded (for any reason: a claim, a Secret, a route)."""
+    return any(
+        c.get("type") == DEGRADED and c.get("status") == "True"
         for c in status.get("conditions") or []
     )
 

@@ -19,6 +19,10 @@ made and then fixed the same way), plans (`plan.plan`) and writes, in this order
 
 Invariant: everything written follows from one fresh snapshot; a write that fails leaves
 the Config's status saying so (`Degraded`, reason `ApplyFailed`), and the key backs off.
+A Degraded plan (a claim, a Secret or a certificate missing, none of which is watched) is
+planned again after `DEGRADED_REQUEUE_S`, so it recovers without an edit of the Config.
+With token auth, the signing certificate (`tls.crt` of the token service's Secret) is read
+at every reconcile; configured but unreadable, no registry is started (it would be open).
 Secrets' values are read and written, never logged.
 """
 
@@ -71,6 +75,8 @@ from imagestream.timestamps import rfc3339_seconds
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "imagestream-registry-operator"
+DEGRADED_REQUEUE_S = 10.0
+"""A Degraded registry is planned again this soon: the Secret or claim it lacks may appear."""
 KEY = CLUSTER
 SECRET_POLL_S = 5.0
 """How often a registry waiting for a Secret another process makes (the token service's
@@ -134,6 +140,7 @@ class RegistryOperator:
     token_auth: TokenAuthSource | None = None
     """Where the registry's token auth comes from; None: the registry has no auth section."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    degraded_requeue_s: float = DEGRADED_REQUEUE_S
 
     def on_change(self, key: str, old: Obj | None, new: Obj | None) -> None:
         """Handler for every cache the operator follows: any change means plan again."""
@@ -180,6 +187,9 @@ class RegistryOperator:
             # No event comes when the webhook creates the Secret (the operator does not
             # watch Secrets: that would cache every Secret of the webhook's namespace).
             return Requeue(after_s=SECRET_POLL_S)
+        if registry_plan.degraded(decided.status):
+            # What else is missing is often a claim, which nothing here watches either.
+            return Requeue(after_s=self.degraded_requeue_s)
         return None
 
     # --- reading ---------------------------------------------------------------------------

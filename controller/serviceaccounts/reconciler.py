@@ -21,6 +21,8 @@ Invariants:
   the Secret, the hosts and when the next token is due.
 - Every write is conditional on what was read; a 409 re-plans shortly from fresher
   caches. A deleted account's Secret is left to the garbage collector (ownerReference).
+- A refusal (403, 422) gives the account up until it changes (or the resync), with the
+  API server's reason; it is not retried in a loop.
 - No host known: nothing is written (a Secret with no registry would be listed for
   nothing); the host's arrival requeues every account.
 
@@ -139,6 +141,12 @@ class PullSecretReconciler:
         except (Conflict, NotFound, PatchTestFailed):
             log.debug("pull_secret_stale", key=key)
             return Requeue(after_s=STALE_RETRY_S)
+        except Terminal as error:
+            # Refused (403: not granted here; 422): the same request cannot succeed until
+            # something changes; the account's next change or the resync tries again.
+            raise GiveUp(
+                f"pull secret {plan.secret_name} for ServiceAccount {key}: {error}"
+            ) from None
 
     async def _create_account(self, namespace: str, name: str) -> None:
         """An account OpenShift makes in every namespace; only where the namespace lives."""

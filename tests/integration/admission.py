@@ -39,8 +39,10 @@ async def refuse_in_namespace(
     rule: dict[str, Any],
     expression: str,
     message: str,
+    operations: tuple[str, ...] = ("UPDATE",),
 ) -> None:
-    """Refuse UPDATEs matching `rule` in `namespace` unless `expression` (CEL) holds."""
+    """Refuse `operations` (UPDATEs) matching `rule` in `namespace` unless `expression`
+    (CEL) holds."""
     await kube.create(
         VALIDATING_ADMISSION_POLICIES,
         None,
@@ -48,7 +50,7 @@ async def refuse_in_namespace(
             "metadata": {"name": name},
             "spec": {
                 "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [{**rule, "operations": ["UPDATE"]}]},
+                "matchConstraints": {"resourceRules": [{**rule, "operations": list(operations)}]},
                 "validations": [{"expression": expression, "message": message}],
             },
         },

@@ -19,6 +19,8 @@ kube-controller-manager with its garbage collector), and the session's
 
 - our Secret stripped of our label (the controller's cache selects it) is found by its
   name and labelled again, not replaced;
+- an admission policy refusing one account's Secret: one attempt (the API server's own
+  count), no retry loop, no list entry, and the next account still gets its Secret;
 - a Build to an ImageStreamTag, with no pushSecret, gets a Job that pushes with the
   `builder` account's pull secret.
 
@@ -27,7 +29,9 @@ No pod pulls here: that is the node test (tests/node/test_pull_secrets.py).
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -44,7 +48,7 @@ from controller.serviceaccounts.plan import (
     SERVICE_ACCOUNT_ANNOTATION,
 )
 from imagestream.kube.client import Kube
-from imagestream.kube.errors import NotFound
+from imagestream.kube.errors import Invalid, NotFound
 from imagestream.kube.resources import (
     BUILDS,
     IMAGE_CONFIGS,
@@ -54,8 +58,10 @@ from imagestream.kube.resources import (
     SERVICEACCOUNTS,
     Resource,
 )
+from localdev.components import metric_sum
 from localdev.controlplane import ControlPlane
 from localdev.system import local_settings, run_system
+from tests.integration.admission import refuse_in_namespace, remove_policy
 from tests.integration.conftest import eventually, new_namespace
 from tests.integration.workloads import imagestream
 
@@ -160,7 +166,7 @@ async def test_a_new_account_gets_a_pull_secret_with_a_token_the_api_server_acce
     # OpenShift's accounts, each with its own pull secret, as kube's `default` has.
     for name in ("builder", "deployer", "default"):
         await eventually(
-            lambda name=name: _listed(kube, namespace, name), what=f"{name}'s pull secret"
+            functools.partial(_listed, kube, namespace, name), what=f"{name}'s pull secret"
         )
     logged = capfd.readouterr()
     assert "pull_secret_written" in logged.out + logged.err  # the controller's log is here
@@ -351,3 +357,71 @@ async def test_a_secret_whose_label_was_removed_is_taken_back(kube: Kube, namesp
     assert after["metadata"]["uid"] == before["metadata"]["uid"]  # the same Secret, not a new one
     account = await kube.get(SERVICEACCOUNTS, namespace, "relabel")
     assert [e["name"] for e in account["imagePullSecrets"]] == [ref]
+
+
+REFUSAL = "no pull secret for this account"
+SETTLE_S = 10.0
+"""How long a refused account is watched for retries (a loop without a give-up makes
+dozens of attempts in this time)."""
+
+
+async def test_a_refused_secret_gives_that_account_up_and_not_the_others(
+    kube: Kube, namespace: str, controlplane: ControlPlane
+) -> None:
+    """An admission policy refuses the Secret of one account: one attempt, no loop, and
+    the next account still gets its own."""
+    account = SERVICE_ACCOUNT_ANNOTATION
+    await refuse_in_namespace(
+        kube,
+        name=f"no-pull-secret-{namespace}",
+        namespace=namespace,
+        rule={"apiGroups": [""], "apiVersions": ["v1"], "resources": ["secrets"]},
+        expression=(
+            f"!(has(object.metadata.annotations) && '{account}' in object.metadata.annotations"
+            f" && object.metadata.annotations['{account}'] == 'refused')"
+        ),
+        message=REFUSAL,
+        operations=("CREATE",),
+    )
+    try:
+        probe = {"metadata": {"generateName": "probe-", "annotations": {account: "refused"}}}
+
+        async def in_force() -> bool:
+            try:
+                await kube.request(
+                    "POST",
+                    SECRETS.path(namespace=namespace),
+                    params={"dryRun": "All"},
+                    body=probe,
+                )
+            except Invalid:
+                return True
+            return False
+
+        await eventually(in_force, timeout_s=30, interval_s=0.5, what="the policy in force")
+
+        def refused_creates() -> float:
+            return metric_sum(
+                controlplane.get_raw("/metrics"),
+                "apiserver_request_total",
+                verb="POST",
+                resource="secrets",
+                code="422",
+                dry_run="",
+            )
+
+        before = refused_creates()
+        await _account(kube, namespace, "refused")
+        await eventually(lambda: _refused_once(refused_creates, before), what="one refusal")
+        await _account(kube, namespace, "fine")
+        await eventually(lambda: _listed(kube, namespace, "fine"), what="fine's pull secret")
+        await asyncio.sleep(SETTLE_S)
+        assert refused_creates() - before == 1
+        refused = await kube.get(SERVICEACCOUNTS, namespace, "refused")
+        assert not refused.get("imagePullSecrets")
+    finally:
+        await remove_policy(kube, f"no-pull-secret-{namespace}")
+
+
+async def _refused_once(count: Any, before: float) -> bool:
+    return bool(count() - before >= 1)

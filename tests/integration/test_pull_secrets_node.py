@@ -17,9 +17,6 @@ serves its page: containerd fetched a registry token with the account's bound to
 from the Secret the controller wrote. The same Deployment in a namespace the controller
 does not watch (its default account has no such Secret) never pulls: the registry
 refuses it. Both pods run on the node; nothing is faked.
-
-Needs the token service of helper `regauth` (`imagestream.registry_tokens`,
-`--registry-token-signing-secret`); skips, saying so, where it is not there yet.
 """
 
 from __future__ import annotations
@@ -42,6 +39,7 @@ from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
 from imagestream.kube.resources import ROLEBINDINGS, SECRETS, SERVICEACCOUNTS
 from imagestream.kube.roles import install_image_roles, load_image_roles
+from imagestream.registry_tokens import ISSUER, SERVICE, TOKEN_PATH
 from imagestream.settings import HostPort
 from localdev.controlplane import free_port
 from localdev.images import APP_PORT, PUSH_TIMEOUT_S, make_app_image
@@ -68,22 +66,12 @@ REFUSED_TIMEOUT_S = 90.0
 
 
 @pytest.fixture(scope="module")
-def registry_tokens() -> Any:
-    return pytest.importorskip(
-        "imagestream.registry_tokens",
-        reason="waits on helper regauth's registry token service (issue 16 part 2)",
-    )
-
-
-@pytest.fixture(scope="module")
 def auth_port() -> int:
     return free_port()
 
 
 @pytest.fixture(scope="module")
-def cluster(
-    tmp_path_factory: pytest.TempPathFactory, auth_port: int, registry_tokens: Any
-) -> Iterator[NodeCluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, auth_port: int) -> Iterator[NodeCluster]:
     skip_unless_node_can_run()
     with node_cluster(
         tmp_path_factory.mktemp("pullsecrets-node"),
@@ -162,7 +150,7 @@ def _pull_refused(cluster: NodeCluster, namespace: str, name: str) -> str | None
 
 
 async def test_a_pod_of_a_fresh_service_account_pulls_with_the_secret_the_controller_wrote(
-    cluster: NodeCluster, auth_port: int, registry_tokens: Any, tmp_path: Path
+    cluster: NodeCluster, auth_port: int, tmp_path: Path
 ) -> None:
     kube = await connect(cluster.plane.kubeconfig_path)
     registry: Registry | None = None
@@ -206,9 +194,9 @@ async def test_a_pod_of_a_fresh_service_account_pulls_with_the_secret_the_contro
                 port=auth_port,
                 address=HOST_ADDRESS,
                 auth=TokenAuth(
-                    realm=f"http://{webhook_addr}{registry_tokens.TOKEN_PATH}",
-                    service=registry_tokens.SERVICE,
-                    issuer=registry_tokens.ISSUER,
+                    realm=f"http://{webhook_addr}{TOKEN_PATH}",
+                    service=SERVICE,
+                    issuer=ISSUER,
                     root_cert_bundle=bundle,
                 ),
             ).start()

@@ -295,3 +295,38 @@ async def test_an_absurdly_old_push_time_counts_as_the_time_of_receipt(
     items = await recorded()
     assert [i["image"] for i in items] == ["sha256:" + "1" * 64, zero, digest]
     assert_newest_first(items)
+
+
+async def test_a_status_write_from_the_trimmed_cache_keeps_the_streams_metadata(
+    system: System, tmp_path: Path
+) -> None:
+    """The caches drop managedFields and kubectl's applied copy (imagestreams.trim_for_cache);
+    a status write made from such a copy must leave both as they were on the stream."""
+    namespace = await new_namespace(system.kube, "trim")
+    applied = json.dumps({"kind": "ImageStream", "metadata": {"name": "app"}})
+    body: dict[str, Any] = {
+        "apiVersion": "image.openshift.io/v1",
+        "kind": "ImageStream",
+        "metadata": {
+            "name": "app",
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": applied,
+                "team": "web",
+            },
+        },
+        "spec": {},
+    }
+    created = await system.kube.create(IMAGESTREAMS, namespace, body)
+    creator = [entry for entry in created["metadata"]["managedFields"]]
+    digest = push(system, tmp_path, f"{namespace}/app:v1")
+
+    async def recorded() -> dict[str, Any] | None:
+        stream = await get_stream(system, namespace, "app")
+        items = tag_items(stream, "v1") if stream else []
+        return stream if items and items[0]["image"] == digest else None
+
+    stream = await eventually(recorded, what="the pushed digest recorded")
+    assert stream["metadata"]["annotations"] == body["metadata"]["annotations"]
+    entries = stream["metadata"]["managedFields"]
+    assert [e for e in entries if not e.get("subresource")] == creator  # the create's, intact
+    assert any(e.get("subresource") == "status" for e in entries)  # and the status write's

@@ -167,6 +167,17 @@ async def absent(kube: Kube, resource: Resource, name: str) -> bool:
     return await get(kube, resource, name) is None
 
 
+async def remove_registry(kube: Kube) -> None:
+    """Removed, and waited for (deleting the Config alone leaves the registry, as OpenShift's
+    finalizer would not: there is none here)."""
+    await set_spec(kube, {"managementState": "Removed"})
+
+    async def gone() -> bool:
+        return await absent(kube, DEPLOYMENTS, "image-registry")
+
+    await eventually(gone, timeout_s=STEP_TIMEOUT_S, what="the registry removed")
+
+
 async def test_first_start_without_a_default_storage_class_is_removed(
     plane: ControlPlane, kube: Kube
 ) -> None:
@@ -186,8 +197,13 @@ async def test_first_start_without_a_default_storage_class_is_removed(
     assert "spec.storage" in storage["message"] and "managementState: Managed" in storage["message"]
     assert conditions(config)["Removed"]["status"] == "True"
     assert await absent(kube, DEPLOYMENTS, "image-registry")
+
     # images.config.openshift.io/cluster exists, as on OpenShift, with no internal hostname.
-    assert await get(kube, IMAGE_CONFIGS, "cluster", None) is not None
+    # (written after the Config's status, in the same reconcile).
+    async def image_config() -> Obj | None:
+        return await get(kube, IMAGE_CONFIGS, "cluster", None)
+
+    await eventually(image_config, timeout_s=STEP_TIMEOUT_S, what="images.config cluster")
     assert await internal_hostname(kube) == ""
     await delete_config(kube)
 
@@ -375,9 +391,11 @@ async def test_hostnames_reach_imagestreams(plane: ControlPlane, kube: Kube) -> 
 
             async def recreate() -> bool:
                 deployment = await get(kube, DEPLOYMENTS, "image-registry")
-                return (deployment or {}).get("spec", {}).get("strategy") == {"type": "Recreate"}
+                strategy = ((deployment or {}).get("spec") or {}).get("strategy")
+                return bool(strategy == {"type": "Recreate"})
 
             await eventually(recreate, timeout_s=STEP_TIMEOUT_S, what="Recreate strategy")
+            await remove_registry(kube)
     finally:
         await delete_config(kube)
 

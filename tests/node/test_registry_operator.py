@@ -48,7 +48,7 @@ from localdev import debian_images
 from localdev.images import make_oci_image, skopeo_push
 from localdev.system import local_settings, run_system
 from tests.integration.conftest import eventually
-from tests.integration.nodecluster import NodeCluster
+from tests.integration.nodecluster import NodeCluster, http_get
 from tests.node.pods import delete_namespace, ready
 
 NS = "openshift-image-registry"
@@ -94,26 +94,61 @@ async def running_registry(kube: Kube, *, not_uid: str = "") -> Obj:
     return await eventually(check, timeout_s=POD_BUDGET_S, interval_s=0.5, what="registry Ready")
 
 
+def diagnosis(cluster: NodeCluster) -> str:
+    """What a person would look at first when the registry does not come up."""
+    return "\n".join(
+        cluster.kubectl(*args, check=False)
+        for args in (
+            ("get", "pv,pvc,pods", "-n", NS, "-o", "wide"),
+            ("describe", "pods", "-n", NS, "-l", SELECTOR),
+            ("describe", "pvc", "-n", NS),
+        )
+    )
+
+
 async def service_address(kube: Kube) -> str:
+    """The Service's cluster IP and port, once it answers from the host (kube-proxy's rules
+    for a new Service arrive a moment after the pod is Ready)."""
     service = await kube.get(SERVICES, NS, "image-registry")
-    return f"{service['spec']['clusterIP']}:5000"
+    address = f"{service['spec']['clusterIP']}:5000"
+
+    async def answers() -> bool:
+        try:
+            await asyncio.to_thread(http_get, f"http://{address}/v2/", timeout_s=2.0)
+        except OSError:
+            return False
+        return True
+
+    await eventually(answers, timeout_s=POD_BUDGET_S, interval_s=0.5, what=f"{address} answers")
+    return address
 
 
-def pull_digest(source: str, directory: Path) -> str:
-    """Copy `source` (every blob) into an OCI layout; the digest of its manifest."""
-    subprocess.run(
+def skopeo_copy(cluster: NodeCluster, source: str, destination: str) -> None:
+    """skopeo copy over plain HTTP; a failure says skopeo's and the registry's last words."""
+    done = subprocess.run(
         [
             "skopeo",
             "copy",
             "--quiet",
             "--src-tls-verify=false",
+            "--dest-tls-verify=false",
             "--preserve-digests",
-            f"docker://{source}",
-            f"oci:{directory}:pulled",
+            source,
+            destination,
         ],
-        check=True,
+        capture_output=True,
+        text=True,
         timeout=SKOPEO_TIMEOUT_S,
+        check=False,
     )
+    if done.returncode != 0:
+        logs = cluster.kubectl("-n", NS, "logs", "-l", SELECTOR, "--tail=20", check=False)
+        raise AssertionError(f"skopeo copy {source} {destination}: {done.stderr}\n{logs}")
+
+
+def pull_digest(cluster: NodeCluster, source: str, directory: Path) -> str:
+    """Copy `source` (every blob) into an OCI layout; the digest of its manifest."""
+    skopeo_copy(cluster, f"docker://{source}", f"oci:{directory}:pulled")
     index = json.loads((directory / "index.json").read_text())
     return str(index["manifests"][0]["digest"])
 
@@ -125,7 +160,9 @@ async def push_restart_pull(
     address = await service_address(kube)
     repository = f"regop-{uuid.uuid4().hex[:8]}/app"
     image = make_oci_image(tmp_path / uuid.uuid4().hex, f"{restart} {uuid.uuid4().hex}")
-    await asyncio.to_thread(skopeo_push, image, f"{address}/{repository}:latest")
+    await asyncio.to_thread(
+        skopeo_copy, cluster, f"oci:{image.layout_dir}", f"docker://{address}/{repository}:latest"
+    )
     if restart == "container":
         # The registry is PID 1 of its container; killing it restarts the container in
         # the same pod (restartPolicy Always), whose emptyDir outlives it.
@@ -143,13 +180,16 @@ async def push_restart_pull(
     else:
         await kube.delete(PODS, NS, pod["metadata"]["name"])
         pod = await running_registry(kube, not_uid=pod["metadata"]["uid"])
+    # The restarted pod's endpoint comes back to kube-proxy a moment after it is Ready.
+    address = await service_address(kube)
     pulled = await asyncio.to_thread(
-        pull_digest, f"{address}/{repository}:latest", tmp_path / uuid.uuid4().hex
+        pull_digest, cluster, f"{address}/{repository}:latest", tmp_path / uuid.uuid4().hex
     )
     assert pulled == image.manifest_digest
     return pulled, pod
 
 
+@pytest.mark.timeout(1200)
 async def test_registry_keeps_images_across_restarts_on_emptydir_and_pvc(
     cluster: NodeCluster, tmp_path: Path
 ) -> None:
@@ -235,14 +275,20 @@ async def _emptydir_then_pvc(
             return False
         return (claim.get("spec") or {}).get("volumeName") == VOLUME
 
-    await eventually(bound, timeout_s=POD_BUDGET_S, interval_s=0.5, what="claim bound")
+    try:
+        await eventually(bound, timeout_s=POD_BUDGET_S, interval_s=0.5, what="claim bound")
+    except TimeoutError:
+        raise AssertionError(f"claim not bound:\n{diagnosis(cluster)}") from None
 
     async def on_the_claim() -> Obj | None:
         pod = await running_registry(kube)
         claims = [v.get("persistentVolumeClaim") for v in pod["spec"]["volumes"]]
         return pod if {"claimName": DEFAULT_CLAIM} in claims else None
 
-    await eventually(on_the_claim, timeout_s=POD_BUDGET_S, interval_s=0.5, what="pod on claim")
+    try:
+        await eventually(on_the_claim, timeout_s=POD_BUDGET_S, interval_s=0.5, what="pod")
+    except TimeoutError:
+        raise AssertionError(f"no registry pod on the claim:\n{diagnosis(cluster)}") from None
     await push_restart_pull(kube, cluster, tmp_path, "pod")
     assert (volume_dir / "docker" / "registry" / "v2" / "blobs").is_dir()
 

@@ -68,3 +68,34 @@ def test_every_kind_of_write_leaves_the_original_untouched() -> None:
     record(copied, "v1", event(3, "2026-01-01T00:00:20.000000Z"))
     assert copied["status"]["tags"][0]["items"][0]["image"] == f"sha256:{3:064x}"
     assert {t["tag"] for t in copied["status"]["tags"]} >= {"v1", "stable"}
+
+
+def test_the_cache_keeps_all_of_a_stream_but_managed_fields_and_kubectls_applied_copy() -> None:
+    from imagestream.imagestreams import trim_for_cache
+
+    stream = {
+        "metadata": {
+            "name": "app",
+            "namespace": "ns",
+            "resourceVersion": "7",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": '{"kind":"ImageStream"}',
+                "openshift.io/display-name": "App",
+            },
+            "labels": {"app": "web"},
+        },
+        "spec": {"tags": [{"name": "v1"}]},
+        "status": {"tags": [{"tag": "v1", "items": [{"image": "sha256:1"}]}]},
+    }
+    original = copy.deepcopy(stream)
+    kept = trim_for_cache(stream)
+    assert stream == original  # the object as received is untouched
+    assert kept["metadata"] == {
+        "name": "app",
+        "namespace": "ns",
+        "resourceVersion": "7",
+        "annotations": {"openshift.io/display-name": "App"},
+        "labels": {"app": "web"},
+    }
+    assert kept["spec"] == stream["spec"] and kept["status"] == stream["status"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import pytest
 import yaml
 
 from controller.registryoperator.plan import (
@@ -17,10 +18,12 @@ from controller.registryoperator.plan import (
     Plan,
     TokenAuth,
     bootstrap_config,
+    degraded,
     failed_status,
     is_default_class,
     plan,
 )
+from controller.registryoperator.reconciler import SecretKey, decoded
 from imagestream.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -48,6 +51,10 @@ def config(spec: dict[str, Any], status: dict[str, Any] | None = None) -> Obj:
         "spec": spec,
         **({"status": status} if status else {}),
     }
+
+
+def spec_emptydir() -> dict[str, Any]:
+    return {"managementState": "Managed", "storage": {"emptyDir": {}}}
 
 
 def facts(cfg: Obj, **kwargs: Any) -> Facts:
@@ -162,7 +169,9 @@ def test_managed_emptydir_plans_the_registry_and_its_hostname() -> None:
     assert result.internal_hostname == f"image-registry.{NS}.svc:5000"
     assert condition(result, "StorageExists")["status"] == "True"
     assert condition(result, "Available")["reason"] == "DeploymentNotFound"
-    assert (INGRESSES, "default-route") in result.delete
+    assert (INGRESSES, "default-route") not in result.delete  # there is none
+    had_route = plan(OPTIONS, facts(config(spec_emptydir()), ingress_host="old.example"))
+    assert (INGRESSES, "default-route") in had_route.delete
 
 
 def test_existing_http_secret_is_kept_and_the_spec_one_wins() -> None:
@@ -446,3 +455,22 @@ def test_token_auth_configured_without_its_certificate_starts_nothing() -> None:
     result = plan(options, facts(config(spec)))
     assert result.apply == ()
     assert condition(result, "Degraded")["reason"] == "TokenAuthNotReady"
+
+
+def test_degraded_says_whether_to_look_again_soon() -> None:
+    spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
+    assert not degraded(plan(OPTIONS, facts(config(spec))).status)
+    assert degraded(plan(OPTIONS, facts(config(spec), notification_token=None)).status)
+
+
+def test_secret_key_settings_are_namespace_name_key() -> None:
+    assert SecretKey.parse("") is None
+    assert SecretKey.parse("ns/name:token") == SecretKey(namespace="ns", name="name", key="token")
+    for bad in ("name:token", "ns/name", "ns/:token", "/name:token"):
+        with pytest.raises(ValueError, match="namespace/name:key"):
+            SecretKey.parse(bad)
+
+
+def test_secret_values_are_decoded_and_undecodable_ones_left_out() -> None:
+    assert decoded(None) is None
+    assert decoded({"data": {"a": "dG9rZW4=", "b": "not base64!"}}) == {"a": "token"}
