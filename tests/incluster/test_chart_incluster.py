@@ -2,9 +2,12 @@
 
 `helm install` of the chart into a namespace that enforces the restricted
 Pod Security Standard: the controller (two replicas, one leader), the
-webhook (two replicas behind its Service) and the integrated registry
-(`registry.enabled`, its notifications to the webhook Service by DNS name),
-each from an image made on this machine. Then, from outside the cluster,
+webhook (two replicas behind its Service) and the integrated registry, which
+the chart does not render: the controller's registry operator makes it from
+the first `cluster` Config the chart's values describe (`registry.enabled`:
+Managed, emptyDir; its Service at the fixed `registry.service.clusterIP`; its
+notifications to the webhook Service by DNS name), each from an image made on
+this machine. Then, from outside the cluster,
 skopeo pushes to the registry's Service address; the registry notifies the
 webhook, which records the tag; the controller rolls a Deployment whose new
 pod runs the pushed digest, pulled by containerd from that same registry.
@@ -57,13 +60,13 @@ class Release:
     helm: Helm
 
     def pods(self, component: str) -> list[dict[str, Any]]:
-        listed: dict[str, Any] = self.cluster.get(
-            "-n",
-            self.namespace,
-            "pods",
-            "-l",
-            f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component={component}",
+        # The registry's pods are the operator's (OpenShift's label), not the release's.
+        selector = (
+            "docker-registry=default"
+            if component == "registry"
+            else f"app.kubernetes.io/instance={self.name},app.kubernetes.io/component={component}"
         )
+        listed: dict[str, Any] = self.cluster.get("-n", self.namespace, "pods", "-l", selector)
         return [p for p in listed["items"] if p["metadata"].get("deletionTimestamp") is None]
 
     def lease_holder(self) -> str:
@@ -107,6 +110,12 @@ def release(cluster: NodeCluster, images: Images, helm: Helm) -> Iterator[Releas
             kubeconfig=kubeconfig,
             timeout_s=INSTALL_BUDGET_S + 30,
         )
+        # `--wait` knows the release's objects only: the operator's registry comes after.
+        wait_for(
+            lambda: _registry_available(installed),
+            timeout_s=INSTALL_BUDGET_S,
+            what="the operator's registry Available",
+        )
         yield installed
     finally:
         try:
@@ -120,8 +129,25 @@ def release(cluster: NodeCluster, images: Images, helm: Helm) -> Iterator[Releas
                 check=False,
             )
         finally:
+            # helm leaves the operator's Config (a cluster singleton, as on OpenShift).
+            cluster.kubectl(
+                "delete",
+                "configs.imageregistry.operator.openshift.io",
+                "cluster",
+                "--ignore-not-found",
+            )
             delete_namespace(cluster, apps)
             delete_namespace(cluster, namespace)
+
+
+def _registry_available(release: Release) -> bool:
+    """The operator's `cluster` Config says Available and its one pod is Ready."""
+    listed: dict[str, Any] = release.cluster.get("configs.imageregistry.operator.openshift.io")
+    for config in listed["items"]:
+        for condition in (config.get("status") or {}).get("conditions") or []:
+            if condition["type"] == "Available" and condition["status"] == "True":
+                return len(release.pods("registry")) == 1 and _ready(release.pods("registry")[0])
+    return False
 
 
 def test_every_pod_is_ready_under_the_restricted_pod_security_standard(release: Release) -> None:
@@ -143,6 +169,15 @@ def test_every_pod_is_ready_under_the_restricted_pod_security_standard(release: 
                 assert context["allowPrivilegeEscalation"] is False
                 assert context["capabilities"]["drop"] == ["ALL"]
     assert counts == {"controller": 2, "webhook": 2, "registry": 1}
+    # The registry is the operator's: made from the first Config the values describe, its
+    # Deployment not the release's (helm never wrote it).
+    config = release.cluster.get("configs.imageregistry.operator.openshift.io", "cluster")
+    assert config["spec"]["managementState"] == "Managed"
+    assert config["spec"]["storage"] == {"emptyDir": {}}
+    deployment = release.cluster.get("-n", release.namespace, "deployment", "image-registry")
+    assert "meta.helm.sh/release-name" not in (deployment["metadata"].get("annotations") or {})
+    service = release.cluster.get("-n", release.namespace, "service", "image-registry")
+    assert service["spec"]["clusterIP"] == IN_CLUSTER_REGISTRY_IP
     # Both controller replicas run, one leads.
     holder = release.lease_holder()
     assert holder in {pod["metadata"]["name"] for pod in release.pods("controller")}, holder

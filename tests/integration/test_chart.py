@@ -44,7 +44,6 @@ from localdev.private import private_dir, write_private
 from localdev.processes import ManagedProcess, wait_until
 from localdev.registry import NotificationEndpoint, Registry
 from tests.integration.conftest import (
-    NotificationReceiver,
     eventually,
     kube_with_crds,
     own_control_plane,
@@ -289,6 +288,11 @@ def test_namespaced_mode_grants_nothing_cluster_wide(helm: Helm) -> None:
         assert (namespace, "rel-imagestream-controller-controller") in roles
         assert (namespace, "rel-imagestream-controller-webhook") in roles
     assert ("ns", "rel-imagestream-controller-leader-election") in roles
+    # The registry operator asked for in namespaced mode: its ClusterRole, and no other.
+    with_operator = helm.template(*values_args("namespaced"), "--set", "registry.operator=true")
+    assert [r["metadata"]["name"] for r in by_kind(with_operator, "ClusterRole")] == [
+        "rel-imagestream-controller-registry-operator"
+    ]
     # Secrets only where asked (team-a), for both processes (a `verify: registry` receiver),
     # and, in every watched namespace, the controller's own grant for the accounts' pull
     # secrets (controller.serviceAccountPullSecrets).
@@ -401,50 +405,55 @@ def test_openshifts_image_roles_and_public_image_namespaces(helm: Helm) -> None:
     assert "localsubjectaccessreviews" in json.dumps(by_kind(objects, "ClusterRole"))
 
 
-def _expand(value: str, env: dict[str, str]) -> str:
-    """The kubelet's `$(VAR)` expansion of an env value (dependent environment variables)."""
-    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m[1], m[0]), value)
-
-
 @pytest.mark.parametrize("value_set", ["registry", "s3"])
-async def test_the_integrated_registry_notifies_the_webhook_with_its_token(
-    helm: Helm,
-    value_set: str,
-    notification_receiver: NotificationReceiver,
-    tmp_path: Path,
+def test_the_operator_is_given_the_registry_its_receiver_and_its_first_config(
+    helm: Helm, value_set: str
 ) -> None:
-    """The rendered registry config and env, run by a real distribution: its notification
-    carries the token from the very Secret key the webhook's integrated receiver reads."""
+    """The chart renders no registry: the controller runs the operator, told where the
+    webhook's integrated receiver is and which Secret key holds the token that receiver
+    reads, and what the first Config is (registry.enabled, registry.storage)."""
     objects = helm.template(*values_args(value_set))
-    registry = named(objects, "Deployment", "-registry")
-    container = registry["spec"]["template"]["spec"]["containers"][0]
-    env = {item["name"]: item for item in container["env"]}
-    token_ref = env["IMAGESTREAM_NOTIFICATION_TOKEN"]["valueFrom"]["secretKeyRef"]
-    http_ref = env["REGISTRY_HTTP_SECRET"]["valueFrom"]["secretKeyRef"]
-    assert http_ref == {
-        "name": "rel-imagestream-controller-webhook-generated",
-        "key": "registry-http-secret",
-    }
+    assert not [o for o in by_kind(objects, "Deployment") if "registry" in o["metadata"]["name"]]
+    assert not by_kind(objects, "PersistentVolumeClaim")
+    controller = env_of(named(objects, "Deployment", "-controller"))
+    assert controller["IMAGESTREAM_REGISTRY_OPERATOR"] == "true"
+    assert controller["IMAGESTREAM_REGISTRY_NAMESPACE"] == "ns"
+    assert controller["IMAGESTREAM_REGISTRY_IMAGE"] == "docker.io/library/registry:3.0.0"
+    assert controller["IMAGESTREAM_REGISTRY_NOTIFICATION_URL"] == (
+        "http://rel-imagestream-controller-webhook.ns.svc:80/v1/events/integrated"
+    )
+    assert controller["IMAGESTREAM_REGISTRY_BOOTSTRAP_MANAGEMENT_STATE"] == "Managed"
+    spec = json.loads(controller["IMAGESTREAM_REGISTRY_BOOTSTRAP_SPEC"])
+    if value_set == "s3":
+        assert spec["storage"] == {
+            "s3": {
+                "bucket": "images",
+                "region": "us-east-1",
+                "regionEndpoint": "http://minio.minio.svc:9000",
+            }
+        }
+        assert spec["replicas"] == 2
+    else:
+        assert spec["storage"] == {"pvc": {"claim": ""}}  # the operator provisions it
+    # The token: the Secret key the operator copies is the one the webhook's receiver reads.
+    namespace, _, reference = controller["IMAGESTREAM_REGISTRY_NOTIFICATION_SECRET"].partition("/")
+    assert namespace == "ns"
+    secret_name, _, key = reference.partition(":")
     webhook = named(objects, "Deployment", "-webhook")
     (volume,) = [
         v
         for v in webhook["spec"]["template"]["spec"]["volumes"]
         if v["name"] == "registry-notifications"
     ]
-    assert {
-        "name": volume["secret"]["secretName"],
-        "key": volume["secret"]["items"][0]["key"],
-    } == token_ref
-    assert volume["secret"]["items"][0]["path"] == token_ref["key"]
+    assert volume["secret"]["secretName"] == secret_name
+    assert volume["secret"]["items"] == [{"key": key, "path": key}]
     if value_set == "s3":  # registry.notificationToken: a Secret of the chart holds it
         token_secret = named(objects, "Secret", "-registry-notifications")
-        token = base64.b64decode(token_secret["data"][token_ref["key"]]).decode()
-        assert token == "fixed-token-for-tests"
+        assert base64.b64decode(token_secret["data"][key]).decode() == "fixed-token-for-tests"
     else:  # generated by the webhook at run time
-        assert token_ref["name"].endswith("-webhook-generated")
+        assert secret_name.endswith("-webhook-generated")
         generated = env_of(webhook)["IMAGESTREAM_GENERATED_SECRET_KEYS"].split(",")
-        assert {token_ref["key"], "registry-http-secret"} <= set(generated)
-        token = "token-" + uuid.uuid4().hex
+        assert key in generated and "registry-http-secret" not in generated
     receivers = parse_config(
         yaml.safe_load(named(objects, "ConfigMap", "-webhook")["data"]["receivers.yaml"]),
         source="chart",
@@ -452,75 +461,75 @@ async def test_the_integrated_registry_notifies_the_webhook_with_its_token(
     )
     integrated = {r.name: r for r in receivers}["integrated"]
     assert integrated.integrated is True
-    assert integrated.auth.secret_files == (
-        Path(f"/etc/imagestream/integrated-registry/{token_ref['key']}"),
-    )
-    for deployment in by_kind(objects, "Deployment"):
-        if not deployment["metadata"]["name"].endswith("-registry"):
-            assert env_of(deployment)["IMAGESTREAM_INTEGRATED_REGISTRY"] == (
-                "registry.example.com"
-                if value_set == "s3"
-                else "rel-imagestream-controller-registry.ns.svc:5000"
-            )
+    assert integrated.auth.secret_files == (Path(f"/etc/imagestream/integrated-registry/{key}"),)
+    for deployment in (webhook, named(objects, "Deployment", "-controller")):
+        assert env_of(deployment)["IMAGESTREAM_INTEGRATED_REGISTRY"] == (
+            "registry.example.com" if value_set == "s3" else "image-registry.ns.svc:5000"
+        )
 
-    # Run it: the rendered config.yml, the env as the kubelet would give it (secrets from
-    # their Secrets, $(VAR) expanded), storage and address moved to this machine.
-    config = yaml.safe_load(named(objects, "ConfigMap", "-registry-config")["data"]["config.yml"])
-    assert "endpoints" not in config["notifications"]  # no token in the config
-    port = free_port()
-    config["http"]["addr"] = f"127.0.0.1:{port}"
-    config["storage"] = {"filesystem": {"rootdirectory": str(tmp_path / "data")}}
-    config_path = tmp_path / "config.yml"
-    config_path.write_text(yaml.safe_dump(config))
-    values = {"IMAGESTREAM_NOTIFICATION_TOKEN": token, "REGISTRY_HTTP_SECRET": "http-secret"}
-    for name, item in env.items():
-        if "value" in item:
-            values[name] = _expand(item["value"], values)
-    (endpoint,) = yaml.safe_load(values["REGISTRY_NOTIFICATIONS_ENDPOINTS"])
-    assert (
-        endpoint["url"]
-        == "http://rel-imagestream-controller-webhook.ns.svc:80/v1/events/integrated"
+
+def test_the_registry_values_only_make_the_first_config(helm: Helm) -> None:
+    """registry.enabled false is Removed; a fixed Service IP is the integrated host; with
+    the token service the operator's registry is given its realm and signing Secret."""
+    controller = env_of(named(helm.template(), "Deployment", "-controller"))
+    assert controller["IMAGESTREAM_REGISTRY_BOOTSTRAP_MANAGEMENT_STATE"] == "Removed"
+    assert json.loads(controller["IMAGESTREAM_REGISTRY_BOOTSTRAP_SPEC"])["storage"] == {
+        "emptyDir": {}
+    }
+    assert "IMAGESTREAM_REGISTRY_TOKEN_REALM" not in controller
+    objects = helm.template(
+        "--set",
+        "registry.service.clusterIP=10.0.0.12",
+        "--set",
+        "webhook.service.clusterIP=10.0.0.13",
+        "--set",
+        "webhook.registryTokens.enabled=true",
+        "--set",
+        "registry.namespace=registry",
     )
-    endpoint["url"] = notification_receiver.url
-    values["REGISTRY_NOTIFICATIONS_ENDPOINTS"] = yaml.safe_dump([endpoint])
-    process = ManagedProcess(
-        name="chart-registry",
-        argv=["docker-registry", "serve", str(config_path)],
-        log_path=tmp_path / "registry.log",
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            **{k: v for k, v in values.items() if k.startswith("REGISTRY_")},
-        },
-    ).start()
-    try:
-        await asyncio.to_thread(
-            wait_until,
-            "registry answers",
-            lambda: _http_ok(f"http://127.0.0.1:{port}/v2/"),
-            timeout_s=30.0,
-            processes=[process],
-        )
-        image = make_oci_image(tmp_path / "image", uuid.uuid4().hex)
-        await asyncio.to_thread(skopeo_push, image, f"127.0.0.1:{port}/team/app:v1")
-        arrived = await notification_receiver.wait_for(
-            lambda r: any(e["action"] == "push" for e in r.body["events"])
-        )
-    finally:
-        process.stop()
-    assert arrived.headers["Authorization"] == f"Bearer {token}"
+    controller = env_of(named(objects, "Deployment", "-controller"))
+    assert controller["IMAGESTREAM_REGISTRY_CLUSTER_IP"] == "10.0.0.12"
+    assert controller["IMAGESTREAM_INTEGRATED_REGISTRY"] == "10.0.0.12:5000"
+    assert controller["IMAGESTREAM_REGISTRY_NAMESPACE"] == "registry"
+    assert controller["IMAGESTREAM_REGISTRY_TOKEN_REALM"] == (
+        "http://10.0.0.13:80/v1/registry/token"
+    )
+    assert controller["IMAGESTREAM_REGISTRY_TOKEN_SIGNING_SECRET"] == (
+        "ns/rel-imagestream-controller-registry-token-signing"
+    )
+    assert named(objects, "Service", "-webhook")["spec"]["clusterIP"] == "10.0.0.13"
+    role = named(objects, "Role", "-registry-operator")
+    assert role["metadata"]["namespace"] == "registry"
+    secrets = named(objects, "Role", "-registry-operator-secrets")
+    assert secrets["rules"][0]["resourceNames"] == [
+        "rel-imagestream-controller-webhook-generated",
+        "rel-imagestream-controller-registry-token-signing",
+    ]
+    # registry.operator off (OpenShift runs its own): no operator, no grant, no receiver.
+    objects = helm.template("--set", "registry.operator=false")
+    assert "IMAGESTREAM_REGISTRY_OPERATOR" not in env_of(
+        named(objects, "Deployment", "-controller")
+    )
+    assert not [o for o in objects if "registry-operator" in o["metadata"]["name"]]
 
 
 def test_an_integrated_receiver_of_ones_own_needs_the_integrated_registry_host(
     helm: Helm,
 ) -> None:
-    """It records pushes to that host only (issue 14, point 1), so the chart must name it."""
+    """It records pushes to that host only (issue 14, point 1), so the chart must name it
+    (with the registry operator on, its Service is that host)."""
     receiver = {
         "name": "distribution",
         "type": "distribution",
         "integrated": True,
         "auth": {"type": "bearer", "secretKeys": ["distribution-token"]},
     }
-    given = ("--set-json", f"webhook.receivers={json.dumps([receiver])}")
+    given = (
+        "--set-json",
+        f"webhook.receivers={json.dumps([receiver])}",
+        "--set",
+        "registry.operator=false",
+    )
     refused = helm.run("template", "rel", str(CHART), *given, check=False)
     assert refused.returncode != 0
     assert '"distribution" is integrated' in refused.stderr, refused.stderr
@@ -916,6 +925,88 @@ async def test_rbac_cluster_mode(kube: Kube, cluster_install: Installed) -> None
     for verb in ("update", "delete"):
         assert not await _allowed(kube, webhook, verb, "secrets", namespace=namespace, name=signing)
 
+    # The registry operator (registry.operator, its registry in the release namespace here).
+    await _check_registry_operator(kube, cluster_install, controller, elsewhere)
+
+
+async def _check_registry_operator(
+    kube: Kube, installed: Installed, controller: str, elsewhere: str
+) -> None:
+    """What the operator writes and reads, and nothing more: its Config and the image
+    config's status cluster-wide, by name; StorageClasses, listed; in the registry
+    namespace the objects it makes, by name where RBAC can say so; the two Secrets it
+    reads in the release namespace."""
+    namespace = installed.namespace
+    configs = "configs.imageregistry.operator.openshift.io"
+    images = "images.config.openshift.io"
+    for verb, resource, name in [
+        ("list", configs, ""),
+        ("watch", configs, ""),
+        ("create", configs, ""),
+        ("get", configs, "cluster"),
+        ("patch", configs, "cluster"),
+        ("patch", f"{configs}:status", "cluster"),
+        ("list", images, ""),
+        ("watch", images, ""),
+        ("create", images, ""),
+        ("get", images, "cluster"),
+        ("patch", f"{images}:status", "cluster"),
+        ("list", "storageclasses.storage.k8s.io", ""),
+    ]:
+        assert await _allowed(kube, controller, verb, resource, name=name), (verb, resource)
+    for verb, resource, name in [
+        ("patch", configs, "other"),
+        ("delete", configs, "cluster"),
+        ("patch", images, "cluster"),  # the spec is the admin's; only the status is written
+        ("create", "storageclasses.storage.k8s.io", ""),
+        ("create", "namespaces", ""),
+    ]:
+        assert not await _allowed(kube, controller, verb, resource, name=name), (verb, resource)
+    assert await _allowed(kube, controller, "get", "namespaces", name=namespace)
+    owned = [
+        ("deployments.apps", "image-registry"),
+        ("services", "image-registry"),
+        ("configmaps", "image-registry-config"),
+        ("configmaps", "image-registry-token-ca"),
+        ("secrets", "image-registry-private-configuration"),
+        ("ingresses.networking.k8s.io", "default-route"),
+    ]
+    for resource, name in owned:
+        for verb in ("get", "patch", "delete"):
+            assert await _allowed(
+                kube, controller, verb, resource, namespace=namespace, name=name
+            ), (verb, resource, name)
+        # (Reading workloads and Secrets everywhere is the controller's other grants'.)
+        assert not await _allowed(
+            kube, controller, "delete", resource, namespace=elsewhere, name=name
+        ), (resource, name, "elsewhere")
+        assert await _allowed(kube, controller, "create", resource, namespace=namespace)
+    for verb, resource in [
+        ("delete", "services"),
+        ("delete", "configmaps"),
+        ("patch", "ingresses.networking.k8s.io"),
+        ("delete", "secrets"),
+    ]:
+        assert not await _allowed(
+            kube, controller, verb, resource, namespace=namespace, name="someone-elses"
+        ), (verb, resource)
+    for verb in ("get", "create", "delete"):
+        assert await _allowed(kube, controller, verb, "persistentvolumeclaims", namespace=namespace)
+        assert not await _allowed(
+            kube, controller, verb, "persistentvolumeclaims", namespace=elsewhere
+        )
+    user = "image-registry-private-configuration-user"
+    assert await _allowed(kube, controller, "get", "secrets", namespace=namespace, name=user)
+    assert not await _allowed(kube, controller, "patch", "secrets", namespace=namespace, name=user)
+    for secret in (
+        f"{installed.fullname}-webhook-generated",  # the notification token
+        f"{installed.fullname}-registry-token-signing",  # its tls.crt: the rootcertbundle
+    ):
+        assert await _allowed(kube, controller, "get", "secrets", namespace=namespace, name=secret)
+        assert not await _allowed(
+            kube, controller, "delete", "secrets", namespace=namespace, name=secret
+        )
+
 
 async def test_rbac_namespaced_mode(kube: Kube, namespaced_install: Installed) -> None:
     team_a, team_b = namespaced_install.watched
@@ -949,8 +1040,9 @@ async def test_namespaced_install_with_registry(kube: Kube, namespaced_install: 
     for obj in namespaced_install.objects:
         assert await _exists(kube, obj, namespaced_install.namespace), obj["metadata"]["name"]
     kinds = {obj["kind"] for obj in namespaced_install.objects}
-    assert {"NetworkPolicy", "PersistentVolumeClaim", "PodDisruptionBudget"} <= kinds
-    await _wait_for_pods(kube, namespaced_install, {"controller": 2, "webhook": 2, "registry": 1})
+    assert {"NetworkPolicy", "PodDisruptionBudget"} <= kinds
+    # No registry: the operator, off in namespaced mode, would make it.
+    await _wait_for_pods(kube, namespaced_install, {"controller": 2, "webhook": 2})
 
 
 # --- the real processes, as the chart runs them, under the chart's ServiceAccounts -------------
@@ -1032,6 +1124,10 @@ async def chart_processes(
         f"integratedRegistryHost=127.0.0.1:{registry_port}",
         "--set",
         "logging.level=debug",
+        # A registry of the test's own: no operator (it would write the session plane's
+        # cluster singletons, which other modules' controllers read).
+        "--set",
+        "registry.operator=false",
         # Namespaced mode takes admission certificates from cert-manager only, which this
         # control plane does not run (docs/admission.md#certificates).
         "--set",

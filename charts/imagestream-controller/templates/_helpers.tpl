@@ -116,8 +116,8 @@ Where the receivers' secrets come from, decided without randomness so that
 
 {{/*
 The keys the webhook generates at run time, comma-separated and sorted:
-receiver keys nothing supplies, and with `registry.enabled` the registry's
-notification token (unless `registry.notificationToken`) and its HTTP secret.
+receiver keys nothing supplies, and with `registry.operator` the registry's
+notification token (unless `registry.notificationToken`).
 */}}
 {{- define "imagestream.generatedKeys" -}}
 {{- $keys := list -}}
@@ -128,17 +128,25 @@ notification token (unless `registry.notificationToken`) and its HTTP secret.
 {{- end -}}
 {{- end -}}
 {{- end -}}
-{{- if .Values.registry.enabled -}}
-{{- if not .Values.registry.notificationToken -}}
+{{- if and .Values.registry.operator (not .Values.registry.notificationToken) -}}
 {{- $keys = append $keys "registry-notification-token" -}}
-{{- end -}}
-{{- $keys = append $keys "registry-http-secret" -}}
 {{- end -}}
 {{- $keys | sortAlpha | join "," -}}
 {{- end -}}
 
-{{- define "imagestream.registry.name" -}}
-{{- printf "%s-registry" (include "imagestream.fullname" .) -}}
+{{/* The namespace the operator runs the registry in (registry.namespace, else the release's). */}}
+{{- define "imagestream.registry.namespace" -}}
+{{- default .Release.Namespace .Values.registry.namespace -}}
+{{- end -}}
+
+{{/* The token service's URL the operator's registry sends clients to (webhook.registryTokens.realm). */}}
+{{- define "imagestream.registryTokenRealm" -}}
+{{- if .Values.webhook.registryTokens.realm -}}
+{{- .Values.webhook.registryTokens.realm -}}
+{{- else -}}
+{{- $host := .Values.webhook.service.clusterIP | default (printf "%s.%s.svc" (include "imagestream.webhook.serviceName" .) .Release.Namespace) -}}
+{{- printf "http://%s:%v/v1/registry/token" $host .Values.webhook.service.port -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The Secret holding the integrated registry's notification token (webhook side). */}}
@@ -150,12 +158,12 @@ notification token (unless `registry.notificationToken`) and its HTTP secret.
 {{- default .Release.Namespace .Values.controller.leaderElection.namespace -}}
 {{- end -}}
 
-{{/* `host:port` of the integrated registry: the value, else the chart's registry Service. */}}
+{{/* `host:port` of the integrated registry: the value, else the operator's registry Service. */}}
 {{- define "imagestream.integratedRegistryHost" -}}
 {{- if .Values.integratedRegistryHost -}}
 {{- .Values.integratedRegistryHost -}}
-{{- else if .Values.registry.enabled -}}
-{{- printf "%s.%s.svc:%v" (include "imagestream.registry.name" .) .Release.Namespace .Values.registry.service.port -}}
+{{- else if .Values.registry.operator -}}
+{{- .Values.registry.service.clusterIP | default (printf "image-registry.%s.svc" (include "imagestream.registry.namespace" .)) -}}:5000
 {{- end -}}
 {{- end -}}
 
