@@ -135,6 +135,10 @@ class Options:
     route_domain: str = ""
     """`defaultRoute` hosts are `default-route-<namespace>.<route_domain>`."""
     ingress_class: str = ""
+    service_ip: str = ""
+    """The Service's `clusterIP`, fixed in advance where nodes and hosts are told the
+    address before the Service exists (`imagestream dev`'s containerd mirror); empty: the
+    API server allocates one. Honoured when the Service is made: a clusterIP is immutable."""
 
     @property
     def internal_hostname(self) -> str:
@@ -356,7 +360,7 @@ def _managed(options: Options, facts: Facts) -> Plan:
         )
     else:
         deletes.append((CONFIGMAPS, TOKEN_CA_CONFIG_MAP))
-    applies.append((SERVICES, _service(options.namespace)))
+    applies.append((SERVICES, _service(options.namespace, options.service_ip)))
     applies.append(
         (
             DEPLOYMENTS,
@@ -691,16 +695,19 @@ def _configmap(namespace: str, name: str, data: Mapping[str, str]) -> Obj:
     }
 
 
-def _service(namespace: str) -> Obj:
+def _service(namespace: str, cluster_ip: str) -> Obj:
+    spec: Obj = {
+        "type": "ClusterIP",
+        "selector": dict(POD_LABELS),
+        "ports": [{"name": f"{PORT}-tcp", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
+    }
+    if cluster_ip:
+        spec["clusterIP"] = cluster_ip
     return {
         "apiVersion": SERVICES.api_version,
         "kind": SERVICES.kind,
         "metadata": _metadata(NAME, namespace),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": dict(POD_LABELS),
-            "ports": [{"name": f"{PORT}-tcp", "port": PORT, "targetPort": PORT, "protocol": "TCP"}],
-        },
+        "spec": spec,
     }
 
 

@@ -294,6 +294,13 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--registry-service-ip",
+        "",
+        "fixed clusterIP of the operator's registry Service, set when it is made"
+        " (default: allocated)",
+    )
+    add_flag(
+        parser,
         "--registry-token-signing-secret",
         "",
         "namespace/name of the kubernetes.io/tls Secret whose EC key signs the integrated"
@@ -380,6 +387,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         registry_notification_secret=args.registry_notification_secret,
         registry_route_domain=args.registry_route_domain,
         registry_ingress_class=args.registry_ingress_class,
+        registry_service_ip=args.registry_service_ip,
         registry_token_signing_secret=args.registry_token_signing_secret,
     )
 

@@ -409,3 +409,13 @@ def test_token_auth_configured_without_its_certificate_starts_nothing() -> None:
     result = plan(options, facts(config(spec)))
     assert result.apply == ()
     assert condition(result, "Degraded")["reason"] == "TokenAuthNotReady"
+
+
+def test_the_service_takes_a_fixed_cluster_ip_when_one_is_given() -> None:
+    spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
+    allocated = applied(plan(OPTIONS, facts(config(spec))), SERVICES)
+    assert "clusterIP" not in allocated["spec"]
+    fixed = Options(namespace=NS, image="r", service_ip="10.0.0.12")
+    service = applied(plan(fixed, facts(config(spec))), SERVICES)
+    assert service["spec"]["clusterIP"] == "10.0.0.12"
+    assert service["spec"]["ports"] == allocated["spec"]["ports"]
