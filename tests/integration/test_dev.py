@@ -18,13 +18,22 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from imagestream.kube.client import connect
 from imagestream.kube.resources import DEPLOYMENTS
 from localdev.controlplane import free_port
 from tests.integration.devpush import push_and_wait_recorded
-from tests.integration.proctree import descendants, read_ready_line, wait_all_gone
+from tests.integration.proctree import (
+    READY_BUDGET_S,
+    descendants,
+    read_ready_line,
+    wait_all_gone,
+)
 
 EXIT_BUDGET_S = 60.0
+# Start-up (after any wait for the node), the checks, the exit and its cleanup.
+pytestmark = pytest.mark.timeout(READY_BUDGET_S + 300)
 
 
 def test_dev_reaches_ready_and_exits_cleanly_on_sigint(tmp_path: Path) -> None:

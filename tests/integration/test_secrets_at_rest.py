@@ -31,7 +31,7 @@ from imagestream.kube.resources import IMAGESTREAMS
 from localdev.controlplane import ControlPlane, free_port
 from tests.integration.conftest import System, eventually, new_namespace, push
 from tests.integration.devpush import push_and_wait_recorded
-from tests.integration.proctree import read_ready_line
+from tests.integration.proctree import READY_BUDGET_S, read_ready_line
 
 EXIT_BUDGET_S = 60.0
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +91,7 @@ def _admin_token(kubeconfig: Path) -> str:
 # --- imagestream dev -----------------------------------------------------------------------
 
 
+@pytest.mark.timeout(READY_BUDGET_S + 300)  # start-up after any wait for the node
 def test_the_dev_system_keeps_every_secret_to_its_owner(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with subprocess.Popen(
