@@ -443,7 +443,7 @@ def _registry_operator(
             token_auth=None,
             route_domain=settings.registry_route_domain,
             ingress_class=settings.registry_ingress_class,
-            service_ip=settings.registry_service_ip,
+            cluster_ip=settings.registry_cluster_ip,
         ),
         notification_secret=notification_secret,
     )

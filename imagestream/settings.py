@@ -118,8 +118,8 @@ class Settings:
     """`defaultRoute` hosts are `default-route-<registry namespace>.<this domain>`."""
     registry_ingress_class: str = ""
     """The IngressClass of the default route's Ingress; empty: the cluster's default."""
-    registry_service_ip: str = ""
-    """A fixed clusterIP for the registry's Service; empty: allocated by the API server."""
+    registry_cluster_ip: str = ""
+    """A fixed cluster IP for the registry's Service; empty: one the cluster picks."""
     registry_token_signing_secret: str = ""
     """`namespace/name` of the `kubernetes.io/tls` Secret whose key signs registry tokens;
     set: the webhook serves the registry's token service (made when absent)."""

@@ -135,10 +135,8 @@ class Options:
     route_domain: str = ""
     """`defaultRoute` hosts are `default-route-<namespace>.<route_domain>`."""
     ingress_class: str = ""
-    service_ip: str = ""
-    """The Service's `clusterIP`, fixed in advance where nodes and hosts are told the
-    address before the Service exists (`imagestream dev`'s containerd mirror); empty: the
-    API server allocates one. Honoured when the Service is made: a clusterIP is immutable."""
+    cluster_ip: str = ""
+    """A fixed address for the Service (nodes are told of it before it exists); empty: any."""
 
     @property
     def internal_hostname(self) -> str:
@@ -360,7 +358,7 @@ def _managed(options: Options, facts: Facts) -> Plan:
         )
     else:
         deletes.append((CONFIGMAPS, TOKEN_CA_CONFIG_MAP))
-    applies.append((SERVICES, _service(options.namespace, options.service_ip)))
+    applies.append((SERVICES, _service(options.namespace, options.cluster_ip)))
     applies.append(
         (
             DEPLOYMENTS,
@@ -695,7 +693,7 @@ def _configmap(namespace: str, name: str, data: Mapping[str, str]) -> Obj:
     }
 
 
-def _service(namespace: str, cluster_ip: str) -> Obj:
+def _service(namespace: str, cluster_ip: str = "") -> Obj:
     spec: Obj = {
         "type": "ClusterIP",
         "selector": dict(POD_LABELS),

@@ -128,7 +128,6 @@ clear of the `kubernetes` (.1) and DNS (.10) Services."""
 REGISTRY_SERVICE_ADDRESS = f"{REGISTRY_SERVICE_IP}:{REGISTRY_PORT}"
 NOTIFICATION_SECRET = "kube-system/imagestream-registry-notification"  # noqa: S105 - a name
 NOTIFICATION_KEY = "token"
-TOKEN_SIGNING_SECRET = "kube-system/imagestream-registry-token-signing"  # noqa: S105 - a name
 REGISTRY_READY_TIMEOUT_S = 300.0
 """The registry pod's image is pulled from the host registry and started on the node."""
 REGISTRY_POLL_S = 0.5
@@ -348,10 +347,9 @@ def run_dev(
                 "registry_operator": True,
                 "registry_namespace": REGISTRY_NAMESPACE,
                 "registry_image": registry_image,
-                "registry_service_ip": REGISTRY_SERVICE_IP,
+                "registry_cluster_ip": REGISTRY_SERVICE_IP,
                 "registry_notification_url": notify_url,
                 "registry_notification_secret": f"{NOTIFICATION_SECRET}:{NOTIFICATION_KEY}",
-                "registry_token_signing_secret": TOKEN_SIGNING_SECRET,
                 "service_account_pull_secrets": True,
             }
         settings = Settings(

@@ -294,10 +294,10 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
-        "--registry-service-ip",
+        "--registry-cluster-ip",
         "",
-        "fixed clusterIP of the operator's registry Service, set when it is made"
-        " (default: allocated)",
+        "a fixed cluster IP for the operator's registry Service (nodes can be told to pull"
+        " from it before it exists); empty: one the cluster picks",
     )
     add_flag(
         parser,
@@ -387,7 +387,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         registry_notification_secret=args.registry_notification_secret,
         registry_route_domain=args.registry_route_domain,
         registry_ingress_class=args.registry_ingress_class,
-        registry_service_ip=args.registry_service_ip,
+        registry_cluster_ip=args.registry_cluster_ip,
         registry_token_signing_secret=args.registry_token_signing_secret,
     )
 

@@ -415,7 +415,7 @@ def test_the_service_takes_a_fixed_cluster_ip_when_one_is_given() -> None:
     spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
     allocated = applied(plan(OPTIONS, facts(config(spec))), SERVICES)
     assert "clusterIP" not in allocated["spec"]
-    fixed = Options(namespace=NS, image="r", service_ip="10.0.0.12")
+    fixed = Options(namespace=NS, image="r", cluster_ip="10.0.0.12")
     service = applied(plan(fixed, facts(config(spec))), SERVICES)
     assert service["spec"]["clusterIP"] == "10.0.0.12"
     assert service["spec"]["ports"] == allocated["spec"]["ports"]
