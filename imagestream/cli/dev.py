@@ -5,12 +5,33 @@ kube-controller-manager, built from Go modules on first use), a real node
 where the machine allows one (containerd, runc, CNI, kubelet,
 kube-scheduler, kube-proxy, CoreDNS: `localdev.node`; it needs root),
 installs our CRDs, registers our admission webhooks (a `url:` on loopback:
-the API server runs on this host), starts a real distribution registry whose
-notifications go to the webhook, and runs the controller and the webhook in this process
-until Ctrl-C. When everything is up (the node Ready) it prints one line:
+the API server runs on this host), starts a real distribution registry, and runs the
+controller and the webhook in this process until Ctrl-C. When everything is up (the node
+Ready, the integrated registry Available) it prints one line:
 
-    READY {"kubeconfig": ..., "kubectl": ..., "registry": ..., "webhook": ...,
-           "admission": ..., "token_file": ..., "health": ..., "metrics": ..., "node": ...}
+    READY {"kubeconfig": ..., "kubectl": ..., "registry": ..., "registry_hostname": ...,
+           "webhook": ..., "admission": ..., "token_file": ..., "health": ...,
+           "metrics": ..., "node": ...}
+
+With a node, the integrated registry is the one OpenShift has: the controller runs the
+Image Registry Operator's loop (and the pull-secret loop), which runs distribution as the
+Deployment `image-registry` in `openshift-image-registry`, its pod on the node, on
+`emptyDir` (the `cluster` Config is made before the loop starts: this cluster has no
+default StorageClass). The host registry (`localdev.registry`) then only holds the
+system's own images (pause, CoreDNS, the builder, the registry image), as a release
+registry does; its notifications are off. The operator's registry notifies the webhook,
+which therefore listens on the node's host-only address (pods cannot reach loopback).
+
+How the host reaches that registry, decided: its Service gets a fixed clusterIP
+(`REGISTRY_SERVICE_IP`, `--registry-cluster-ip`), the hostname published stays OpenShift's
+`image-registry.openshift-image-registry.svc:5000`, and the node's containerd gets a
+`hosts.toml` mirror of that name to the fixed address, as OpenShift's node DNS daemon makes
+the name resolvable on nodes. Fixed, not learnt from the Service once it exists, because
+three things need the address before the Service is made: containerd's mirror, the
+webhook's receiver (distribution names the host the client used; a push from the host to
+the Service address is only recorded if the receiver knows that address as a name of the
+integrated registry) and the README's one address to push to. An IP-based hostname was
+not chosen: ImageStreams would then show an address OpenShift never does.
 
 With a node, Builds run the builder image made here from Debian packages
 (`localdev.builder`: cached, pushed to the registry at start, given to the
