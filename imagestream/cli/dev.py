@@ -422,7 +422,9 @@ def run_dev(
         # A binary that is not installed or built; a part that never answered.
         raise CommandError(f"{error} (logs in {logs})") from None
     except (ImageBuildError, subprocess.CalledProcessError) as error:
-        raise CommandError(f"the builder image could not be made or pushed: {error}") from None
+        raise CommandError(
+            f"an image (the builder's, the registry's) could not be made or pushed: {error}"
+        ) from None
     finally:
         _progress("dev: stopping")
         if node is not None:
