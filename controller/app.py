@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
+import json
 import os
 import socket
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +57,9 @@ from controller.events import EventRecorder
 from controller.imagestreams.reconciler import IMPORT_FAILURE_REASONS, ImageStreamReconciler
 from controller.loop.queue import WorkQueue
 from controller.loop.workers import Loop, run_workers
-from controller.registryoperator.plan import Options
+from controller.registryoperator.plan import BOOTSTRAP_STATES, Bootstrap, Options
 from controller.registryoperator.reconciler import KEY as OPERATOR_KEY
-from controller.registryoperator.reconciler import RegistryOperator, SecretKey
+from controller.registryoperator.reconciler import RegistryOperator, SecretKey, TokenAuthSource
 from controller.rollouts.index import ReplicationControllerIndex
 from controller.rollouts.reconciler import RolloutReconciler, trim_replicationcontroller
 from controller.serviceaccounts.plan import MANAGED_SELECTOR
@@ -92,6 +95,9 @@ from imagestream.objects import Obj, object_key
 from imagestream.process import IMAGESTREAMS_CACHE, Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.registry_access import RegistryAccess
+from imagestream.registry_tokens import ISSUER as TOKEN_ISSUER
+from imagestream.registry_tokens import SERVICE as TOKEN_SERVICE
+from imagestream.registry_tokens import SIGNING_CERT_KEY, parse_secret_reference
 from imagestream.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -439,13 +445,13 @@ def _registry_operator(
             namespace=settings.registry_namespace,
             image=settings.registry_image,
             notification_url=settings.registry_notification_url,
-            # Token auth (regauth) fills this from its signing Secret; none until then.
-            token_auth=None,
             route_domain=settings.registry_route_domain,
             ingress_class=settings.registry_ingress_class,
-            cluster_ip=settings.registry_cluster_ip,
+            cluster_ip=_cluster_ip(settings.registry_cluster_ip),
+            bootstrap=registry_bootstrap(settings),
         ),
         notification_secret=notification_secret,
+        token_auth=token_auth_source(settings),
     )
     resync, timeout = settings.resync_period_s, settings.watch_timeout_s
     configs = InformerSet.create(
@@ -467,6 +473,79 @@ def _registry_operator(
     # The first reconcile bootstraps `cluster` when no Config exists (no event would come).
     operator.queue.add(OPERATOR_KEY)
     return operator, [configs, deployments, image_configs]
+
+
+def registry_bootstrap(settings: Settings) -> Bootstrap:
+    """The installer's part of the first `cluster` Config (SettingsError when unusable)."""
+    spec: object = {}
+    if settings.registry_bootstrap_spec.strip():
+        try:
+            spec = json.loads(settings.registry_bootstrap_spec)
+        except json.JSONDecodeError as error:
+            raise SettingsError(f"--registry-bootstrap-spec: not JSON: {error}") from error
+    if not isinstance(spec, dict):
+        raise SettingsError("--registry-bootstrap-spec: expected a JSON object (a Config spec)")
+    storage = spec.get("storage") or {}
+    kinds = (
+        [k for k in ("emptyDir", "pvc", "s3") if k in storage]
+        if isinstance(storage, dict)
+        else None
+    )
+    if kinds is None or len(kinds) > 1 or (storage and not kinds):
+        raise SettingsError(
+            "--registry-bootstrap-spec: storage must be one of emptyDir, pvc or s3, got"
+            f" {json.dumps(storage)}"
+        )
+    state = settings.registry_bootstrap_management_state
+    if state not in ("", *BOOTSTRAP_STATES):
+        raise SettingsError(
+            f"--registry-bootstrap-management-state: expected Managed or Removed, got {state!r}"
+        )
+    return Bootstrap(management_state=state, spec=spec)
+
+
+def _cluster_ip(text: str) -> str:
+    if not text:
+        return ""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as error:
+        raise SettingsError(f"--registry-cluster-ip: {error}") from error
+
+
+def token_auth_source(settings: Settings) -> TokenAuthSource | None:
+    """The registry's `auth.token` from the two settings that name the token service.
+
+    Both or neither: a realm without the signing Secret has no certificate to verify tokens
+    with, and a signing Secret without a realm would start a registry that takes anybody
+    while the webhook hands out tokens for it (SettingsError, at start).
+    """
+    realm, secret = settings.registry_token_realm, settings.registry_token_signing_secret
+    if not realm and not secret:
+        return None
+    if not secret:
+        raise SettingsError(
+            "--registry-token-realm needs --registry-token-signing-secret (the Secret whose"
+            " tls.crt the registry verifies tokens with)"
+        )
+    if not realm:
+        raise SettingsError(
+            "--registry-token-signing-secret with --registry-operator needs --registry-token-realm"
+            " (the token service's URL the registry sends clients to)"
+        )
+    url = urllib.parse.urlsplit(realm)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise SettingsError(f"--registry-token-realm: expected an http(s) URL, got {realm!r}")
+    try:
+        namespace, name = parse_secret_reference(secret)
+    except ValueError as error:
+        raise SettingsError(f"--registry-token-signing-secret: {error}") from error
+    return TokenAuthSource(
+        realm=realm,
+        service=TOKEN_SERVICE,
+        issuer=TOKEN_ISSUER,
+        certificate=SecretKey(namespace=namespace, name=name, key=SIGNING_CERT_KEY),
+    )
 
 
 async def _lead(

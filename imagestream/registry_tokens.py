@@ -57,6 +57,8 @@ cluster token stops working within that."""
 CLOCK_SKEW_S: Final = 30
 """`nbf` is backdated this much: the registry's clock may be a little behind ours."""
 SIGNING_CERT_VALIDITY: Final = datetime.timedelta(days=3650)
+SIGNING_CERT_KEY: Final = "tls.crt"
+"""The signing Secret's key holding the certificate (the registry's rootcertbundle)."""
 
 ANONYMOUS_USER: Final = "system:anonymous"
 UNAUTHENTICATED_GROUP: Final = "system:unauthenticated"
@@ -310,6 +312,15 @@ def token_response(token: str, lifetime_s: int, issued_at: int) -> dict[str, obj
 
 
 # --- the signing key ---------------------------------------------------------------------------
+
+
+def parse_secret_reference(reference: str) -> tuple[str, str]:
+    """`namespace/name` of the signing Secret (`--registry-token-signing-secret`), ValueError
+    otherwise: the webhook that keeps it and the operator that reads it parse it alike."""
+    namespace, separator, name = reference.partition("/")
+    if not separator or not namespace or not name or "/" in name:
+        raise ValueError(f"expected namespace/name, got {reference!r}")
+    return namespace, name
 
 
 @dataclass(frozen=True)

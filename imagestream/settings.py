@@ -118,8 +118,15 @@ class Settings:
     """`defaultRoute` hosts are `default-route-<registry namespace>.<this domain>`."""
     registry_ingress_class: str = ""
     """The IngressClass of the default route's Ingress; empty: the cluster's default."""
-    registry_cluster_ip: str = ""
-    """A fixed cluster IP for the registry's Service; empty: one the cluster picks."""
     registry_token_signing_secret: str = ""
     """`namespace/name` of the `kubernetes.io/tls` Secret whose key signs registry tokens;
     set: the webhook serves the registry's token service (made when absent)."""
+    registry_bootstrap_management_state: str = ""
+    """The first `cluster` Config's managementState (Managed, Removed); empty: detected."""
+    registry_bootstrap_spec: str = ""
+    """JSON: more of the first Config's spec (storage, replicas...); empty: detected."""
+    registry_cluster_ip: str = ""
+    """A fixed cluster IP for the registry's Service; empty: one the cluster picks."""
+    registry_token_realm: str = ""
+    """The token service's URL the operator's registry sends clients to (`auth.token.realm`);
+    with the signing Secret above, the operator's registry takes tokens only."""

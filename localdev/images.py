@@ -365,13 +365,19 @@ def skopeo_push(image: OciImage, destination: str, *, authfile: Path | None = No
     """Push with skopeo to `host:port/repo:tag` over plain HTTP (loopback registry).
 
     `authfile`: a docker config with the credentials (a 0600 file: a token on skopeo's
-    command line would be readable by every user of the machine in its argv).
+    command line would be readable by every user of the machine in its argv). A failed
+    push raises `CalledProcessError` with skopeo's stderr as a note.
     """
     argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests"]
     if authfile is not None:
         argv.append(f"--dest-authfile={authfile}")
     argv += [f"oci:{image.layout_dir}", f"docker://{destination}"]
-    subprocess.run(argv, check=True, capture_output=True, timeout=PUSH_TIMEOUT_S)
+    try:
+        subprocess.run(argv, check=True, capture_output=True, timeout=PUSH_TIMEOUT_S)
+    except subprocess.CalledProcessError as error:
+        # Its reason, in the traceback; the exception stays what callers catch.
+        error.add_note(f"skopeo: {error.stderr.decode(errors='replace').strip()[-2000:]}")
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

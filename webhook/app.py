@@ -43,6 +43,7 @@ from imagestream.process import IMAGESTREAMS_CACHE, Collaborators
 from imagestream.recording import StreamRecorder
 from imagestream.references import is_valid_registry_host
 from imagestream.registry_access import RegistryAccess
+from imagestream.registry_tokens import parse_secret_reference
 from webhook.admission.server import AdmissionMetrics, AdmissionRoutes, Streams
 from webhook.admission.tls import FileCertificates, SecretCertificates, ServingContext, keep
 from webhook.auth import Authenticator
@@ -56,7 +57,6 @@ from webhook.registry_token import (
     TokenMetrics,
     TokenService,
     ensure_signing_key,
-    parse_secret_reference,
 )
 from webhook.targets import DockerImageTagIndex
 

@@ -85,13 +85,6 @@ class SigningSecretError(RuntimeError):
     """The signing Secret exists but cannot be used (never overwritten: the registry trusts it)."""
 
 
-def parse_secret_reference(reference: str) -> tuple[str, str]:
-    namespace, separator, name = reference.partition("/")
-    if not separator or not namespace or not name or "/" in name:
-        raise ValueError(f"expected namespace/name, got {reference!r}")
-    return namespace, name
-
-
 async def ensure_signing_key(kube: Kube, namespace: str, name: str) -> SigningKey:
     """The key in Secret `namespace/name`, creating the Secret (a fresh key) when absent."""
     where = f"{namespace}/{name}"

@@ -1,10 +1,11 @@
 """What the integrated registry should be, decided from its Config and the cluster's facts (pure).
 
-`bootstrap_config(default_storage_class)` is the `cluster` Config the operator creates when
-there is none (docs/openshift-behaviours.md#behaviour-32): a default StorageClass gives a
-claim the operator provisions (`storage.pvc`, claim left empty, one replica, Recreate); no
-storage at all gives `managementState: Removed`, whose StorageExists condition says what to
-configure. `plan(options, facts)` turns one snapshot (the Config, the registry namespace's
+`bootstrap_config(default_storage_class, bootstrap)` is the `cluster` Config the operator
+creates when there is none (docs/openshift-behaviours.md#behaviour-32): the installer's
+`Bootstrap` (state and storage) first; else a default StorageClass gives a claim the
+operator provisions (`storage.pvc`, claim left empty, one replica, Recreate); no storage at
+all gives `managementState: Removed`, whose StorageExists condition says what to configure.
+`plan(options, facts)` turns one snapshot (the Config, the registry namespace's
 Deployment, claim, Secrets, Service and Ingress as just read) into the writes that make the
 registry follow it, the Config's status and the hostnames for
 `images.config.openshift.io/cluster`. The reconciler performs them; nothing here does I/O.
@@ -108,6 +109,10 @@ DEGRADED: Final = "Degraded"
 REMOVED_CONDITION: Final = "Removed"
 STORAGE_EXISTS: Final = "StorageExists"
 CONDITION_ORDER: Final = (AVAILABLE, PROGRESSING, DEGRADED, REMOVED_CONDITION, STORAGE_EXISTS)
+TOKEN_AUTH_NOT_READY: Final = "TokenAuthNotReady"  # noqa: S105 - a condition reason
+NOTIFICATION_TOKEN_MISSING: Final = "NotificationTokenMissing"  # noqa: S105 - a reason
+WAITING_FOR_SECRET: Final = frozenset({TOKEN_AUTH_NOT_READY, NOTIFICATION_TOKEN_MISSING})
+"""Degraded reasons that end when another process (the webhook) makes a Secret."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,7 @@ class Options:
     ingress_class: str = ""
     cluster_ip: str = ""
     """A fixed address for the Service (nodes are told of it before it exists); empty: any."""
+    bootstrap: Bootstrap | None = None
 
     @property
     def internal_hostname(self) -> str:
@@ -207,18 +213,37 @@ def is_default_class(storage_class: Mapping[str, Any]) -> bool:
     return any(annotations.get(key) == "true" for key in DEFAULT_CLASS_ANNOTATIONS)
 
 
-def bootstrap_config(default_storage_class: str) -> Obj:
+@dataclass(frozen=True)
+class Bootstrap:
+    """What the first `cluster` Config is made of, beside what the cluster offers.
+
+    Given by the installer (the chart's `registry.*` values) and used only when no Config
+    exists: an existing one is never changed by it, so a person's later edits stay.
+    """
+
+    management_state: str = ""
+    """Managed or Removed; empty: Managed when there is storage, else Removed (OpenShift)."""
+    spec: Mapping[str, Any] = field(default_factory=dict)
+    """More of the spec (storage, replicas, rolloutStrategy, resources, nodeSelector,
+    tolerations...); its `storage` wins over the default StorageClass."""
+
+
+BOOTSTRAP_STATES: Final = (MANAGED, REMOVED)
+
+
+def bootstrap_config(default_storage_class: str, bootstrap: Bootstrap | None = None) -> Obj:
     """The `cluster` Config for a cluster that has none (OpenShift's bootstrap, behaviour 32)."""
-    spec: Obj
-    if default_storage_class:
-        spec = {
-            "managementState": MANAGED,
-            "replicas": 1,
-            "rolloutStrategy": "Recreate",
-            "storage": {"pvc": {"claim": ""}},
-        }
-    else:
-        spec = {"managementState": REMOVED, "replicas": 1, "storage": {}}
+    given = bootstrap or Bootstrap()
+    spec: Obj = {"replicas": 1, **{k: v for k, v in given.spec.items() if k != "managementState"}}
+    if not spec.get("storage"):
+        if default_storage_class:
+            spec["storage"] = {"pvc": {"claim": ""}}
+            spec.setdefault("rolloutStrategy", "Recreate")
+        else:
+            spec["storage"] = {}
+    elif "pvc" in spec["storage"]:
+        spec.setdefault("rolloutStrategy", "Recreate")  # a ReadWriteOnce claim needs it
+    spec["managementState"] = given.management_state or (MANAGED if spec["storage"] else REMOVED)
     return {
         "apiVersion": REGISTRY_CONFIGS.api_version,
         "kind": REGISTRY_CONFIGS.kind,
@@ -376,7 +401,7 @@ def _managed(options: Options, facts: Facts) -> Plan:
                 "defaultRoute is true but no route domain is configured: start the"
                 " controller with --registry-route-domain (the hosts' parent domain)"
             )
-    else:
+    elif facts.ingress_host:
         deletes.append((INGRESSES, DEFAULT_ROUTE))
     conditions.update(_deployment_conditions(facts.deployment, route_problem))
     status = _status(facts, conditions)
@@ -425,13 +450,13 @@ def _other_problem(options: Options, facts: Facts) -> tuple[str, str] | None:
         )
     if options.token_auth_required and options.token_auth is None:
         return (
-            "TokenAuthNotReady",
+            TOKEN_AUTH_NOT_READY,
             "token auth is configured but its signing certificate (tls.crt of the token"
             " service's Secret) cannot be read; a registry without it would let anyone in",
         )
     if options.notification_url and facts.notification_token is None:
         return (
-            "NotificationTokenMissing",
+            NOTIFICATION_TOKEN_MISSING,
             "the notification token Secret (--registry-notification-secret) is absent or lacks"
             " its key; without it the webhook would refuse every push notification",
         )
@@ -895,6 +920,24 @@ def _deployment_conditions(deployment: Obj | None, route_problem: str) -> dict[s
     else:
         degraded = _Condition("False", "AsExpected")
     return {AVAILABLE: availability, PROGRESSING: progressing, DEGRADED: degraded}
+
+
+def waiting_for_secret(status: Mapping[str, Any]) -> bool:
+    """Whether the registry is held back only until a Secret appears (no event will say so)."""
+    return any(
+        c.get("type") == DEGRADED
+        and c.get("status") == "True"
+        and c.get("reason") in WAITING_FOR_SECRET
+        for c in status.get("conditions") or []
+    )
+
+
+def degraded(status: Mapping[str, Any]) -> bool:
+    """Whether the planned status says Degraded (for any reason: a claim, a Secret, a route)."""
+    return any(
+        c.get("type") == DEGRADED and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
 
 
 def failed_status(status: Obj, message: str, now: str) -> Obj:

@@ -19,6 +19,10 @@ made and then fixed the same way), plans (`plan.plan`) and writes, in this order
 
 Invariant: everything written follows from one fresh snapshot; a write that fails leaves
 the Config's status saying so (`Degraded`, reason `ApplyFailed`), and the key backs off.
+A Degraded plan (a claim, a Secret or a certificate missing, none of which is watched) is
+planned again after `DEGRADED_REQUEUE_S`, so it recovers without an edit of the Config.
+With token auth, the signing certificate (`tls.crt` of the token service's Secret) is read
+at every reconcile; configured but unreadable, no registry is started (it would be open).
 Secrets' values are read and written, never logged.
 """
 
@@ -36,7 +40,7 @@ from typing import Any
 
 import structlog
 
-from controller.loop.outcomes import RetryLater
+from controller.loop.outcomes import Requeue, RetryLater
 from controller.loop.queue import WorkQueue
 from controller.registryoperator import plan as registry_plan
 from controller.registryoperator.plan import (
@@ -71,7 +75,12 @@ from imagestream.timestamps import rfc3339_seconds
 log = structlog.get_logger(__name__)
 
 FIELD_MANAGER = "imagestream-registry-operator"
+DEGRADED_REQUEUE_S = 10.0
+"""A Degraded registry is planned again this soon: the Secret or claim it lacks may appear."""
 KEY = CLUSTER
+SECRET_POLL_S = 5.0
+"""How often a registry waiting for a Secret another process makes (the token service's
+signing certificate, the notification token) looks again."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,7 @@ class RegistryOperator:
     token_auth: TokenAuthSource | None = None
     """Where the registry's token auth comes from; None: the registry has no auth section."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    degraded_requeue_s: float = DEGRADED_REQUEUE_S
 
     def on_change(self, key: str, old: Obj | None, new: Obj | None) -> None:
         """Handler for every cache the operator follows: any change means plan again."""
@@ -147,14 +157,14 @@ class RegistryOperator:
         if key == CLUSTER:
             self.queue.add(KEY)
 
-    async def reconcile(self, key: str) -> None:
+    async def reconcile(self, key: str) -> Requeue | None:
         if key != KEY:
-            return
+            return None
         try:
             config = await self.kube.get(REGISTRY_CONFIGS, None, CLUSTER)
         except NotFound:
             await self._bootstrap()
-            return
+            return None
         facts = await self._facts(config)
         options = self.options
         if self.token_auth is not None:
@@ -173,13 +183,21 @@ class RegistryOperator:
             raise RetryLater(f"registry objects not written: {error}") from error
         await self._write_status(config, decided.status)
         await self._publish_hostnames(decided)
+        if registry_plan.waiting_for_secret(decided.status):
+            # No event comes when the webhook creates the Secret (the operator does not
+            # watch Secrets: that would cache every Secret of the webhook's namespace).
+            return Requeue(after_s=SECRET_POLL_S)
+        if registry_plan.degraded(decided.status):
+            # What else is missing is often a claim, which nothing here watches either.
+            return Requeue(after_s=self.degraded_requeue_s)
+        return None
 
     # --- reading ---------------------------------------------------------------------------
 
     async def _bootstrap(self) -> None:
         classes, _ = await self.kube.list(STORAGECLASSES)
         default = next((name_of(c) for c in classes if registry_plan.is_default_class(c)), "")
-        body = registry_plan.bootstrap_config(default)
+        body = registry_plan.bootstrap_config(default, self.options.bootstrap)
         try:
             await self.kube.create(REGISTRY_CONFIGS, None, body)
         except Conflict:

@@ -16,11 +16,14 @@ Ready, the integrated registry Available) it prints one line:
 With a node, the integrated registry is the one OpenShift has: the controller runs the
 Image Registry Operator's loop (and the pull-secret loop), which runs distribution as the
 Deployment `image-registry` in `openshift-image-registry`, its pod on the node, on
-`emptyDir` (the `cluster` Config is made before the loop starts: this cluster has no
-default StorageClass). The host registry (`localdev.registry`) then only holds the
-system's own images (pause, CoreDNS, the builder, the registry image), as a release
-registry does; its notifications are off. The operator's registry notifies the webhook,
-which therefore listens on the node's host-only address (pods cannot reach loopback).
+`emptyDir` (the first `cluster` Config given as the chart gives it,
+`--registry-bootstrap-management-state`/`--registry-bootstrap-spec`: this cluster has no
+default StorageClass, which would bootstrap `Removed`). The host registry
+(`localdev.registry`) then only holds the system's own images (pause, CoreDNS, the
+builder, the registry image), as a release registry does; its notifications are off.
+The operator's registry notifies the webhook, which therefore listens on the node's
+host-only address (pods cannot reach loopback). Its token auth (`--registry-token-realm`)
+is not turned on here: pushes and pulls are anonymous, as before.
 
 How the host reaches that registry, decided: its Service gets a fixed clusterIP
 (`REGISTRY_SERVICE_IP`, `--registry-cluster-ip`), the hostname published stays OpenShift's
@@ -74,10 +77,9 @@ from imagestream.cli.errors import CommandError, user_message
 from imagestream.health import ListenError, StopSignal
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
-from imagestream.kube.errors import Conflict, NotFound
-from imagestream.kube.resources import DEPLOYMENTS, REGISTRY_CONFIGS, SECRETS, Resource
+from imagestream.kube.errors import NotFound
+from imagestream.kube.resources import DEPLOYMENTS, SECRETS
 from imagestream.kube.roles import install_image_roles, load_image_roles
-from imagestream.objects import Obj
 from imagestream.process import run_components
 from imagestream.settings import HostPort, Settings
 from localdev import debian_images
@@ -149,6 +151,8 @@ clear of the `kubernetes` (.1) and DNS (.10) Services."""
 REGISTRY_SERVICE_ADDRESS = f"{REGISTRY_SERVICE_IP}:{REGISTRY_PORT}"
 NOTIFICATION_SECRET = "kube-system/imagestream-registry-notification"  # noqa: S105 - a name
 NOTIFICATION_KEY = "token"
+REGISTRY_BOOTSTRAP_SPEC = {"storage": {"emptyDir": {}}, "replicas": 1}
+"""emptyDir: images live as long as the registry pod, as dev's cluster lives as long as dev."""
 REGISTRY_READY_TIMEOUT_S = 300.0
 """The registry pod's image is pulled from the host registry and started on the node."""
 REGISTRY_POLL_S = 0.5
@@ -162,18 +166,12 @@ def _push_registry_image(host: str) -> str:
     return f"{host}/localdev/registry@{built.digest}"
 
 
-async def _install_registry(kubeconfig: Path, token: str) -> None:
-    """The notification token as a Secret the operator copies, and the Config `cluster`.
-
-    Made before the operator starts, so its first reconcile runs this registry instead of
-    bootstrapping `Removed` (the dev cluster has no default StorageClass): `emptyDir`
-    storage, so images live as long as the registry pod, as dev's cluster lives as long
-    as dev does."""
+async def _install_notification_secret(kubeconfig: Path, token: str) -> None:
+    """The webhook's token as the Secret the operator copies into the registry namespace."""
+    namespace, name = NOTIFICATION_SECRET.split("/")
     kube = await connect(kubeconfig)
     try:
-        namespace, name = NOTIFICATION_SECRET.split("/")
-        await _create(
-            kube,
+        await kube.create(
             SECRETS,
             namespace,
             {
@@ -182,26 +180,8 @@ async def _install_registry(kubeconfig: Path, token: str) -> None:
                 "stringData": {NOTIFICATION_KEY: token},
             },
         )
-        await _create(
-            kube,
-            REGISTRY_CONFIGS,
-            None,
-            {
-                "apiVersion": REGISTRY_CONFIGS.api_version,
-                "kind": REGISTRY_CONFIGS.kind,
-                "metadata": {"name": "cluster"},
-                "spec": {"managementState": "Managed", "replicas": 1, "storage": {"emptyDir": {}}},
-            },
-        )
     finally:
         await kube.close()
-
-
-async def _create(kube: Kube, resource: Resource, namespace: str | None, body: Obj) -> None:
-    try:
-        await kube.create(resource, namespace, body)
-    except Conflict:
-        raise CommandError(f"{resource.kind} {body['metadata']['name']} exists already") from None
 
 
 def _webhook_config(state_dir: Path, token_file: Path) -> Path:
@@ -362,13 +342,17 @@ def run_dev(
             _progress(f"dev: builds run {builder_image}")
             _progress("dev: making (or finding cached) the registry image and pushing it")
             registry_image = _push_registry_image(registry.host)
-            asyncio.run(_install_registry(kubeconfig, token))
+            asyncio.run(_install_notification_secret(kubeconfig, token))
             managed = {
                 "webhook_config": _webhook_config(state_dir, token_file),
                 "registry_operator": True,
                 "registry_namespace": REGISTRY_NAMESPACE,
                 "registry_image": registry_image,
                 "registry_cluster_ip": REGISTRY_SERVICE_IP,
+                # The installer's first Config, as the chart gives it: this cluster has no
+                # default StorageClass, which would bootstrap `Removed`.
+                "registry_bootstrap_management_state": "Managed",
+                "registry_bootstrap_spec": json.dumps(REGISTRY_BOOTSTRAP_SPEC),
                 "registry_notification_url": notify_url,
                 "registry_notification_secret": f"{NOTIFICATION_SECRET}:{NOTIFICATION_KEY}",
                 "service_account_pull_secrets": True,

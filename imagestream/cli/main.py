@@ -294,6 +294,30 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
+        "--registry-token-signing-secret",
+        "",
+        "namespace/name of the kubernetes.io/tls Secret whose EC key signs the integrated"
+        " registry's tokens; set: the webhook serves GET /v1/registry/token (creating the"
+        " Secret with a fresh key when absent)",
+    )
+    add_flag(
+        parser,
+        "--registry-bootstrap-management-state",
+        "",
+        "managementState (Managed or Removed) of the configs.imageregistry.operator.openshift.io"
+        "/cluster the operator creates when there is none; empty: Managed when it finds storage"
+        " (a default StorageClass), else Removed. An existing Config is never changed",
+        choices=("", "Managed", "Removed"),
+    )
+    add_flag(
+        parser,
+        "--registry-bootstrap-spec",
+        "",
+        'JSON object: more of that first Config\'s spec, e.g. \'{"storage": {"emptyDir": {}},'
+        ' "replicas": 1}\'; its storage wins over the default StorageClass',
+    )
+    add_flag(
+        parser,
         "--registry-cluster-ip",
         "",
         "a fixed cluster IP for the operator's registry Service (nodes can be told to pull"
@@ -301,11 +325,12 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_flag(
         parser,
-        "--registry-token-signing-secret",
+        "--registry-token-realm",
         "",
-        "namespace/name of the kubernetes.io/tls Secret whose EC key signs the integrated"
-        " registry's tokens; set: the webhook serves GET /v1/registry/token (creating the"
-        " Secret with a fresh key when absent)",
+        "URL of the token service (the webhook's /v1/registry/token) that the operator's"
+        " registry sends clients to; with --registry-token-signing-secret the registry takes"
+        " cluster tokens only. Clients resolve it themselves: the node's containerd, pods and"
+        " host-side pushes must all reach it (an IP address or an Ingress host, not a .svc name)",
     )
     add_log_flags(parser)
 
@@ -387,8 +412,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         registry_notification_secret=args.registry_notification_secret,
         registry_route_domain=args.registry_route_domain,
         registry_ingress_class=args.registry_ingress_class,
-        registry_cluster_ip=args.registry_cluster_ip,
         registry_token_signing_secret=args.registry_token_signing_secret,
+        registry_token_realm=args.registry_token_realm,
+        registry_bootstrap_management_state=args.registry_bootstrap_management_state,
+        registry_bootstrap_spec=args.registry_bootstrap_spec,
+        registry_cluster_ip=args.registry_cluster_ip,
     )
 
 

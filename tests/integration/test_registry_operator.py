@@ -16,17 +16,23 @@ tier runs them), so what is asserted is what the API server holds:
   brings both back;
 - the hostname reaches an ImageStream's `status.dockerImageRepository`, and with
   `defaultRoute` an Ingress with TLS is made and its host reaches
-  `status.publicDockerImageRepository`.
+  `status.publicDockerImageRepository`;
+- with the token service's realm and signing Secret: no registry (Degraded
+  TokenAuthNotReady) until the webhook, started later, makes the Secret; then the registry's
+  configuration has the `auth.token` section and the Secret's certificate as its rootcertbundle.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from controller import app as controller_app
 from controller.registryoperator.plan import (
@@ -52,9 +58,12 @@ from imagestream.kube.resources import (
     Resource,
 )
 from imagestream.objects import Obj
+from imagestream.registry_tokens import ISSUER, SERVICE
 from localdev.controlplane import ControlPlane
+from localdev.private import write_private
 from localdev.system import local_settings, run_system
 from tests.integration.conftest import eventually, kube_with_crds, new_namespace, own_control_plane
+from webhook import app as webhook_app
 
 NS = "openshift-image-registry"
 HOST = f"image-registry.{NS}.svc:5000"
@@ -86,7 +95,7 @@ async def kube(plane: ControlPlane) -> AsyncIterator[Kube]:
 
 
 @contextlib.asynccontextmanager
-async def operator(plane: ControlPlane) -> AsyncIterator[None]:
+async def operator(plane: ControlPlane, **overrides: object) -> AsyncIterator[None]:
     settings = local_settings(
         kubeconfig=plane.kubeconfig_path,
         registry_operator=True,
@@ -95,6 +104,7 @@ async def operator(plane: ControlPlane) -> AsyncIterator[None]:
         registry_notification_secret=f"{TOKEN_NAMESPACE}/{TOKEN_SECRET}:token",
         registry_route_domain=ROUTE_DOMAIN,
         allowed_registries=("127.0.0.1:*",),
+        **overrides,
     )
     async with run_system(settings, [controller_app.start]):
         yield
@@ -157,6 +167,17 @@ async def absent(kube: Kube, resource: Resource, name: str) -> bool:
     return await get(kube, resource, name) is None
 
 
+async def remove_registry(kube: Kube) -> None:
+    """Removed, and waited for (deleting the Config alone leaves the registry, as OpenShift's
+    finalizer would not: there is none here)."""
+    await set_spec(kube, {"managementState": "Removed"})
+
+    async def gone() -> bool:
+        return await absent(kube, DEPLOYMENTS, "image-registry")
+
+    await eventually(gone, timeout_s=STEP_TIMEOUT_S, what="the registry removed")
+
+
 async def test_first_start_without_a_default_storage_class_is_removed(
     plane: ControlPlane, kube: Kube
 ) -> None:
@@ -164,14 +185,25 @@ async def test_first_start_without_a_default_storage_class_is_removed(
     assert classes == []  # a fresh control plane: no storage at all
     async with operator(plane):
         config = await processed(kube, "Removed")
+
+        # Published after the Config's status is written: wait for it while the operator runs.
+        async def image_config() -> Obj | None:
+            return await get(kube, IMAGE_CONFIGS, "cluster", None)
+
+        await eventually(image_config, timeout_s=STEP_TIMEOUT_S, what="images.config cluster")
     assert config["spec"]["managementState"] == "Removed"
     storage = conditions(config)["StorageExists"]
     assert (storage["status"], storage["reason"]) == ("False", "StorageNotConfigured")
     assert "spec.storage" in storage["message"] and "managementState: Managed" in storage["message"]
     assert conditions(config)["Removed"]["status"] == "True"
     assert await absent(kube, DEPLOYMENTS, "image-registry")
+
     # images.config.openshift.io/cluster exists, as on OpenShift, with no internal hostname.
-    assert await get(kube, IMAGE_CONFIGS, "cluster", None) is not None
+    # (written after the Config's status, in the same reconcile).
+    async def image_config() -> Obj | None:
+        return await get(kube, IMAGE_CONFIGS, "cluster", None)
+
+    await eventually(image_config, timeout_s=STEP_TIMEOUT_S, what="images.config cluster")
     assert await internal_hostname(kube) == ""
     await delete_config(kube)
 
@@ -359,8 +391,124 @@ async def test_hostnames_reach_imagestreams(plane: ControlPlane, kube: Kube) -> 
 
             async def recreate() -> bool:
                 deployment = await get(kube, DEPLOYMENTS, "image-registry")
-                return (deployment or {}).get("spec", {}).get("strategy") == {"type": "Recreate"}
+                strategy = ((deployment or {}).get("spec") or {}).get("strategy")
+                return bool(strategy == {"type": "Recreate"})
 
             await eventually(recreate, timeout_s=STEP_TIMEOUT_S, what="Recreate strategy")
+            await remove_registry(kube)
+    finally:
+        await delete_config(kube)
+
+
+SIGNING_SECRET = "registry-token-signing"
+REALM = "http://192.0.2.10:8080/v1/registry/token"
+
+
+async def test_token_auth_waits_for_the_signing_secret_then_configures_the_registry(
+    plane: ControlPlane, kube: Kube, tmp_path: Path
+) -> None:
+    """`--registry-token-realm` and `--registry-token-signing-secret`: the registry takes
+    cluster tokens only. Until the webhook has made the signing Secret no registry runs
+    (Degraded TokenAuthNotReady: one without it would let anyone in); once the webhook
+    starts and makes it, the registry is configured with the realm, the token service's
+    names and the Secret's certificate as its rootcertbundle."""
+    await delete_config(kube)
+    await kube.create(
+        REGISTRY_CONFIGS,
+        None,
+        {
+            "apiVersion": REGISTRY_CONFIGS.api_version,
+            "kind": REGISTRY_CONFIGS.kind,
+            "metadata": {"name": "cluster"},
+            "spec": {"managementState": "Removed", "replicas": 1, "storage": {"emptyDir": {}}},
+        },
+    )
+    signing = {"registry_token_signing_secret": f"{TOKEN_NAMESPACE}/{SIGNING_SECRET}"}
+    try:
+        async with operator(plane, registry_token_realm=REALM, **signing):
+            # Removed first: what earlier tests left in the registry namespace is gone.
+            await processed(kube, "Removed", "Progressing")
+            await set_spec(kube, {"managementState": "Managed"})
+            config = await processed(kube, "TokenAuthNotReady", "Degraded")
+            assert conditions(config)["Degraded"]["status"] == "True"
+            assert "signing certificate" in conditions(config)["Degraded"]["message"]
+            assert await absent(kube, DEPLOYMENTS, "image-registry")
+            assert await absent(kube, CONFIGMAPS, "image-registry-config")
+
+            # The webhook starts and makes the Secret (its fresh key); nobody tells the operator.
+            webhook_settings = local_settings(
+                kubeconfig=plane.kubeconfig_path,
+                webhook_token_file=write_private(tmp_path / "receiver-token", uuid.uuid4().hex),
+                integrated_registry=HOST,
+                **signing,
+            )
+            async with run_system(webhook_settings, [webhook_app.start]):
+                secret = await get(kube, SECRETS, SIGNING_SECRET, TOKEN_NAMESPACE)
+                assert secret is not None
+                certificate = base64.b64decode(secret["data"]["tls.crt"]).decode()
+                config = await processed(kube, "NoReplicasAvailable")
+                assert conditions(config)["Degraded"]["status"] == "False"
+                await _assert_token_auth(kube, certificate)
+            # Removed, so the next start of this module's plane finds no registry.
+            await set_spec(kube, {"managementState": "Removed"})
+            await processed(kube, "Removed", "Progressing")
+    finally:
+        await delete_config(kube)
+
+
+async def _assert_token_auth(kube: Kube, certificate: str) -> None:
+    """What the registry is given, as the API server holds it."""
+    configmap = await get(kube, CONFIGMAPS, "image-registry-config")
+    assert configmap is not None
+    registry_yaml = yaml.safe_load(configmap["data"]["config.yml"])
+    assert registry_yaml["auth"] == {
+        "token": {
+            "realm": REALM,
+            "service": SERVICE,
+            "issuer": ISSUER,
+            "rootcertbundle": "/etc/registry-token-ca/ca.crt",
+        }
+    }
+    ca = await get(kube, CONFIGMAPS, "image-registry-token-ca")
+    assert ca is not None and ca["data"]["ca.crt"] == certificate
+    deployment = await get(kube, DEPLOYMENTS, "image-registry")
+    assert deployment is not None
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["token-ca"]["configMap"]["name"] == "image-registry-token-ca"
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "token-ca", "mountPath": "/etc/registry-token-ca", "readOnly": True} in mounts
+
+
+async def test_the_installers_bootstrap_makes_the_first_config_and_never_changes_it(
+    plane: ControlPlane, kube: Kube
+) -> None:
+    """The chart's `registry.enabled` and `registry.storage`: the first Config only. Started
+    again with other bootstrap settings (a `helm upgrade`), the operator keeps the Config."""
+    await delete_config(kube)
+    bootstrap = {
+        "registry_bootstrap_management_state": "Managed",
+        "registry_bootstrap_spec": '{"storage": {"emptyDir": {}}, "replicas": 1}',
+        "registry_cluster_ip": "10.0.0.13",
+    }
+    try:
+        async with operator(plane, **bootstrap):
+            config = await processed(kube, "NoReplicasAvailable")
+            assert config["spec"]["managementState"] == "Managed"
+            assert config["spec"]["storage"] == {"emptyDir": {}}
+            service = await get(kube, SERVICES, "image-registry")
+            assert service is not None and service["spec"]["clusterIP"] == "10.0.0.13"
+        upgraded = {
+            **bootstrap,
+            "registry_bootstrap_management_state": "Removed",
+            "registry_bootstrap_spec": '{"storage": {"pvc": {"claim": "other"}}}',
+        }
+        async with operator(plane, **upgraded):
+            again = await processed(kube, "NoReplicasAvailable")
+            assert again["metadata"]["uid"] == config["metadata"]["uid"]
+            assert again["spec"]["managementState"] == "Managed"
+            assert again["spec"]["storage"] == {"emptyDir": {}}
+            await set_spec(kube, {"managementState": "Removed"})
+            await processed(kube, "Removed", "Progressing")
     finally:
         await delete_config(kube)

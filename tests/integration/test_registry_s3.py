@@ -13,8 +13,13 @@ as a registry that looks up and loses pushes.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
+import os
+import stat
 import subprocess
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -133,3 +138,31 @@ def test_refused_keys_fail_the_storage_health_check(tmp_path: Path, seaweedfs: S
     assert health["storagedriver_s3"].startswith("s3aws: SignatureDoesNotMatch")
     assert refused.value.code == 503
     assert "health check failed" in body
+
+
+def test_seaweedfs_keeps_to_its_workdir_and_stops_cleanly(tmp_path: Path) -> None:
+    """Private files, no anonymous access, nothing in /tmp, and every process exits on SIGTERM."""
+    started = time.time()
+    server = SeaweedFS(workdir=tmp_path / "seaweedfs", binary=weed_binary(build=True)).start()
+    processes = list(server.processes)
+    try:
+        assert stat.S_IMODE(server.workdir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(server.identities_path.stat().st_mode) == 0o600
+        for process in processes:
+            assert stat.S_IMODE(process.log_path.stat().st_mode) == 0o600
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"{server.endpoint}/{server.bucket}", timeout=5)
+        anonymous.value.close()
+        assert anonymous.value.code == 403
+    finally:
+        server.stop()
+    # 0, not -9: each exited on its own SIGTERM, none needed a SIGKILL.
+    assert [process.poll() for process in processes] == [0, 0, 0, 0]
+    # weed's default paths for logs and sockets (the temp dir, /tmp/seaweedfs-*.sock).
+    leftovers = [
+        path
+        for pattern in ("/tmp/seaweedfs-*", f"{tempfile.gettempdir()}/weed.*")
+        for path in glob.glob(pattern)
+        if os.stat(path, follow_symlinks=False).st_mtime >= started
+    ]
+    assert leftovers == []

@@ -180,6 +180,8 @@ async def push_restart_pull(
     else:
         await kube.delete(PODS, NS, pod["metadata"]["name"])
         pod = await running_registry(kube, not_uid=pod["metadata"]["uid"])
+    # The restarted pod's endpoint comes back to kube-proxy a moment after it is Ready.
+    address = await service_address(kube)
     pulled = await asyncio.to_thread(
         pull_digest, cluster, f"{address}/{repository}:latest", tmp_path / uuid.uuid4().hex
     )

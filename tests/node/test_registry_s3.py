@@ -22,6 +22,8 @@ import contextlib
 import uuid
 from pathlib import Path
 
+import pytest
+
 from controller.registryoperator.plan import S3_ACCESS_KEY, S3_SECRET_KEY, USER_SECRET
 from imagestream.kube.client import connect
 from imagestream.kube.crds import install_crds, load_crds
@@ -35,6 +37,7 @@ from tests.integration.nodecluster import NodeCluster
 from tests.node.test_registry_operator import NS, _remove, operator, push_restart_pull, set_spec
 
 
+@pytest.mark.timeout(900)  # the session's node comes up inside the first test's budget
 async def test_registry_on_s3_keeps_images_across_a_new_pod(
     cluster: NodeCluster, tmp_path: Path
 ) -> None:
@@ -52,65 +55,68 @@ async def test_registry_on_s3_keeps_images_across_a_new_pod(
     )
     # From the main thread: its processes die with the thread that started them.
     seaweedfs.start()
-    kube = await connect(cluster.plane.kubeconfig_path)
     try:
-        await install_crds(kube, load_crds())
-        with contextlib.suppress(Conflict):
-            await kube.create(NAMESPACES, None, {"metadata": {"name": NS}})
-        await kube.create(
-            SECRETS,
-            NS,
-            {
-                "metadata": {"name": USER_SECRET},
-                "stringData": {
-                    S3_ACCESS_KEY: seaweedfs.credentials.access_key,
-                    S3_SECRET_KEY: seaweedfs.credentials.secret_key,
+        kube = await connect(cluster.plane.kubeconfig_path)
+        try:
+            await install_crds(kube, load_crds())
+            with contextlib.suppress(Conflict):
+                await kube.create(NAMESPACES, None, {"metadata": {"name": NS}})
+            await kube.create(
+                SECRETS,
+                NS,
+                {
+                    "metadata": {"name": USER_SECRET},
+                    "stringData": {
+                        S3_ACCESS_KEY: seaweedfs.credentials.access_key,
+                        S3_SECRET_KEY: seaweedfs.credentials.secret_key,
+                    },
                 },
-            },
-        )
-        s3 = {
-            "bucket": seaweedfs.bucket,
-            "region": seaweedfs.region,
-            "regionEndpoint": seaweedfs.endpoint,
-            "virtualHostedStyle": False,
-        }
-        async with operator(cluster, image):
-            try:
-                with contextlib.suppress(NotFound):
-                    await kube.delete(REGISTRY_CONFIGS, None, "cluster")
-                with contextlib.suppress(Conflict):
-                    await kube.create(
-                        REGISTRY_CONFIGS,
-                        None,
-                        {
-                            "apiVersion": REGISTRY_CONFIGS.api_version,
-                            "kind": REGISTRY_CONFIGS.kind,
-                            "metadata": {"name": "cluster"},
-                            "spec": {
-                                "managementState": "Managed",
-                                "replicas": 1,
-                                "storage": {"s3": s3},
+            )
+            s3 = {
+                "bucket": seaweedfs.bucket,
+                "region": seaweedfs.region,
+                "regionEndpoint": seaweedfs.endpoint,
+                "virtualHostedStyle": False,
+            }
+            async with operator(cluster, image):
+                try:
+                    with contextlib.suppress(NotFound):
+                        await kube.delete(REGISTRY_CONFIGS, None, "cluster")
+                    with contextlib.suppress(Conflict):
+                        await kube.create(
+                            REGISTRY_CONFIGS,
+                            None,
+                            {
+                                "apiVersion": REGISTRY_CONFIGS.api_version,
+                                "kind": REGISTRY_CONFIGS.kind,
+                                "metadata": {"name": "cluster"},
+                                "spec": {
+                                    "managementState": "Managed",
+                                    "replicas": 1,
+                                    "storage": {"s3": s3},
+                                },
                             },
+                        )
+                    # A Config the operator bootstrapped first keeps its other storage
+                    # unless told: this one is s3 only.
+                    await set_spec(
+                        kube,
+                        {
+                            "managementState": "Managed",
+                            "storage": {"emptyDir": None, "pvc": None, "s3": s3},
                         },
                     )
-                # A Config the operator bootstrapped first keeps its other storage
-                # unless told: this one is s3 only.
-                await set_spec(
-                    kube,
-                    {
-                        "managementState": "Managed",
-                        "storage": {"emptyDir": None, "pvc": None, "s3": s3},
-                    },
-                )
-                pulled, pod = await push_restart_pull(kube, cluster, tmp_path, "pod")
-                # The pod that served the pull had no volume for images: the bucket held them.
-                assert not [v for v in pod["spec"]["volumes"] if v["name"] == "registry-storage"]
-                keys = await asyncio.to_thread(seaweedfs.object_keys)
-                assert stored_blob(pulled) in keys
-            finally:
-                await _remove(kube)
-        with contextlib.suppress(NotFound):
-            await kube.delete(REGISTRY_CONFIGS, None, "cluster")
+                    pulled, pod = await push_restart_pull(kube, cluster, tmp_path, "pod")
+                    # The pod that served the pull had no volume for images: the bucket held them.
+                    volumes = {volume["name"] for volume in pod["spec"]["volumes"]}
+                    assert "registry-storage" not in volumes
+                    keys = await asyncio.to_thread(seaweedfs.object_keys)
+                    assert stored_blob(pulled) in keys
+                finally:
+                    await _remove(kube)
+            with contextlib.suppress(NotFound):
+                await kube.delete(REGISTRY_CONFIGS, None, "cluster")
+        finally:
+            await kube.close()
     finally:
-        await kube.close()
         seaweedfs.stop()

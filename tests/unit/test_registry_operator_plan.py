@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+import pytest
 import yaml
 
 from controller.registryoperator.plan import (
     CHECKSUM_ANNOTATION,
     DEFAULT_CLAIM,
     PVC_OWNER_ANNOTATION,
+    Bootstrap,
     Facts,
     Options,
     Plan,
     TokenAuth,
     bootstrap_config,
+    degraded,
     failed_status,
     is_default_class,
     plan,
 )
+from controller.registryoperator.reconciler import SecretKey, decoded
 from imagestream.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -46,6 +51,10 @@ def config(spec: dict[str, Any], status: dict[str, Any] | None = None) -> Obj:
         "spec": spec,
         **({"status": status} if status else {}),
     }
+
+
+def spec_emptydir() -> dict[str, Any]:
+    return {"managementState": "Managed", "storage": {"emptyDir": {}}}
 
 
 def facts(cfg: Obj, **kwargs: Any) -> Facts:
@@ -91,6 +100,41 @@ def test_bootstrap_without_storage_is_removed_and_says_what_to_configure() -> No
     assert result.internal_hostname == ""
 
 
+def test_bootstrap_from_the_installer_wins_over_what_the_cluster_offers() -> None:
+    """The chart's registry.enabled and registry.storage: the first Config only."""
+    given = Bootstrap(management_state="Removed", spec={"storage": {"emptyDir": {}}, "replicas": 2})
+    body = bootstrap_config("standard", given)
+    assert body["spec"] == {
+        "managementState": "Removed",
+        "replicas": 2,
+        "storage": {"emptyDir": {}},
+    }
+    # Managed asked for, storage left to the cluster: the default class's claim.
+    body = bootstrap_config("standard", Bootstrap(management_state="Managed"))
+    assert body["spec"]["storage"] == {"pvc": {"claim": ""}}
+    assert body["spec"]["rolloutStrategy"] == "Recreate"
+    # A claim given: Recreate (one ReadWriteOnce volume), unless said otherwise.
+    claim = Bootstrap(spec={"storage": {"pvc": {"claim": "mine"}}})
+    assert bootstrap_config("", claim)["spec"]["rolloutStrategy"] == "Recreate"
+    assert bootstrap_config("", claim)["spec"]["managementState"] == "Managed"
+
+
+def test_managed_without_any_storage_says_so_rather_than_guessing() -> None:
+    body = bootstrap_config("", Bootstrap(management_state="Managed"))
+    result = plan(OPTIONS, facts(body))
+    assert condition(result, "StorageExists")["reason"] == "StorageNotConfigured"
+    assert not result.apply
+
+
+def test_a_fixed_cluster_ip_is_the_services() -> None:
+    body = bootstrap_config("", Bootstrap(spec={"storage": {"emptyDir": {}}}))
+    options = dataclasses.replace(OPTIONS, cluster_ip="10.0.0.12")
+    [service] = [b for r, b in plan(options, facts(body)).apply if r.kind == "Service"]
+    assert service["spec"]["clusterIP"] == "10.0.0.12"
+    [service] = [b for r, b in plan(OPTIONS, facts(body)).apply if r.kind == "Service"]
+    assert "clusterIP" not in service["spec"]
+
+
 def test_default_storage_class_annotation() -> None:
     default = {"metadata": {"annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}
     assert is_default_class(default)
@@ -125,7 +169,9 @@ def test_managed_emptydir_plans_the_registry_and_its_hostname() -> None:
     assert result.internal_hostname == f"image-registry.{NS}.svc:5000"
     assert condition(result, "StorageExists")["status"] == "True"
     assert condition(result, "Available")["reason"] == "DeploymentNotFound"
-    assert (INGRESSES, "default-route") in result.delete
+    assert (INGRESSES, "default-route") not in result.delete  # there is none
+    had_route = plan(OPTIONS, facts(config(spec_emptydir()), ingress_host="old.example"))
+    assert (INGRESSES, "default-route") in had_route.delete
 
 
 def test_existing_http_secret_is_kept_and_the_spec_one_wins() -> None:
@@ -411,11 +457,20 @@ def test_token_auth_configured_without_its_certificate_starts_nothing() -> None:
     assert condition(result, "Degraded")["reason"] == "TokenAuthNotReady"
 
 
-def test_the_service_takes_a_fixed_cluster_ip_when_one_is_given() -> None:
+def test_degraded_says_whether_to_look_again_soon() -> None:
     spec = {"managementState": "Managed", "storage": {"emptyDir": {}}}
-    allocated = applied(plan(OPTIONS, facts(config(spec))), SERVICES)
-    assert "clusterIP" not in allocated["spec"]
-    fixed = Options(namespace=NS, image="r", cluster_ip="10.0.0.12")
-    service = applied(plan(fixed, facts(config(spec))), SERVICES)
-    assert service["spec"]["clusterIP"] == "10.0.0.12"
-    assert service["spec"]["ports"] == allocated["spec"]["ports"]
+    assert not degraded(plan(OPTIONS, facts(config(spec))).status)
+    assert degraded(plan(OPTIONS, facts(config(spec), notification_token=None)).status)
+
+
+def test_secret_key_settings_are_namespace_name_key() -> None:
+    assert SecretKey.parse("") is None
+    assert SecretKey.parse("ns/name:token") == SecretKey(namespace="ns", name="name", key="token")
+    for bad in ("name:token", "ns/name", "ns/:token", "/name:token"):
+        with pytest.raises(ValueError, match="namespace/name:key"):
+            SecretKey.parse(bad)
+
+
+def test_secret_values_are_decoded_and_undecodable_ones_left_out() -> None:
+    assert decoded(None) is None
+    assert decoded({"data": {"a": "dG9rZW4=", "b": "not base64!"}}) == {"a": "token"}
