@@ -752,6 +752,10 @@ class Node:
     # registry the cluster runs itself, at a fixed Service address the host
     # reaches through kube-proxy (the chart's integrated registry).
     plain_http_registries: tuple[str, ...] = ()
+    # Names containerd pulls from through a plain-HTTP address of the cluster's, as
+    # `name -> host:port`: the integrated registry's Service name, which this host's
+    # resolver does not know (OpenShift's node DNS daemon makes it resolvable on nodes).
+    registry_mirrors: dict[str, str] = field(default_factory=dict)
     # Pods get their ServiceAccount's token mounted (the control plane's
     # ServiceAccount admission on), as in-cluster processes need: the chart's.
     service_account_tokens: bool = False
@@ -1062,12 +1066,13 @@ class Node:
         state = self.state
         certs_d = state.var_dir / "certs.d"
         # The local registry is plain HTTP; containerd needs to be told.
-        for host in (registry.host, *self.plain_http_registries):
-            hosts = certs_d / host
+        servers = {host: host for host in (registry.host, *self.plain_http_registries)}
+        for name, server in {**servers, **self.registry_mirrors}.items():
+            hosts = certs_d / name
             hosts.mkdir(parents=True, exist_ok=True)
             (hosts / "hosts.toml").write_text(
-                f'server = "http://{host}"\n'
-                f'[host."http://{host}"]\n'
+                f'server = "http://{server}"\n'
+                f'[host."http://{server}"]\n'
                 '  capabilities = ["pull", "resolve"]\n'
             )
         run = state.run_dir / "containerd"

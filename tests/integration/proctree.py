@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def is_alive(pid: int) -> bool:
@@ -49,10 +51,11 @@ def wait_all_gone(pids: set[int], *, timeout_s: float) -> set[int]:
     return {pid for pid in pids if is_alive(pid)}
 
 
-READY_BUDGET_S = 180.0
+READY_BUDGET_S = 300.0 + float(os.environ.get("IMAGESTREAM_NODE_LOCK_WAIT_S", "0"))
+"""Start-up (with a node: the operator's registry pod too), after any wait for the node."""
 
 
-def read_ready_line(process: subprocess.Popen[str]) -> dict[str, str]:
+def read_ready_line(process: subprocess.Popen[str]) -> dict[str, Any]:
     """The JSON of `imagestream dev`'s READY line, within READY_BUDGET_S; fail if it ends first."""
     assert process.stdout is not None
     selector = selectors.DefaultSelector()
