@@ -63,6 +63,7 @@ from localdev.controlplane import ControlPlane
 from localdev.private import write_private
 from localdev.system import local_settings, run_system
 from tests.integration.conftest import eventually, kube_with_crds, new_namespace, own_control_plane
+from tests.integration.registryconfig import replace_registry_config
 from webhook import app as webhook_app
 
 NS = "openshift-image-registry"
@@ -198,12 +199,8 @@ async def test_first_start_without_a_default_storage_class_is_removed(
     assert conditions(config)["Removed"]["status"] == "True"
     assert await absent(kube, DEPLOYMENTS, "image-registry")
 
-    # images.config.openshift.io/cluster exists, as on OpenShift, with no internal hostname.
-    # (written after the Config's status, in the same reconcile).
-    async def image_config() -> Obj | None:
-        return await get(kube, IMAGE_CONFIGS, "cluster", None)
-
-    await eventually(image_config, timeout_s=STEP_TIMEOUT_S, what="images.config cluster")
+    # images.config.openshift.io/cluster exists (waited for above), as on OpenShift, with no
+    # internal hostname.
     assert await internal_hostname(kube) == ""
     await delete_config(kube)
 
@@ -339,19 +336,13 @@ async def test_hostnames_reach_imagestreams(plane: ControlPlane, kube: Kube) -> 
         },
     )
     await delete_config(kube)
-    await kube.create(
-        REGISTRY_CONFIGS,
-        None,
+    await replace_registry_config(
+        kube,
         {
-            "apiVersion": REGISTRY_CONFIGS.api_version,
-            "kind": REGISTRY_CONFIGS.kind,
-            "metadata": {"name": "cluster"},
-            "spec": {
-                "managementState": "Managed",
-                "replicas": 1,
-                "storage": {"emptyDir": {}},
-                "defaultRoute": True,
-            },
+            "managementState": "Managed",
+            "replicas": 1,
+            "storage": {"emptyDir": {}},
+            "defaultRoute": True,
         },
     )
     try:
@@ -413,15 +404,8 @@ async def test_token_auth_waits_for_the_signing_secret_then_configures_the_regis
     starts and makes it, the registry is configured with the realm, the token service's
     names and the Secret's certificate as its rootcertbundle."""
     await delete_config(kube)
-    await kube.create(
-        REGISTRY_CONFIGS,
-        None,
-        {
-            "apiVersion": REGISTRY_CONFIGS.api_version,
-            "kind": REGISTRY_CONFIGS.kind,
-            "metadata": {"name": "cluster"},
-            "spec": {"managementState": "Removed", "replicas": 1, "storage": {"emptyDir": {}}},
-        },
+    await replace_registry_config(
+        kube, {"managementState": "Removed", "replicas": 1, "storage": {"emptyDir": {}}}
     )
     signing = {"registry_token_signing_secret": f"{TOKEN_NAMESPACE}/{SIGNING_SECRET}"}
     try:

@@ -49,6 +49,7 @@ from localdev.images import make_oci_image, skopeo_push
 from localdev.system import local_settings, run_system
 from tests.integration.conftest import eventually
 from tests.integration.nodecluster import NodeCluster, http_get
+from tests.integration.registryconfig import replace_registry_config
 from tests.node.pods import delete_namespace, ready
 
 NS = "openshift-image-registry"
@@ -223,20 +224,9 @@ async def test_registry_keeps_images_across_restarts_on_emptydir_and_pvc(
 async def _emptydir_then_pvc(
     kube: Kube, cluster: NodeCluster, tmp_path: Path, volume_dir: Path
 ) -> None:
-    with contextlib.suppress(NotFound):
-        await kube.delete(REGISTRY_CONFIGS, None, "cluster")
-    with contextlib.suppress(Conflict):
-        await kube.create(
-            REGISTRY_CONFIGS,
-            None,
-            {
-                "apiVersion": REGISTRY_CONFIGS.api_version,
-                "kind": REGISTRY_CONFIGS.kind,
-                "metadata": {"name": "cluster"},
-                "spec": {"managementState": "Managed", "replicas": 1, "storage": {"emptyDir": {}}},
-            },
-        )
-    await set_spec(kube, {"managementState": "Managed", "storage": {"emptyDir": {}}})
+    await replace_registry_config(
+        kube, {"managementState": "Managed", "replicas": 1, "storage": {"emptyDir": {}}}
+    )
     _, pod = await push_restart_pull(kube, cluster, tmp_path, "container")
     assert {"name": "registry-storage", "emptyDir": {}} in pod["spec"]["volumes"]
 

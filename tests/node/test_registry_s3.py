@@ -34,7 +34,8 @@ from localdev.images import skopeo_push
 from localdev.registry import stored_blob
 from localdev.seaweedfs import SeaweedFS, weed_binary
 from tests.integration.nodecluster import NodeCluster
-from tests.node.test_registry_operator import NS, _remove, operator, push_restart_pull, set_spec
+from tests.integration.registryconfig import replace_registry_config
+from tests.node.test_registry_operator import NS, _remove, operator, push_restart_pull
 
 
 @pytest.mark.timeout(900)  # the session's node comes up inside the first test's budget
@@ -80,31 +81,8 @@ async def test_registry_on_s3_keeps_images_across_a_new_pod(
             }
             async with operator(cluster, image):
                 try:
-                    with contextlib.suppress(NotFound):
-                        await kube.delete(REGISTRY_CONFIGS, None, "cluster")
-                    with contextlib.suppress(Conflict):
-                        await kube.create(
-                            REGISTRY_CONFIGS,
-                            None,
-                            {
-                                "apiVersion": REGISTRY_CONFIGS.api_version,
-                                "kind": REGISTRY_CONFIGS.kind,
-                                "metadata": {"name": "cluster"},
-                                "spec": {
-                                    "managementState": "Managed",
-                                    "replicas": 1,
-                                    "storage": {"s3": s3},
-                                },
-                            },
-                        )
-                    # A Config the operator bootstrapped first keeps its other storage
-                    # unless told: this one is s3 only.
-                    await set_spec(
-                        kube,
-                        {
-                            "managementState": "Managed",
-                            "storage": {"emptyDir": None, "pvc": None, "s3": s3},
-                        },
+                    await replace_registry_config(
+                        kube, {"managementState": "Managed", "replicas": 1, "storage": {"s3": s3}}
                     )
                     pulled, pod = await push_restart_pull(kube, cluster, tmp_path, "pod")
                     # The pod that served the pull had no volume for images: the bucket held them.
