@@ -488,16 +488,27 @@ def _kubeconfig_for(controlplane: ControlPlane, token: str, path: Path) -> Path:
     return write_private(path, yaml.safe_dump(config))
 
 
-async def test_registry_login_then_a_skopeo_push_with_that_file(
-    auth_system: AuthSystem, controlplane: ControlPlane, session: aiohttp.ClientSession
-) -> None:
+async def _builder_session(
+    auth_system: AuthSystem, controlplane: ControlPlane, prefix: str
+) -> tuple[str, str, Path, Path]:
+    """A fresh namespace whose `builder` may push (system:image-builder), and a home
+    directory holding a kubeconfig of that ServiceAccount's token: what a person logging
+    in as that account has. Returns the namespace, the token, the home and the kubeconfig."""
     kube = auth_system.kube
-    namespace = await new_namespace(kube, "regauth-login")
+    namespace = await new_namespace(kube, prefix)
     token = await service_account_token(kube, namespace, "builder")
     await bind(kube, namespace, "system:image-builder", service_account(namespace, "builder"))
     home = auth_system.workdir / f"home-{uuid.uuid4().hex[:6]}"
     home.mkdir()
-    kubeconfig = _kubeconfig_for(controlplane, token, home / "kubeconfig")
+    return namespace, token, home, _kubeconfig_for(controlplane, token, home / "kubeconfig")
+
+
+async def test_registry_login_then_a_skopeo_push_with_that_file(
+    auth_system: AuthSystem, controlplane: ControlPlane, session: aiohttp.ClientSession
+) -> None:
+    namespace, token, home, kubeconfig = await _builder_session(
+        auth_system, controlplane, "regauth-login"
+    )
     host = auth_system.registry.host
 
     ran = await command("registry", "login", "--registry", host, kubeconfig=kubeconfig, home=home)
@@ -603,12 +614,9 @@ async def test_registry_login_finds_the_host_in_the_cluster_image_configuration(
     auth_system: AuthSystem, controlplane: ControlPlane, session: aiohttp.ClientSession
 ) -> None:
     kube = auth_system.kube
-    namespace = await new_namespace(kube, "regauth-host")
-    token = await service_account_token(kube, namespace, "builder")
-    await bind(kube, namespace, "system:image-builder", service_account(namespace, "builder"))
-    home = auth_system.workdir / f"home-{uuid.uuid4().hex[:6]}"
-    home.mkdir()
-    sa_kubeconfig = _kubeconfig_for(controlplane, token, home / "kubeconfig")
+    namespace, token, home, sa_kubeconfig = await _builder_session(
+        auth_system, controlplane, "regauth-host"
+    )
     host = auth_system.registry.host
 
     # A ServiceAccount may not read the cluster's configuration nor list streams here: it is
