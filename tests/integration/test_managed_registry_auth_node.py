@@ -293,7 +293,15 @@ async def _scenario(
     image = make_app_image(tmp_path / marker, marker)
     source = f"oci:{image.layout_dir}"
     destination = f"docker://{SERVICE_ADDRESS}/{app_ns}/app:v1"
-    await kube.create(IMAGESTREAMS, app_ns, {"metadata": {"name": "app"}})
+    await kube.create(
+        IMAGESTREAMS,
+        app_ns,
+        {
+            "apiVersion": IMAGESTREAMS.api_version,
+            "kind": IMAGESTREAMS.kind,
+            "metadata": {"name": "app"},
+        },
+    )
 
     # Anonymous: the token service decides as system:anonymous; RBAC grants it nothing.
     empty = write_private(private_dir(tmp_path / "anon") / "auth.json", '{"auths": {}}')
