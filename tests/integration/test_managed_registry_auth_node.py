@@ -322,7 +322,7 @@ async def _scenario(
     # As a user runs it (its own process: the command configures logging its own way).
     login = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "imagestream", "registry", "login",
+        [sys.executable, "-m", "imagestream.cli", "registry", "login",
          "--kubeconfig", str(cluster.plane.kubeconfig_path),
          "--registry", SERVICE_ADDRESS, "--token", builder_token, "--to", str(authfile)],
         capture_output=True, text=True, timeout=120, check=False,
