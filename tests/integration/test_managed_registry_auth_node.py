@@ -170,7 +170,7 @@ def _diagnosis(cluster: NodeCluster, *namespaces: str) -> str:
     )
 
 
-async def _rollout(cluster: NodeCluster, namespace: str, image: str, account: str) -> None:
+async def _apply_app(cluster: NodeCluster, namespace: str, image: str, account: str) -> None:
     await asyncio.to_thread(
         cluster.kubectl, "-n", namespace, "apply", "-f", "-",
         stdin=json.dumps(_deployment("app", image, account)),
@@ -349,13 +349,13 @@ async def _scenario(
     # A fresh account of the namespace: the controller's pull Secret, none by hand.
     by_digest = f"{INTERNAL_REGISTRY}/{app_ns}/app@{image.manifest_digest}"
     ref = await _fresh_account(kube, app_ns, "fresh")
-    await _rollout(cluster, app_ns, by_digest, "fresh")
+    await _apply_app(cluster, app_ns, by_digest, "fresh")
     pod = await _runs(cluster, app_ns, by_digest, marker)
     assert [s["name"] for s in pod["spec"]["imagePullSecrets"]] == [ref]
 
     # Another namespace's fresh account has a Secret too, but no puller role in app_ns.
     await _fresh_account(kube, other_ns, "fresh")
-    await _rollout(cluster, other_ns, by_digest, "fresh")
+    await _apply_app(cluster, other_ns, by_digest, "fresh")
     try:
         message = await eventually(
             lambda: asyncio.to_thread(_pull_refused, cluster, other_ns, "app"),
