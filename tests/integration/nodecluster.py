@@ -138,6 +138,7 @@ def node_cluster(
     notify: NotificationEndpoint | None = None,
     plain_http_registries: tuple[str, ...] = (),
     service_account_tokens: bool = False,
+    registry_mirrors: dict[str, str] | None = None,
 ) -> Iterator[NodeCluster]:
     skip_unless_node_can_run()
     node = Node(
@@ -146,6 +147,7 @@ def node_cluster(
         with_dns=with_dns,
         plain_http_registries=plain_http_registries,
         service_account_tokens=service_account_tokens,
+        registry_mirrors=dict(registry_mirrors or {}),
     )
     plane: ControlPlane | None = None
     registry: Registry | None = None
