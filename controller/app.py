@@ -575,7 +575,7 @@ async def _lead(
             )
 
 
-def _no_secret(_namespace: str, _account: str) -> str:
+def _no_secret(_namespace: str, _account: str) -> str | None:
     return ""
 
 

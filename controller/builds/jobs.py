@@ -378,15 +378,17 @@ def default_push_secret(
     output: OutputTarget,
     *,
     integrated_hosts: Collection[str],
-    pull_secret_of: Callable[[str, str], str],
-) -> str:
+    pull_secret_of: Callable[[str, str], str | None],
+) -> str | None:
     """The Secret a Build pushes with when it names none (behaviour 34 in
     docs/openshift-behaviours.md).
 
     As OpenShift's build controller does: the build's service account (`builder` when the
     Build names none) lends its integrated-registry pull secret to an output on that
-    registry. `pull_secret_of(namespace, account)` is that account's listed pull secret, or
-    "". A given `output.pushSecret`, and any other registry, get nothing from here."""
+    registry. `pull_secret_of(namespace, account)` is that account's listed pull secret,
+    "" when none applies, or None while the pull-secret loop has not listed one yet (then
+    so is this: the Job waits rather than push without credentials). A given
+    `output.pushSecret`, and any other registry, get nothing from here."""
     if string(mapping(mapping(spec_of(build).get("output")).get("pushSecret")).get("name")):
         return ""
     hosts = {host.lower() for host in integrated_hosts}

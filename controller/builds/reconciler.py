@@ -70,14 +70,27 @@ from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict, NotFound
 from imagestream.kube.informer import InformerSet
 from imagestream.kube.resources import BUILDCONFIGS, BUILDS, JOBS, PODS
-from imagestream.objects import Obj, mapping, name_of, namespace_of, status_of
+from imagestream.objects import (
+    Obj,
+    mapping,
+    metadata_of,
+    name_of,
+    namespace_of,
+    object_key,
+    status_of,
+)
 from imagestream.recording import RecordError, StreamMissing, StreamRecorder, TagUpdate
 from imagestream.settings import SettingsError
-from imagestream.timestamps import rfc3339_micro, rfc3339_seconds
+from imagestream.timestamps import parse_rfc3339, rfc3339_micro, rfc3339_seconds
 
 log = structlog.get_logger(__name__)
 
 STALE_RETRY_S = 0.1
+PUSH_SECRET_RETRY_S = 1.0
+"""How soon a Build whose account's pull secret is still to be listed looks again (no
+event of the account reaches this loop)."""
+PUSH_SECRET_WAIT_S = 60.0
+"""How long a Build waits for that Secret before its Job is made without one."""
 
 
 def trim_job(job: Obj) -> Obj:
@@ -230,8 +243,9 @@ class BuildReconciler:
     integrated_hosts: Callable[[], list[str]] = list
     """The integrated registry's hosts now; with `pull_secret_of`, where a Build without a
     pushSecret pushes with its service account's pull secret."""
-    pull_secret_of: Callable[[str, str], str] = lambda _namespace, _account: ""
-    """(namespace, account) -> that account's integrated-registry pull secret, or ""."""
+    pull_secret_of: Callable[[str, str], str | None] = lambda _namespace, _account: ""
+    """(namespace, account) -> that account's integrated-registry pull secret, "" when none
+    applies, None while one is still to come (the pull-secret loop has not listed it)."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def get_stream(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -298,14 +312,42 @@ class BuildReconciler:
             started=started,
             now=self.clock(),
         )
+        push_secret = ""
+        if step.create_job is not None:
+            waited = self._push_secret(build, step.create_job)
+            if waited is None:
+                return Requeue(after_s=PUSH_SECRET_RETRY_S)
+            push_secret = waited
         try:
-            await self._perform(build, step)
+            await self._perform(build, step, push_secret)
         except (Conflict, NotFound):
             log.debug("build_stale", key=key)
             return Requeue(after_s=STALE_RETRY_S)
         return Requeue(after_s=step.requeue_after_s) if step.requeue_after_s else None
 
-    async def _perform(self, build: Obj, step: BuildStep) -> None:
+    def _push_secret(self, build: Obj, output: OutputTarget) -> str | None:
+        """The Secret the Job pushes with; None: wait, the account's is still to be listed.
+
+        Waiting is bounded by the Build's age: a Job without credentials is made after
+        PUSH_SECRET_WAIT_S (the push then fails with the registry's reason, as it would
+        on OpenShift), so an account the pull-secret loop is refused never holds a Build
+        forever."""
+        secret = default_push_secret(
+            build,
+            output,
+            integrated_hosts=self.integrated_hosts(),
+            pull_secret_of=self.pull_secret_of,
+        )
+        if secret is not None:
+            return secret
+        created = parse_rfc3339(metadata_of(build).get("creationTimestamp"))
+        if created is not None and (self.clock() - created).total_seconds() >= PUSH_SECRET_WAIT_S:
+            log.warning("build_push_secret_missing", build=object_key(build))
+            return ""
+        log.debug("build_waits_for_push_secret", build=object_key(build))
+        return None
+
+    async def _perform(self, build: Obj, step: BuildStep, push_secret: str) -> None:
         namespace, name = namespace_of(build), name_of(build)
         if step.create_job is not None:
             job = build_job(
@@ -313,12 +355,7 @@ class BuildReconciler:
                 template=self.job_template,
                 output=step.create_job,
                 insecure_registries=self.insecure_registries,
-                push_secret=default_push_secret(
-                    build,
-                    step.create_job,
-                    integrated_hosts=self.integrated_hosts(),
-                    pull_secret_of=self.pull_secret_of,
-                ),
+                push_secret=push_secret,
             )
             try:
                 await self.kube.create(JOBS, namespace, job)

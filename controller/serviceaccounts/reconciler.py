@@ -113,9 +113,10 @@ class PullSecretReconciler:
         for account in self.accounts.values():
             self.queue.add(f"{namespace_of(account)}/{name_of(account)}")
 
-    def pull_secret_of(self, namespace: str, account: str) -> str:
-        """`namespace/account`'s listed pull secret, from the cache (for Builds' pushes)."""
-        return listed_pull_secret(self.accounts.get(f"{namespace}/{account}"))
+    def pull_secret_of(self, namespace: str, account: str) -> str | None:
+        """`namespace/account`'s listed pull secret, from the cache (for Builds' pushes);
+        None while it is still to be listed (the account new, or this cache behind)."""
+        return listed_pull_secret(self.accounts.get(f"{namespace}/{account}")) or None
 
     def _missing(self, namespace: str) -> list[str]:
         present = [name_of(a) for a in self.accounts.values() if namespace_of(a) == namespace]
