@@ -1,9 +1,9 @@
 """Pull secrets for the integrated registry, per ServiceAccount (behaviour 34).
 
 A controller of this module's own, with `--service-account-pull-secrets`, watching one
-fresh namespace of the session control plane (real kube-apiserver, etcd, and
-kube-controller-manager with its garbage collector), and the session's
-`images.config.openshift.io` CRD:
+fresh namespace of a control plane of this module's own (real kube-apiserver, etcd, and
+kube-controller-manager with its garbage collector; not the session's, whose controller
+would race ours for Builds), with our CRDs:
 
 - a new ServiceAccount gets its `kubernetes.io/dockerconfigjson` Secret, owned by it,
   named in its annotation and listed once in its `imagePullSecrets`; the auth decodes to
@@ -34,7 +34,7 @@ import base64
 import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -62,7 +62,12 @@ from localdev.components import metric_sum
 from localdev.controlplane import ControlPlane
 from localdev.system import local_settings, run_system
 from tests.integration.admission import refuse_in_namespace, remove_policy
-from tests.integration.conftest import eventually, new_namespace
+from tests.integration.conftest import (
+    eventually,
+    kube_with_crds,
+    new_namespace,
+    own_control_plane,
+)
 from tests.integration.workloads import imagestream
 
 FLAG_HOST = "10.0.0.97:5000"
@@ -74,8 +79,23 @@ GC_TIMEOUT_S = 90.0
 """kube-controller-manager's garbage collector acts within seconds; allow for a busy host."""
 
 
+@pytest.fixture(scope="module")
+def controlplane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of this module's own: the session's runs a controller of its own
+    (another integrated registry, no pull-secret loop) whose build loop would race ours
+    for the same Builds' Jobs."""
+    with own_control_plane(tmp_path_factory, "pull-secrets-plane") as own:
+        yield own
+
+
+@pytest.fixture(scope="module")
+async def kube(controlplane: ControlPlane) -> AsyncIterator[Kube]:
+    async with kube_with_crds(controlplane) as handle:
+        yield handle
+
+
 @pytest.fixture
-async def namespace(kube: Kube, crds: list[str], controlplane: ControlPlane) -> AsyncIterator[str]:
+async def namespace(kube: Kube, controlplane: ControlPlane) -> AsyncIterator[str]:
     """A fresh namespace and a controller that keeps its accounts' pull secrets."""
     name = await new_namespace(kube, "pullsecrets")
     settings = local_settings(
