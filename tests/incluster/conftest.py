@@ -2,8 +2,9 @@
 
 Here nothing of the system runs in the test process: the controller and the
 webhook run as the chart's pods, from our image built with buildah
-(`localdev.project_image`), beside the chart's integrated registry (Debian's
-docker-registry, `localdev.debian_images.REGISTRY`). The node (`localdev.
+(`localdev.project_image`), beside the integrated registry that the
+controller's registry operator runs for the chart (Debian's docker-registry,
+`localdev.debian_images.REGISTRY`). The node (`localdev.
 node`) is told to pull from that registry over plain HTTP at the fixed
 Service address `IN_CLUSTER_REGISTRY`, which the host reaches through
 kube-proxy, so skopeo pushes there from outside the cluster and containerd
