@@ -37,7 +37,6 @@ from typing import Any
 import pytest
 
 from controller import app as controller_app
-from controller.serviceaccounts.plan import SECRET_REF_ANNOTATION
 from imagestream.cli.dev import INTERNAL_REGISTRY, REGISTRY_SERVICE_IP
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
@@ -62,11 +61,11 @@ from tests.integration.conftest import eventually, new_namespace
 from tests.integration.nodecluster import (
     ROLLOUT_TIMEOUT_S,
     NodeCluster,
-    app_deployment,
     http_get,
     node_cluster,
     skip_unless_node_can_run,
 )
+from tests.integration.pullsecretpods import account_deployment, fresh_account, pull_refused
 from tests.node.pods import delete_namespace
 from webhook import app as webhook_app
 
@@ -129,36 +128,6 @@ async def _bind(kube: Kube, namespace: str, name: str, role: str, subject: dict[
     )
 
 
-async def _fresh_account(kube: Kube, namespace: str, name: str) -> str:
-    """A new ServiceAccount; the name of the pull Secret the controller listed in it."""
-    await kube.create(SERVICEACCOUNTS, namespace, {"metadata": {"name": name}})
-
-    async def listed() -> str | None:
-        account = await kube.get(SERVICEACCOUNTS, namespace, name)
-        ref = (account["metadata"].get("annotations") or {}).get(SECRET_REF_ANNOTATION)
-        names = [e.get("name") for e in account.get("imagePullSecrets") or []]
-        return ref if ref in names else None
-
-    return await eventually(listed, timeout_s=120, what=f"{namespace}/{name}'s pull secret")
-
-
-def _deployment(name: str, image: str, account: str) -> dict[str, Any]:
-    deployment = app_deployment(name, image)
-    pod = deployment["spec"]["template"]["spec"]
-    pod["serviceAccountName"] = account
-    pod["containers"][0]["imagePullPolicy"] = "Always"
-    return deployment
-
-
-def _pull_refused(cluster: NodeCluster, namespace: str, name: str) -> str | None:
-    for pod in cluster.get("-n", namespace, "pods", "-l", f"app={name}")["items"]:
-        for status in pod.get("status", {}).get("containerStatuses") or []:
-            waiting = status.get("state", {}).get("waiting") or {}
-            if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
-                return str(waiting.get("message", waiting["reason"]))
-    return None
-
-
 def _diagnosis(cluster: NodeCluster, *namespaces: str) -> str:
     return "\n".join(
         [
@@ -173,7 +142,7 @@ def _diagnosis(cluster: NodeCluster, *namespaces: str) -> str:
 async def _apply_app(cluster: NodeCluster, namespace: str, image: str, account: str) -> None:
     await asyncio.to_thread(
         cluster.kubectl, "-n", namespace, "apply", "-f", "-",
-        stdin=json.dumps(_deployment("app", image, account)),
+        stdin=json.dumps(account_deployment("app", image, account)),
     )  # fmt: skip
 
 
@@ -348,17 +317,17 @@ async def _scenario(
                  "name": f"system:serviceaccounts:{app_ns}"})  # fmt: skip
     # A fresh account of the namespace: the controller's pull Secret, none by hand.
     by_digest = f"{INTERNAL_REGISTRY}/{app_ns}/app@{image.manifest_digest}"
-    ref = await _fresh_account(kube, app_ns, "fresh")
+    ref = await fresh_account(kube, app_ns, "fresh")
     await _apply_app(cluster, app_ns, by_digest, "fresh")
     pod = await _runs(cluster, app_ns, by_digest, marker)
     assert [s["name"] for s in pod["spec"]["imagePullSecrets"]] == [ref]
 
     # Another namespace's fresh account has a Secret too, but no puller role in app_ns.
-    await _fresh_account(kube, other_ns, "fresh")
+    await fresh_account(kube, other_ns, "fresh")
     await _apply_app(cluster, other_ns, by_digest, "fresh")
     try:
         message = await eventually(
-            lambda: asyncio.to_thread(_pull_refused, cluster, other_ns, "app"),
+            lambda: asyncio.to_thread(pull_refused, cluster, other_ns, "app"),
             timeout_s=REFUSED_TIMEOUT_S,
             interval_s=1.0,
             what="the pull without the puller role refused",

@@ -29,15 +29,13 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from controller import app as controller_app
-from controller.serviceaccounts.plan import SECRET_REF_ANNOTATION
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.crds import install_crds, load_crds
-from imagestream.kube.resources import ROLEBINDINGS, SECRETS, SERVICEACCOUNTS
+from imagestream.kube.resources import ROLEBINDINGS, SECRETS
 from imagestream.kube.roles import install_image_roles, load_image_roles
 from imagestream.registry_tokens import ISSUER, SERVICE, TOKEN_PATH
 from imagestream.settings import HostPort
@@ -51,11 +49,11 @@ from tests.integration.conftest import eventually, new_namespace
 from tests.integration.nodecluster import (
     ROLLOUT_TIMEOUT_S,
     NodeCluster,
-    app_deployment,
     http_get,
     node_cluster,
     skip_unless_node_can_run,
 )
+from tests.integration.pullsecretpods import account_deployment, fresh_account, pull_refused
 from webhook import app as webhook_app
 
 pytestmark = pytest.mark.integration
@@ -131,24 +129,6 @@ async def _grant_pull(kube: Kube, namespace: str) -> None:
     )
 
 
-def _deployment(name: str, image: str, account: str) -> dict[str, Any]:
-    deployment = app_deployment(name, image)
-    pod = deployment["spec"]["template"]["spec"]
-    pod["serviceAccountName"] = account
-    pod["containers"][0]["imagePullPolicy"] = "Always"
-    return deployment
-
-
-def _pull_refused(cluster: NodeCluster, namespace: str, name: str) -> str | None:
-    """The waiting reason of the app's pod once the kubelet failed to pull."""
-    for pod in cluster.get("-n", namespace, "pods", "-l", f"app={name}")["items"]:
-        for status in pod.get("status", {}).get("containerStatuses") or []:
-            waiting = status.get("state", {}).get("waiting") or {}
-            if waiting.get("reason") in ("ErrImagePull", "ImagePullBackOff"):
-                return str(waiting.get("message", waiting["reason"]))
-    return None
-
-
 async def test_a_pod_of_a_fresh_service_account_pulls_with_the_secret_the_controller_wrote(
     cluster: NodeCluster, auth_port: int, tmp_path: Path
 ) -> None:
@@ -207,15 +187,7 @@ async def test_a_pod_of_a_fresh_service_account_pulls_with_the_secret_the_contro
             image = f"{host}/{watched}/app@{digest}"
 
             # A fresh account of the watched namespace: its Secret listed before its pod.
-            await kube.create(SERVICEACCOUNTS, watched, {"metadata": {"name": "fresh"}})
-
-            async def listed() -> str | None:
-                account = await kube.get(SERVICEACCOUNTS, watched, "fresh")
-                ref = (account["metadata"].get("annotations") or {}).get(SECRET_REF_ANNOTATION)
-                names = [e.get("name") for e in account.get("imagePullSecrets") or []]
-                return ref if ref in names else None
-
-            ref = await eventually(listed, timeout_s=60, what="fresh's pull secret listed")
+            ref = await fresh_account(kube, watched, "fresh", timeout_s=60)
             await asyncio.to_thread(
                 cluster.kubectl,
                 "-n",
@@ -223,7 +195,7 @@ async def test_a_pod_of_a_fresh_service_account_pulls_with_the_secret_the_contro
                 "apply",
                 "-f",
                 "-",
-                stdin=json.dumps(_deployment("app", image, "fresh")),
+                stdin=json.dumps(account_deployment("app", image, "fresh")),
             )
             await asyncio.to_thread(
                 cluster.kubectl,
@@ -248,10 +220,10 @@ async def test_a_pod_of_a_fresh_service_account_pulls_with_the_secret_the_contro
                 "apply",
                 "-f",
                 "-",
-                stdin=json.dumps(_deployment("app", image, "default")),
+                stdin=json.dumps(account_deployment("app", image, "default")),
             )
             message = await eventually(
-                lambda: asyncio.to_thread(_pull_refused, cluster, unwatched, "app"),
+                lambda: asyncio.to_thread(pull_refused, cluster, unwatched, "app"),
                 timeout_s=REFUSED_TIMEOUT_S,
                 interval_s=1.0,
                 what="the pull without a secret refused",
