@@ -35,7 +35,7 @@ import yaml
 
 from imagestream.kube.client import Kube
 from imagestream.kube.crds import load_crds
-from imagestream.kube.errors import NotFound
+from imagestream.kube.errors import NotFound, TooManyRequests
 from imagestream.kube.resources import IMAGESTREAMS, NAMESPACES, PODS, Resource
 from imagestream.kube.roles import load_image_roles
 from localdev.controlplane import ControlPlane, free_port
@@ -1405,6 +1405,42 @@ def _columns(crd: Any) -> list[str]:
     return [column["name"] for column in version.get("additionalPrinterColumns", [])]
 
 
+async def _storage_ready(kube: Kube, crd: Any) -> bool:
+    """The API server's watch cache for `crd`'s objects answers an unpaginated list.
+
+    Deleting a CRD whose cache is still initialising can leave it Terminating for up to five
+    minutes: kube-apiserver's CRD finalizer lists the objects once, meets "storage is
+    (re)initializing", and its retry is dropped on a conflict with its own status write
+    until the five-minute informer resync (the chart README's CRD section). A list without
+    `limit` is served by that same cache (a paginated one would go to etcd), so once it
+    answers, the finalizer's list does too.
+    """
+    (version,) = [v["name"] for v in crd["spec"]["versions"] if v.get("storage")]
+    path = f"/apis/{crd['spec']['group']}/{version}/{crd['spec']['names']['plural']}"
+    try:
+        await kube.request("GET", path, attempts=1)
+    except TooManyRequests:
+        return False
+    return True
+
+
+async def _delete_chart_crds(kube: Kube) -> None:
+    """Delete every chart CRD once its storage is ready (see `_storage_ready`), and wait
+    until all are gone."""
+    await _warm_crd_storage(kube)
+    for crd in load_crds():
+        await kube.delete(CRD_RESOURCE, None, crd["metadata"]["name"])
+    await eventually(lambda: _crd_gone(kube), timeout_s=120.0, what="CRDs deleted")
+
+
+async def _warm_crd_storage(kube: Kube) -> None:
+    for crd in load_crds():
+        await eventually(
+            lambda crd=crd: _storage_ready(kube, crd),
+            what=f"{crd['metadata']['name']}'s storage ready",
+        )
+
+
 async def _crd_gone(kube: Kube) -> bool:
     """Every CRD of the chart is gone (each is deleted at its own pace: the API server
     removes its objects first), not only the ImageStream one."""
@@ -1434,9 +1470,7 @@ async def test_crds_enabled_upgrades_the_crds_and_keep_keeps_them(
         ns = ("--namespace", "crd-test", "--create-namespace")
         async with kube_with_crds(plane) as kube:
             # kube_with_crds installed crds/ the way imagestream dev does; start clean.
-            for crd in load_crds():
-                await kube.delete(CRD_RESOURCE, None, crd["metadata"]["name"])
-            await eventually(lambda: _crd_gone(kube), what="CRDs deleted")
+            await _delete_chart_crds(kube)
 
             # 1. Without crds.enabled, Helm installs crds/ and never upgrades (nor deletes) them.
             await helm_run("install", "b", str(original), *ns)
@@ -1474,17 +1508,15 @@ async def test_crds_enabled_upgrades_the_crds_and_keep_keeps_them(
             await kube.get(IMAGESTREAMS, "crd-test", "app")
 
             # 5. crds.keep=false on a fresh install: helm uninstall deletes them, as asked.
-            for crd in load_crds():
-                await kube.delete(CRD_RESOURCE, None, crd["metadata"]["name"])
-            await eventually(lambda: _crd_gone(kube), timeout_s=180.0, what="CRDs deleted")
+            await _delete_chart_crds(kube)
             await helm_run("install", "c", str(upgraded), *ns, "--skip-crds",
                            "--set", "crds.enabled=true", "--set", "crds.keep=false")  # fmt: skip
             crd = await kube.get(CRD_RESOURCE, None, IMAGESTREAM_CRD)
             assert "helm.sh/resource-policy" not in crd["metadata"]["annotations"]
-            # No --wait: its watcher once outwaited helm_run's 120 s in CI while the API
-            # server cleaned the CRDs' objects up; the CRDs' absence is what is claimed.
+            # No --wait: the CRDs' absence is what is claimed, and is waited for here.
+            await _warm_crd_storage(kube)
             await helm_run("uninstall", "c", "--namespace", "crd-test")
-            await eventually(lambda: _crd_gone(kube), timeout_s=180.0, what="CRDs deleted")
+            await eventually(lambda: _crd_gone(kube), timeout_s=120.0, what="CRDs deleted")
 
             # 6. crds.enabled without --skip-crds: Helm refuses, as the README says.
             refused = await helm_run("install", "d", str(original), *ns,
