@@ -14,10 +14,16 @@ image to the digest (the controller's JSON Patch: test, test, replace), and
 the same watch waits for the same kind of pod. No webhook, no ImageStream, no
 controller: what is left is the push and the rollout itself.
 
-Both Deployments are alike: one replica, `maxSurge: 1`, `maxUnavailable: 0`,
+Keel, the peer users would pick instead, in the same run and in the same rotation: the
+same kind of push, of a new semver tag (Keel follows tags, not digests), then Keel's native
+webhook told of it as soon as skopeo returns (`bench.peers`: built from its Go module, run
+out of cluster against the same API server, policy `all`); Keel patches the Deployment to
+that tag, and the same watch waits for a Ready pod whose `imageID` is the pushed digest.
+
+The three Deployments are alike: one replica, `maxSurge: 1`, `maxUnavailable: 0`,
 a readiness probe every second, no service account token, one second of
 termination grace. Before each sample the previous rollout has ended (one
-pod left), so every sample starts from the same state. Also reported, for
+pod left in its namespace), so every sample starts from the same state. Also reported, for
 where the time goes: push returned, and Deployment patched (ours: seen
 through a watch; floor: the PATCH answered).
 """
@@ -25,12 +31,15 @@ through a watch; floor: the PATCH answered).
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from bench.common import (
     DeploymentWatch,
@@ -42,6 +51,7 @@ from bench.common import (
     percentile,
     scaled,
 )
+from bench.peers import KEEL_PORT, keel_binary, keel_version, start_keel
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import Gone, KubeError
 from imagestream.kube.resources import DEPLOYMENTS, PODS
@@ -50,6 +60,7 @@ from localdev.images import APP_PORT, OciImage, make_app_image, skopeo_push
 
 NAMESPACE = "bench-pods"
 FLOOR_NAMESPACE = "bench-pods-floor"
+KEEL_NAMESPACE = "bench-pods-keel"
 PUSHES = 50
 """Per side at scale 1 (the issue asks for at least 50)."""
 ROLLOUT_BUDGET_S = 120.0
@@ -180,18 +191,41 @@ def _image(workdir: Path, side: Side, k: int) -> OciImage:
     return make_app_image(workdir / "images" / marker, marker)
 
 
-async def push_to_pod_ready(kube: Kube, host: str, workdir: Path, scale: float) -> dict[str, Any]:
+def keel_app_deployment(image: str) -> Obj:
+    """The app Deployment, followed by Keel: any newer semver tag, through its webhooks."""
+    body = app_deployment("app", follows=None, image=image)
+    body["metadata"]["annotations"] = {"keel.sh/policy": "all", "keel.sh/trigger": "default"}
+    return body
+
+
+async def push_to_pod_ready(
+    kube: Kube, host: str, workdir: Path, scale: float, kubeconfig: Path
+) -> dict[str, Any]:
     """Run figure 6 on a cluster with a node, the webhook and the controller already up.
 
     `host` is the integrated registry; the controller and webhook watch `NAMESPACE` only.
+    Keel is started here (by PID, on `kubeconfig`'s cluster) and stopped here, pass or fail.
     """
     pushes = scaled(PUSHES, scale, minimum=5)
-    for namespace in (NAMESPACE, FLOOR_NAMESPACE):
+    for namespace in (NAMESPACE, FLOOR_NAMESPACE, KEEL_NAMESPACE):
         await create_namespace(kube, namespace)
+    # Started from this (the main) thread: a child dies with the thread that forked it.
+    keel_process = start_keel(await asyncio.to_thread(keel_binary), kubeconfig, workdir)
+    try:
+        return await _measured(kube, host, workdir, pushes)
+    finally:
+        keel_process.stop()
+
+
+async def _measured(kube: Kube, host: str, workdir: Path, pushes: int) -> dict[str, Any]:
     await kube.create(DEPLOYMENTS, NAMESPACE, app_deployment("app", follows="app:latest"))
     ours = Side(NAMESPACE, host, await PodWatch(kube, NAMESPACE).start())
     floor = Side(FLOOR_NAMESPACE, host, await PodWatch(kube, FLOOR_NAMESPACE).start())
+    keel = Side(KEEL_NAMESPACE, host, await PodWatch(kube, KEEL_NAMESPACE).start())
     deployments = await DeploymentWatch(kube, NAMESPACE).start()
+    keel_deployments = await DeploymentWatch(kube, KEEL_NAMESPACE).start()
+    keel_url = f"http://127.0.0.1:{KEEL_PORT}/v1/webhooks/native"
+    session = aiohttp.ClientSession()
     try:
         # Warm-up, not counted: the first image per side (containerd pulls the busybox
         # layer once; the stream is created; the floor's Deployment is created with it).
@@ -206,7 +240,14 @@ async def push_to_pod_ready(kube: Kube, host: str, workdir: Path, scale: float) 
         )
         await floor.pods.wait_ready(first)
         current = first
-        for side in (ours, floor):
+        image = await asyncio.to_thread(_image, workdir, keel, -1)
+        await asyncio.to_thread(skopeo_push, image, f"{keel.repository}:1.0.0")
+        first_keel = f"{keel.repository}@{image.manifest_digest}"
+        await kube.create(
+            DEPLOYMENTS, KEEL_NAMESPACE, keel_app_deployment(f"{keel.repository}:1.0.0")
+        )
+        await keel.pods.wait_ready(first_keel)
+        for side in (ours, floor, keel):
             await side.pods.wait_alone()
 
         async def one_of_ours(k: int) -> None:
@@ -239,19 +280,44 @@ async def push_to_pod_ready(kube: Kube, host: str, workdir: Path, scale: float) 
             floor.total.append(ready - started)
             await floor.pods.wait_alone()
 
-        # Alternating which goes first, so neither side always follows the other's cleanup.
-        for k in range(pushes):
-            pair = (
-                (one_of_ours, one_of_the_floor) if k % 2 == 0 else (one_of_the_floor, one_of_ours)
+        async def one_of_keels(k: int) -> None:
+            """The same kind of push, of a new tag; Keel is told of it, and patches."""
+            image = await asyncio.to_thread(_image, workdir, keel, k)
+            tag = f"1.0.{k + 1}"
+            pull_spec = f"{keel.repository}@{image.manifest_digest}"
+            started = time.monotonic()
+            await asyncio.to_thread(skopeo_push, image, f"{keel.repository}:{tag}")
+            keel.pushed.append(time.monotonic() - started)
+            async with session.post(
+                keel_url,
+                data=json.dumps({"name": keel.repository, "tag": tag}),
+                headers={"Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"keel answered {response.status}: {await response.text()}")
+            ready = await keel.pods.wait_ready(pull_spec)
+            keel.total.append(ready - started)
+            patched = await keel_deployments.wait_for(
+                f"{keel.repository}:{tag}", f"{KEEL_NAMESPACE}/app"
             )
-            for measure in pair:
+            keel.patched.append(patched - started)
+            await keel.pods.wait_alone()
+
+        # Rotating which goes first, so no side always follows the same one's cleanup.
+        order = [one_of_ours, one_of_the_floor, one_of_keels]
+        for k in range(pushes):
+            for measure in order[k % 3 :] + order[: k % 3]:
                 await measure(k)
     finally:
-        await deployments.stop()
-        for side in (ours, floor):
+        await session.close()
+        for watch in (deployments, keel_deployments):
+            await watch.stop()
+        for side in (ours, floor, keel):
             await side.pods.stop()
 
     ratio = round(percentile(ours.total, 0.99) / percentile(floor.total, 0.99), 3)
+    keel_p50, keel_p99 = percentile(keel.total, 0.5), percentile(keel.total, 0.99)
     # A difference of medians (not the median of differences: the sides alternate).
     added_p50 = round((percentile(ours.total, 0.5) - percentile(floor.total, 0.5)) * 1000, 2)
     return {
@@ -270,7 +336,18 @@ async def push_to_pod_ready(kube: Kube, host: str, workdir: Path, scale: float) 
             "deployment_patched": latency_summary(floor.patched),
             "how": "the same skopeo push, then the Deployment's image patched directly",
         },
+        "keel": {
+            **latency_summary(keel.total),
+            "push_returned": latency_summary(keel.pushed),
+            "deployment_patched": latency_summary(keel.patched),
+            "how": "the same kind of push, of a new tag, then Keel's native webhook",
+            "version": keel_version(),
+        },
         "p50_ours_minus_floor_ms": added_p50,
         "ratio": ratio,
-        "goal": "(reported)",
+        "ratio_to_keel": {
+            "p50": round(percentile(ours.total, 0.5) / keel_p50, 3),
+            "p99": round(percentile(ours.total, 0.99) / keel_p99, 3),
+        },
+        "goal": "(reported) beside the floor and Keel",
     }

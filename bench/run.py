@@ -409,6 +409,18 @@ def table(figures: dict[str, Any]) -> str:
                     "",
                 )
             )
+            keel = figure["keel"]
+            rows.append(
+                (
+                    f"  Keel {keel['version']} p50/p95/p99 ms; ours/Keel p50, p99",
+                    f"{fmt(keel['p50_ms'])}/{fmt(keel['p95_ms'])}/{fmt(keel['p99_ms'])}",
+                    "-",
+                    f"{fmt(figure['ratio_to_keel']['p50'])}, {fmt(figure['ratio_to_keel']['p99'])}"
+                    + repetitions.spread(figure, "ratio_to_keel.p99"),
+                    "(reported)",
+                    "",
+                )
+            )
         elif section == "builds":
             rows.append(
                 (
@@ -602,7 +614,9 @@ async def run_on_node(
         controller = launcher.start("controller", f"{section}-controller", scope + controller_args)
         await asyncio.gather(webhook.wait_ready(), controller.wait_ready())
         if section == "pods":
-            figure = await pods.push_to_pod_ready(kube, registry.host, workdir, scale)
+            figure = await pods.push_to_pod_ready(
+                kube, registry.host, workdir, scale, plane.kubeconfig_path
+            )
         else:
             figure = await builds.push_to_rolled_pod(kube, registry.host, workdir, scale)
         processes = {
