@@ -31,6 +31,7 @@ import yaml
 from aiohttp.helpers import get_env_proxy_for_url
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.client import rest as k8s_rest
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -59,6 +60,11 @@ APPLY_PATCH = "application/apply-patch+yaml"
 REQUEST_TIMEOUT_S = 30.0
 RETRY_ATTEMPTS = 4
 CONNECTION_POOL_SIZE = 64
+"""Connections for requests. Streams (watches, logs) have a pool of their own, unbounded:
+each holds its connection for its lifetime, and a controller in namespaced mode holds one
+watch per resource per namespace (about fifteen per namespace). Sharing one bounded pool,
+twelve namespaces' watches took every connection, and every request (lists, `/version`,
+patches) then waited for one forever: the controller never became ready."""
 LIST_PAGE_SIZE = 500
 LOG_STREAM_TIMEOUT_S = 3600.0
 PODS_LOG_PATH = "/api/v1/namespaces/{namespace}/pods/{pod}/log"
@@ -80,6 +86,10 @@ class Kube:
     and the proxy variables in a worker thread on every request: two thread
     hops that made up ~45 % of a request's CPU. `connect()` resolves the
     proxy once instead."""
+    stream_session: aiohttp.ClientSession | None = None
+    """For watches and logs, on a connection pool without a limit (`CONNECTION_POOL_SIZE`)."""
+    stream_client: Any = None
+    """The library's REST client that owns `stream_session`'s connection pool."""
     proxy: str | None = None
     proxy_auth: aiohttp.BasicAuth | None = None
     source: str = ""
@@ -91,6 +101,10 @@ class Kube:
             return self.session
         session: aiohttp.ClientSession = self.api_client.rest_client.pool_manager
         return session
+
+    @property
+    def _streams(self) -> aiohttp.ClientSession:
+        return self.stream_session if self.stream_session is not None else self._session
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
@@ -259,7 +273,7 @@ class Kube:
         # it by a margin is dead.
         timeout = aiohttp.ClientTimeout(total=timeout_s + 15, sock_connect=10)
         try:
-            async with self._session.get(
+            async with self._streams.get(
                 url,
                 params=params,
                 headers=headers,
@@ -308,7 +322,7 @@ class Kube:
             namespace=namespace, pod=pod
         )
         try:
-            async with self._session.get(
+            async with self._streams.get(
                 url,
                 params=params,
                 headers=headers,
@@ -388,8 +402,12 @@ class Kube:
         return True
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()  # not the connector: the library's session owns it
+        # Our sessions first, not their connectors: the library's sessions own those.
+        for session in (self.session, self.stream_session):
+            if session is not None:
+                await session.close()
+        if self.stream_client is not None:
+            await self.stream_client.close()
         await self.api_client.close()
 
 
@@ -444,16 +462,26 @@ def _kube_for(configuration: Any, source: str) -> Kube:
     # Each watch holds a connection for its lifetime; leave room for requests.
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     api_client = k8s.ApiClient(configuration=configuration)
-    library_session: aiohttp.ClientSession = api_client.rest_client.pool_manager
-    session = aiohttp.ClientSession(
+    # The same TLS settings as the requests' pool, without its limit (CONNECTION_POOL_SIZE).
+    stream_client = k8s_rest.RESTClientObject(configuration, maxsize=0)
+    proxy, proxy_auth = _proxy_for(str(configuration.host), configuration.proxy)
+    return Kube(
+        api_client=api_client,
+        session=_session_on(api_client.rest_client.pool_manager),
+        stream_session=_session_on(stream_client.pool_manager),
+        stream_client=stream_client,
+        proxy=proxy,
+        proxy_auth=proxy_auth,
+        source=source,
+    )
+
+
+def _session_on(library_session: aiohttp.ClientSession) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
         connector=library_session.connector,
         connector_owner=False,
         trust_env=False,
         read_bufsize=2**21,  # as the library's: one watch line holds a whole object
-    )
-    proxy, proxy_auth = _proxy_for(str(configuration.host), configuration.proxy)
-    return Kube(
-        api_client=api_client, session=session, proxy=proxy, proxy_auth=proxy_auth, source=source
     )
 
 
