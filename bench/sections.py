@@ -834,7 +834,9 @@ async def scale(ctx: Context, load: ScaleLoad, repetition: int = 0) -> dict[str,
                         repository=f"{namespace}/s{j}",
                         tag="latest",
                         digest=digest,
-                        created=timestamp(40000 + k),
+                        # Later in every repetition: the streams are the same ones, and a
+                        # push older than the tag's head is history, not a move (behaviour 1).
+                        created=timestamp(40000 + 10_000 * repetition + k),
                     ),
                 )
                 seen = await watch.wait_for(digest, f"{namespace}/t{j}")
