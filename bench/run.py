@@ -513,6 +513,17 @@ def table(figures: dict[str, Any]) -> str:
                     "yes" if synced < 15 else "no",
                 )
             )
+            system = figure.get("system_peak_rss_mib") or {}
+            rows.append(
+                (
+                    "scale: kube-apiserver / etcd peak RSS MiB (the machine's floor)",
+                    f"{fmt(system.get('kube-apiserver', 0))} / {fmt(system.get('etcd', 0))}",
+                    "-",
+                    "-",
+                    "(reported)",
+                    "",
+                )
+            )
             latency = ours["push_to_patch"]
             rows.append(
                 (

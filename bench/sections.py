@@ -40,7 +40,7 @@ from imagestream.kube.client import Kube
 from imagestream.kube.errors import Conflict
 from imagestream.kube.resources import DEPLOYMENTS, IMAGESTREAMS
 from imagestream.objects import Obj
-from localdev.components import ComponentProcess
+from localdev.components import ComponentProcess, peak_rss_kib
 from localdev.images import make_oci_image, skopeo_push
 
 CONTROLLER_WORKERS = 8
@@ -845,6 +845,12 @@ async def scale(ctx: Context, load: ScaleLoad, repetition: int = 0) -> dict[str,
             await watch.stop()
         controller_rss = controller.peak_rss_kib() / MIB
         webhook_rss = webhook.peak_rss_kib() / MIB
+        # What the machine needs anyway for this many objects (their peaks so far in the run).
+        system_rss = {
+            name: round(peak_rss_kib(pid) / MIB, 1)
+            for name, pid in ctx.system_pids.items()
+            if name in ("etcd", "kube-apiserver")
+        }
     finally:
         ctx.note_process(controller_name, controller)
         ctx.note_process(webhook_name, webhook)
@@ -870,6 +876,7 @@ async def scale(ctx: Context, load: ScaleLoad, repetition: int = 0) -> dict[str,
             "push_to_patch": latency,
             "samples": len(samples),
         },
+        "system_peak_rss_mib": system_rss,
         "floor": None,
         "floor_is": "the goal's absolute bounds (no floor applies to memory)",
         "ratio": None,
