@@ -114,8 +114,12 @@ async def _account(kube: Kube, namespace: str, name: str, **spec: Any) -> dict[s
 
 
 async def _listed(kube: Kube, namespace: str, name: str) -> tuple[dict[str, Any], str] | None:
-    """The account and its pull secret's name, once it is annotated and listed."""
-    account = await kube.get(SERVICEACCOUNTS, namespace, name)
+    """The account and its pull secret's name, once it exists, is annotated and listed
+    (`builder` is the controller's to create: a first look can come before it)."""
+    try:
+        account = await kube.get(SERVICEACCOUNTS, namespace, name)
+    except NotFound:
+        return None
     ref = (account["metadata"].get("annotations") or {}).get(SECRET_REF_ANNOTATION)
     listed = [e.get("name") for e in account.get("imagePullSecrets") or []]
     return (account, ref) if ref and ref in listed else None
