@@ -115,11 +115,28 @@ def start_keel(binary: Path, kubeconfig: Path, workdir: Path) -> ManagedProcess:
     return process
 
 
+KEEL_FOLLOWS = {"keel.sh/policy": "all", "keel.sh/trigger": "default"}
+"""A workload's annotations for Keel: any newer semver tag, through its webhooks."""
+
+
 def keel_deployment(name: str, image: str) -> Obj:
-    """A Deployment Keel follows: policy `all` (any newer semver tag), webhook triggers."""
+    """A Deployment Keel follows (`KEEL_FOLLOWS`)."""
     body = deployment(name, follows=None, image=image)
-    body["metadata"]["annotations"] = {"keel.sh/policy": "all", "keel.sh/trigger": "default"}
+    body["metadata"]["annotations"] = dict(KEEL_FOLLOWS)
     return body
+
+
+async def tell_keel(session: aiohttp.ClientSession, name: str, tag: str) -> None:
+    """Keel's native webhook: `name` (an image without its tag) has a new `tag`. Keel
+    answers before it acts."""
+    async with session.post(
+        f"http://127.0.0.1:{KEEL_PORT}/v1/webhooks/native",
+        data=json.dumps({"name": name, "tag": tag}),
+        headers={"Content-Type": "application/json"},
+        timeout=aiohttp.ClientTimeout(total=30),
+    ) as response:
+        if response.status != 200:
+            raise RuntimeError(f"keel answered {response.status}: {await response.text()}")
 
 
 async def push_to_patch_beside_keel(
@@ -202,7 +219,6 @@ async def _interleaved(
     processes: dict[str, int],
 ) -> dict[str, Any]:
     ours_ns, keel_ns, floor_ns = namespaces
-    keel_url = f"http://127.0.0.1:{KEEL_PORT}/v1/webhooks/native"
 
     async def ours(k: int, i: int, label: str) -> float:
         digest = digest_of(f"peer-{ours_ns}-{label}-{k}")
@@ -222,14 +238,7 @@ async def _interleaved(
         tag = f"1.{1 if label == 'warm' else 2}.{k}"
         image = f"{host}/{keel_ns}/k{i}:{tag}"
         started = time.monotonic()
-        async with session.post(
-            keel_url,
-            data=json.dumps({"name": f"{host}/{keel_ns}/k{i}", "tag": tag}),
-            headers={"Content-Type": "application/json"},
-            timeout=aiohttp.ClientTimeout(total=30),
-        ) as response:
-            if response.status != 200:
-                raise RuntimeError(f"keel answered {response.status}: {await response.text()}")
+        await tell_keel(session, f"{host}/{keel_ns}/k{i}", tag)
         return await watch.wait_for(image, f"{keel_ns}/k{i}") - started
 
     stream_objects = {i: await kube.get(IMAGESTREAMS, floor_ns, f"s{i}") for i in range(streams)}

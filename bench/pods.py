@@ -31,7 +31,6 @@ through a watch; floor: the PATCH answered).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -51,7 +50,7 @@ from bench.common import (
     percentile,
     scaled,
 )
-from bench.peers import KEEL_PORT, keel_binary, keel_version, start_keel
+from bench.peers import KEEL_FOLLOWS, keel_binary, keel_version, start_keel, tell_keel
 from imagestream.kube.client import Kube
 from imagestream.kube.errors import Gone, KubeError
 from imagestream.kube.resources import DEPLOYMENTS, PODS
@@ -192,9 +191,9 @@ def _image(workdir: Path, side: Side, k: int) -> OciImage:
 
 
 def keel_app_deployment(image: str) -> Obj:
-    """The app Deployment, followed by Keel: any newer semver tag, through its webhooks."""
+    """The app Deployment, followed by Keel (`KEEL_FOLLOWS`)."""
     body = app_deployment("app", follows=None, image=image)
-    body["metadata"]["annotations"] = {"keel.sh/policy": "all", "keel.sh/trigger": "default"}
+    body["metadata"]["annotations"] = dict(KEEL_FOLLOWS)
     return body
 
 
@@ -224,7 +223,6 @@ async def _measured(kube: Kube, host: str, workdir: Path, pushes: int) -> dict[s
     keel = Side(KEEL_NAMESPACE, host, await PodWatch(kube, KEEL_NAMESPACE).start())
     deployments = await DeploymentWatch(kube, NAMESPACE).start()
     keel_deployments = await DeploymentWatch(kube, KEEL_NAMESPACE).start()
-    keel_url = f"http://127.0.0.1:{KEEL_PORT}/v1/webhooks/native"
     session = aiohttp.ClientSession()
     try:
         # Warm-up, not counted: the first image per side (containerd pulls the busybox
@@ -288,14 +286,7 @@ async def _measured(kube: Kube, host: str, workdir: Path, pushes: int) -> dict[s
             started = time.monotonic()
             await asyncio.to_thread(skopeo_push, image, f"{keel.repository}:{tag}")
             keel.pushed.append(time.monotonic() - started)
-            async with session.post(
-                keel_url,
-                data=json.dumps({"name": keel.repository, "tag": tag}),
-                headers={"Content-Type": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=30),
-            ) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"keel answered {response.status}: {await response.text()}")
+            await tell_keel(session, keel.repository, tag)
             ready = await keel.pods.wait_ready(pull_spec)
             keel.total.append(ready - started)
             patched = await keel_deployments.wait_for(

@@ -459,7 +459,7 @@ async def connect_as_user(
 
 
 def _kube_for(configuration: Any, source: str) -> Kube:
-    # Each watch holds a connection for its lifetime; leave room for requests.
+    # Requests only: streams hold their connections for their lifetime, on a pool of their own.
     configuration.connection_pool_maxsize = CONNECTION_POOL_SIZE
     api_client = k8s.ApiClient(configuration=configuration)
     # The same TLS settings as the requests' pool, without its limit (CONNECTION_POOL_SIZE).
