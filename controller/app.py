@@ -166,6 +166,7 @@ async def start(collaborators: Collaborators) -> Controller:
             resync_period_s=settings.resync_period_s,
             watch_timeout_s=settings.watch_timeout_s,
             label_selector=selector,
+            after_list_page=collaborators.after_list_page,
         )
 
     identity = f"{socket.gethostname()}_{os.getpid()}"

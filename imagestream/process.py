@@ -28,6 +28,7 @@ from prometheus_client import (
 )
 
 from imagestream.health import ReadinessCheck, StopSignal, health_routes, metrics_routes, serve
+from imagestream.heap import freeze_survivors
 from imagestream.kube.client import Kube, connect
 from imagestream.kube.informer import InformerSet
 from imagestream.settings import Settings
@@ -127,6 +128,9 @@ class Collaborators:
     """ImageStreams this process wrote; a component's cache may take them early."""
     caches: SharedCaches = field(default_factory=SharedCaches)
     """Caches the process's components share (one ImageStream cache, not one each)."""
+    after_list_page: Callable[[], None] | None = None
+    """What the process does after each page a cache lists: in a running process,
+    `imagestream.heap.freeze_survivors` (the garbage collector leaves the cache alone)."""
 
 
 ComponentStarter = Callable[[Collaborators], Awaitable[Component]]
@@ -147,7 +151,13 @@ async def run_components(
     metrics = CollectorRegistry()
     process_metrics(metrics)
     kube.observers.append(_api_request_metrics(metrics))
-    collaborators = Collaborators(settings=settings, kube=kube, metrics=metrics, stop=stop)
+    collaborators = Collaborators(
+        settings=settings,
+        kube=kube,
+        metrics=metrics,
+        stop=stop,
+        after_list_page=freeze_survivors,
+    )
     components: list[Component] = []
     runners: list[web.AppRunner] = []
     try:

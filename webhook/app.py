@@ -211,6 +211,7 @@ async def start(collaborators: Collaborators) -> Webhook:
             transform=trim_for_cache,
             resync_period_s=settings.resync_period_s,
             watch_timeout_s=settings.watch_timeout_s,
+            after_list_page=collaborators.after_list_page,
         ),
     )
     index = DockerImageTagIndex()

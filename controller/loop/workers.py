@@ -75,6 +75,11 @@ async def run_workers(
                 queue.done(key)
             if on_outcome is not None:
                 on_outcome(outcome)
+            # A reconcile that finds nothing to write never awaits real I/O, and `get`
+            # returns at once while keys are queued: without this, a first pass over
+            # 50,000 objects holds the event loop for seconds, and watches, the webhook
+            # (in `imagestream run`) and the health probes all wait behind it.
+            await asyncio.sleep(0)
 
     async with asyncio.TaskGroup() as group:
         for number in range(concurrency):

@@ -15,6 +15,7 @@ adding a kind means adding one reactor to `REACTORS`, not editing a loop.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -41,6 +42,14 @@ from imagestream.kube.resources import (
     Resource,
 )
 from imagestream.objects import Obj, annotations_of, mapping, namespace_of
+
+
+def _shared(value: Any) -> Any:
+    """One copy of a string many cached objects carry (a namespace, an image, a triggers
+    annotation that a fan-out's workloads share): JSON decoding makes a new one per object.
+    Interned strings go when their last holder does, so this never keeps a value alive."""
+    return sys.intern(value) if type(value) is str else value
+
 
 _KEPT_ANNOTATIONS = (
     TRIGGER_ANNOTATION,
@@ -124,14 +133,17 @@ class _ReactorBase:
         """
         metadata = mapping(obj.get("metadata"))
         annotations = annotations_of(obj)
+        kept_metadata = {
+            key: metadata[key]
+            for key in ("name", "namespace", "uid", "resourceVersion", "generation")
+            if key in metadata
+        }
+        if "namespace" in kept_metadata:
+            kept_metadata["namespace"] = _shared(kept_metadata["namespace"])
         kept: Obj = {
-            "apiVersion": obj.get("apiVersion", self.resource.api_version),
-            "kind": obj.get("kind", self.resource.kind),
-            "metadata": {
-                key: metadata[key]
-                for key in ("name", "namespace", "uid", "resourceVersion", "generation")
-                if key in metadata
-            },
+            "apiVersion": _shared(obj.get("apiVersion", self.resource.api_version)),
+            "kind": _shared(obj.get("kind", self.resource.kind)),
+            "metadata": kept_metadata,
         }
         if not self.keeps_all_annotations and not self.has_triggers(obj):
             if annotations:
@@ -145,7 +157,7 @@ class _ReactorBase:
             kept["metadata"]["annotations"] = dict(annotations)
         elif TRIGGER_ANNOTATION in annotations:
             kept["metadata"]["annotations"] = {
-                k: annotations[k] for k in _KEPT_ANNOTATIONS if k in annotations
+                k: _shared(annotations[k]) for k in _KEPT_ANNOTATIONS if k in annotations
             }
         elif annotations:
             # Keep an empty map, so a patch adding annotations knows the map exists.
@@ -161,7 +173,7 @@ class _ReactorBase:
             containers = pod_spec.get(container_kind)
             if isinstance(containers, list):
                 trimmed_pod_spec[container_kind] = [
-                    {k: c[k] for k in ("name", "image") if k in c}
+                    {k: _shared(c[k]) for k in ("name", "image") if k in c}
                     for c in containers
                     if isinstance(c, Mapping)
                 ]

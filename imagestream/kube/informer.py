@@ -70,6 +70,8 @@ class Informer:
     watch_timeout_s: int = WATCH_TIMEOUT_S
     label_selector: str | None = None
     """Only the objects it selects are listed and watched (e.g. the Secrets we made)."""
+    after_list_page: Callable[[], None] | None = None
+    """Called after each listed page is cached (`imagestream.heap.freeze_survivors`)."""
     store: dict[str, Obj] = field(default_factory=dict)
     synced: asyncio.Event = field(default_factory=asyncio.Event)
     _handlers: list[Handler] = field(default_factory=list)
@@ -103,6 +105,7 @@ class Informer:
             self.namespace,
             transform=self.transform,
             label_selector=self.label_selector,
+            after_page=self.after_list_page,
         )
         fresh = {object_key(item): item for item in items}
         # Diff against the cache: deletes we missed, then adds and changes.
@@ -247,6 +250,7 @@ class InformerSet:
         resync_period_s: float = 600.0,
         watch_timeout_s: int = WATCH_TIMEOUT_S,
         label_selector: str | None = None,
+        after_list_page: Callable[[], None] | None = None,
     ) -> InformerSet:
         scopes: list[str | None] = list(namespaces) if namespaces else [None]
         return cls(
@@ -259,6 +263,7 @@ class InformerSet:
                     resync_period_s=resync_period_s,
                     watch_timeout_s=watch_timeout_s,
                     label_selector=label_selector,
+                    after_list_page=after_list_page,
                 )
                 for scope in scopes
             ]

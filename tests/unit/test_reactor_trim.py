@@ -77,3 +77,25 @@ def test_adding_or_removing_the_annotation_wakes_the_object() -> None:
     assert DEPLOYMENTS.needs_reconcile(triggered, plain)
     other = DEPLOYMENTS.trim(_deployment({"team": "web"}) | {"status": {"replicas": 1}})
     assert not DEPLOYMENTS.needs_reconcile(plain, other)  # nothing a trigger reads moved
+
+
+def test_cached_objects_share_their_repeated_strings() -> None:
+    """The cache of 100,000 objects keeps one copy of a namespace, an image or a triggers
+    annotation, not one per object (JSON decoding makes a new string for each)."""
+    first, second = (
+        DEPLOYMENTS.trim(json.loads(json.dumps(_deployment({TRIGGER_ANNOTATION: TRIGGERS}))))
+        for _ in range(2)
+    )
+    for kept in (first, second):
+        assert kept["metadata"]["annotations"] == {TRIGGER_ANNOTATION: TRIGGERS}
+    assert first["metadata"]["namespace"] is second["metadata"]["namespace"]
+    assert (
+        first["metadata"]["annotations"][TRIGGER_ANNOTATION]
+        is second["metadata"]["annotations"][TRIGGER_ANNOTATION]
+    )
+    image = "spec", "template", "spec", "containers"
+    first_container, second_container = (
+        kept[image[0]][image[1]][image[2]][image[3]][0] for kept in (first, second)
+    )
+    assert first_container["image"] is second_container["image"]
+    assert first["kind"] is second["kind"]

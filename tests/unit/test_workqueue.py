@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from controller.loop.queue import WorkQueue
+from controller.loop.workers import Loop, run_workers
 
 
 async def test_a_key_added_many_times_is_queued_once() -> None:
@@ -70,3 +71,34 @@ async def test_workers_never_hold_the_same_key_at_once() -> None:
     queue.shut_down()
     await asyncio.gather(*workers)
     assert overlaps == 0
+
+
+async def test_workers_let_the_event_loop_run_between_keys_that_never_await() -> None:
+    """A first pass over many objects that need no write must not starve the loop: the
+    health probes, the watches and the webhook run between its keys."""
+    queue = WorkQueue()
+    reconciled: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        reconciled.append(key)  # no await: an object found up to date
+
+    for n in range(1_000):
+        queue.add(f"deployments/ns/d{n}")
+    workers = asyncio.create_task(
+        run_workers(loop=Loop(name="t", queue=queue, reconcile=reconcile), concurrency=2)
+    )
+    seen_at_first_turn = -1
+
+    async def probe() -> None:
+        nonlocal seen_at_first_turn
+        seen_at_first_turn = len(reconciled)
+
+    await asyncio.sleep(0)  # the workers start
+    await asyncio.create_task(probe())
+    async with asyncio.timeout(5):
+        while not queue.is_idle():  # noqa: ASYNC110 - the queue offers no idle event
+            await asyncio.sleep(0.01)
+    queue.shut_down()
+    await workers
+    assert len(reconciled) == 1_000
+    assert 0 <= seen_at_first_turn < 10
