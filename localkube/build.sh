@@ -152,7 +152,14 @@ case "$target" in
     if [[ ! -x "$out/tilt" ]]; then
       work="$(mktemp -d)"
       trap 'rm -rf "$work"' EXIT
-      src="$(cd "$here/tilt" && go list -m -f '{{.Dir}}' github.com/tilt-dev/tilt)"
+      # `go list -m` names the module's directory only once it is in the module
+      # cache: on a fresh machine it must be downloaded first.
+      src="$(cd "$here/tilt" && go mod download github.com/tilt-dev/tilt &&
+        go list -m -f '{{.Dir}}' github.com/tilt-dev/tilt)"
+      [[ -n "$src" && -d "$src" ]] || {
+        echo "localkube: cannot find the tilt module's source (go mod download failed?)" >&2
+        exit 1
+      }
       cp -r "$src" "$work/src" && chmod -R u+w "$work/src"
       cp "$here/tilt/index.html" "$work/src/pkg/assets/build/index.html"
       cp "$here/tilt/go.mod" "$here/tilt/go.sum" "$work/"
