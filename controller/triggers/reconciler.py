@@ -35,6 +35,7 @@ Warning Event, once per change of its state (`controller.triggers.warnings`).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,7 +113,8 @@ class TriggerReconciler:
     _states: BoundedCache[str, tuple[str, TriggerStates]] = field(
         default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
     )
-    """By queue key: the object's uid and its triggers' states at the last reconcile."""
+    """By queue key: the object's uid and its triggers' warning states at the last
+    reconcile; no entry while every trigger acts."""
     _taken: BoundedCache[str, tuple[str, dict[str, str]]] = field(
         default_factory=lambda: BoundedCache(STATES_REMEMBERED_MAX)
     )
@@ -134,8 +136,9 @@ class TriggerReconciler:
         def on_object(key: str, old: Obj | None, new: Obj | None) -> None:
             namespace, name = key.split("/", 1)
             queue_key = reactor.key(namespace, name)
-            if new is None:
+            if new is None:  # deleted, or its triggers went (the cache keeps it no more)
                 self.index.remove(queue_key)
+                self._states.pop(queue_key)
                 self._taken.pop(queue_key)
                 return
             self.index.update(queue_key, reactor.follows(new))
@@ -174,10 +177,11 @@ class TriggerReconciler:
         recheck = Requeue(after_s=access.recheck_after_s) if access.recheck_after_s else None
         taken = self._taken_by(key, obj)
         for outcome in reaction.outcomes:
+            # Interned: 50,000 workloads repeat a few fieldPaths and share their tags' images.
             if outcome.reason is Reason.UP_TO_DATE and outcome.resolved_image:
-                taken[outcome.target] = outcome.resolved_image
+                taken[sys.intern(outcome.target)] = sys.intern(outcome.resolved_image)
             elif outcome.reason in _NOTHING_TO_TAKE:
-                taken.setdefault(outcome.target, "")  # followed, but no event yet
+                taken.setdefault(sys.intern(outcome.target), "")  # followed, no event yet
         if not reaction.patch:
             return recheck
         try:
@@ -207,7 +211,9 @@ class TriggerReconciler:
             raise RetryLater(f"image update refused: {error}") from error
         self.metrics.patches.labels(reactor.resource.plural).inc()
         push_driven = {a.target for a in reaction.applied if self._push_driven(taken, a)}
-        taken.update((a.target, a.image) for a in reaction.applied if a.target)
+        taken.update(
+            (sys.intern(a.target), sys.intern(a.image)) for a in reaction.applied if a.target
+        )
         await self._announce(key, obj, reaction, push_driven)
         return recheck
 
@@ -257,7 +263,10 @@ class TriggerReconciler:
         remembered = self._states.get(key)
         previous = remembered[1] if remembered is not None and remembered[0] == uid else {}
         states, fresh = news(previous, outcomes)
-        self._states.put(key, (uid, states))
+        if states:
+            self._states.put(key, (uid, states))
+        else:
+            self._states.pop(key)  # every trigger acts: nothing to remember
         for outcome in fresh:
             log.info("trigger_cannot_act", key=key, target=outcome.target, reason=outcome.reason)
             await self.events.post(

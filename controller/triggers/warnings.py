@@ -16,7 +16,9 @@ its Event from the write that pauses it, once it happened.
 
 Pure: the previous states come in, the new states and the news go out; the reconciler
 keeps the states (in memory: after a restart every trigger that cannot act is reported
-once more).
+once more). Only warning states are kept: a state that is not a warning is never news,
+and being absent compares the same as it does, so a workload whose triggers all act
+costs the reconciler no memory (50,000 of them: about 20 MiB).
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ _ANNOUNCED_BY_THEIR_WRITE = frozenset({Reason.PAUSED_AFTER_MANUAL_CHANGE})
 def news(
     previous: TriggerStates, outcomes: Iterable[TriggerOutcome]
 ) -> tuple[dict[str, tuple[Reason, str]], tuple[TriggerOutcome, ...]]:
-    """The states after `outcomes`, and the Warning outcomes whose state is new."""
+    """The warning states after `outcomes` (empty when every trigger acts), and the
+    Warning outcomes whose state is new."""
     states: dict[str, tuple[Reason, str]] = {}
     fresh: list[TriggerOutcome] = []
     for outcome in outcomes:
+        if not outcome.reason.is_warning:
+            continue
         state = (outcome.reason, outcome.source)
         states[outcome.target] = state
         if (
-            outcome.reason.is_warning
-            and outcome.reason not in _ANNOUNCED_BY_THEIR_WRITE
+            outcome.reason not in _ANNOUNCED_BY_THEIR_WRITE
             and previous.get(outcome.target) != state
         ):
             fresh.append(outcome)

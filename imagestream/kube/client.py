@@ -223,15 +223,16 @@ class Kube:
         namespace: str | None = None,
         *,
         label_selector: str | None = None,
-        transform: Callable[[Obj], Obj] | None = None,
+        transform: Callable[[Obj], Obj | None] | None = None,
         after_page: Callable[[], None] | None = None,
     ) -> tuple[list[Obj], str]:
         """Every object (paginated), and the list's resourceVersion to watch from.
 
         `transform` is applied page by page, so a cache that keeps a trimmed
         copy never holds every full object at once (10,000 Deployments: the
-        difference between ~100 MiB and a page's worth). `after_page` is called
-        once each page is transformed (`imagestream.heap.freeze_survivors`).
+        difference between ~100 MiB and a page's worth); an object it maps to
+        None is left out. `after_page` is called once each page is transformed
+        (`imagestream.heap.freeze_survivors`).
         """
         items: list[Obj] = []
         params: dict[str, str] = {"limit": str(LIST_PAGE_SIZE)}
@@ -241,7 +242,10 @@ class Kube:
             page = await self.request("GET", resource.path(namespace=namespace), params=params)
             metadata = page.get("metadata") or {}
             page_items = page.get("items") or []
-            items.extend(map(transform, page_items) if transform else page_items)
+            if transform is None:
+                items.extend(page_items)
+            else:
+                items.extend(kept for kept in map(transform, page_items) if kept is not None)
             del page, page_items  # with a transform, the full objects go before `after_page`
             if after_page is not None:
                 after_page()

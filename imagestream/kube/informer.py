@@ -50,10 +50,12 @@ from imagestream.objects import Obj, namespace_of, object_key
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[str, Obj | None, Obj | None], None]
-"""Called with (key, old object or None, new object or None); None new means deleted."""
+"""Called with (key, old object or None, new object or None); None new means deleted,
+or no longer kept (its transform gave None)."""
 
-Transform = Callable[[Obj], Obj]
-"""Trims an object before it is cached (keep only what handlers read)."""
+Transform = Callable[[Obj], Obj | None]
+"""Trims an object before it is cached (keep only what handlers read); None: not kept at
+all (the cache holds only the objects its handlers act on), as if it did not exist."""
 
 WATCH_TIMEOUT_S = 300
 BACKOFF_INITIAL_S = 0.2
@@ -96,8 +98,18 @@ class Informer:
             except Exception:  # one faulty handler must not stop the cache
                 log.exception("informer_handler_failed", resource=self.resource.plural, key=key)
 
-    def _trim(self, obj: Obj) -> Obj:
+    def _trim(self, obj: Obj) -> Obj | None:
         return self.transform(obj) if self.transform else obj
+
+    def _store(self, key: str, old: Obj | None, obj: Obj) -> None:
+        """Cache `obj` (trimmed), or let it go if its transform keeps nothing of it."""
+        trimmed = self._trim(obj)
+        if trimmed is None:
+            if self.store.pop(key, None) is not None:
+                self._dispatch(key, old, None)
+            return
+        self.store[key] = trimmed
+        self._dispatch(key, old, trimmed)
 
     async def _relist(self) -> str:
         items, resource_version = await self.kube.list(
@@ -133,9 +145,7 @@ class Informer:
             old = self.store.get(key)
             if old is not None and not _newer(obj, old, unknown=True):
                 return resource_version  # already observed (our own write), or older
-            trimmed = self._trim(obj)
-            self.store[key] = trimmed
-            self._dispatch(key, old, trimmed)
+            self._store(key, old, obj)
         return resource_version
 
     def observe(self, obj: Obj) -> bool:
@@ -151,9 +161,7 @@ class Informer:
         old = self.store.get(key)
         if old is None or not _newer(obj, old, unknown=False):
             return False
-        trimmed = self._trim(obj)
-        self.store[key] = trimmed
-        self._dispatch(key, old, trimmed)
+        self._store(key, old, obj)
         return True
 
     def resync(self) -> None:

@@ -14,7 +14,7 @@ from imagestream.imagestreams import copy_for_write
 from imagestream.kube.errors import Conflict
 from imagestream.kube.resources import DEPLOYMENTS, EVENTS, IMAGESTREAMS
 from tests.integration.conftest import System, eventually, new_namespace
-from tests.integration.workloads import images, imagestream, move_tag, trigger, workload
+from tests.integration.workloads import TRIGGERS, images, imagestream, move_tag, trigger, workload
 
 REGISTRY = "registry.invalid:5000"
 SETTLE_S = 1.5
@@ -123,3 +123,33 @@ async def test_a_missing_tag_is_one_warning_per_change_of_that_state(system: Sys
     ]
     assert warning["type"] == "Warning"
     assert "app:v1" in warning["note"]
+
+
+async def test_a_trigger_removed_and_added_again_is_news_again(system: System) -> None:
+    """Without the annotation the workload leaves the trigger loop's cache and memory: put
+    back, it is a new trigger, warned about once more and followed from then on."""
+    namespace = await new_namespace(system.kube, "readd")
+    await system.kube.create(IMAGESTREAMS, namespace, imagestream("app"))
+    await move_tag(system.kube, namespace, "app", "other", f"{REGISTRY}/{namespace}/app", digest(1))
+    created = await system.kube.create(
+        DEPLOYMENTS, namespace, workload("Deployment", "web", [trigger("app:v1", "main")], ["main"])
+    )
+    annotation = created["metadata"]["annotations"][TRIGGERS]
+    await count_reaches(system, namespace, "web", "TriggerTagNotFound", 1)
+
+    await system.kube.patch(
+        DEPLOYMENTS, namespace, "web", {"metadata": {"annotations": {TRIGGERS: None}}}
+    )
+    # Untriggered, it follows nothing: a move of its old tag leaves it alone.
+    await move_tag(system.kube, namespace, "app", "v1", f"{REGISTRY}/{namespace}/app", digest(2))
+    await asyncio.sleep(SETTLE_S)
+    assert images(await system.kube.get(DEPLOYMENTS, namespace, "web"))["main"] == " "
+    await drop_tag(system, namespace, "app", "v1")
+
+    await system.kube.patch(
+        DEPLOYMENTS, namespace, "web", {"metadata": {"annotations": {TRIGGERS: annotation}}}
+    )
+    await count_reaches(system, namespace, "web", "TriggerTagNotFound", 2)
+    await move_tag(system.kube, namespace, "app", "v1", f"{REGISTRY}/{namespace}/app", digest(3))
+    expected = f"{REGISTRY}/{namespace}/app@{digest(3)}"
+    await eventually(lambda: image_is(system, namespace, expected), what="the re-added trigger")

@@ -9,6 +9,7 @@ from controller.triggers.annotations import TRIGGER_ANNOTATION
 from controller.triggers.reactors import REACTORS
 
 DEPLOYMENTS = next(r for r in REACTORS if r.resource.plural == "deployments")
+DEPLOYMENTCONFIGS = next(r for r in REACTORS if r.resource.plural == "deploymentconfigs")
 TRIGGERS = json.dumps(
     [
         {
@@ -43,22 +44,22 @@ def _deployment(annotations: dict[str, str] | None) -> dict[str, Any]:
     }
 
 
-def test_an_object_without_triggers_is_kept_as_its_identity() -> None:
-    kept = DEPLOYMENTS.trim(_deployment({"team": "web"}))
-    assert kept == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": "web",
-            "namespace": "ns",
-            "uid": "u-1",
-            "resourceVersion": "9",
-            "generation": 3,
-            "annotations": {},
-        },
+def test_an_object_without_triggers_is_not_kept() -> None:
+    """Half of 100,000 Deployments have no triggers: the cache holds nothing of them."""
+    assert DEPLOYMENTS.trim(_deployment({"team": "web"})) is None
+    assert DEPLOYMENTS.trim(_deployment(None)) is None
+
+
+def test_a_deploymentconfig_without_triggers_is_kept() -> None:
+    """DeploymentConfigs are few, and their rollouts read every annotation."""
+    dc = _deployment({"team": "web"}) | {
+        "apiVersion": "apps.openshift.io/v1",
+        "kind": "DeploymentConfig",
+        "spec": {"template": {"spec": {"containers": [{"name": "main", "image": "a:1"}]}}},
     }
-    assert "annotations" not in DEPLOYMENTS.trim(_deployment(None))["metadata"]
-    assert DEPLOYMENTS.follows(kept) == set()
+    kept = DEPLOYMENTCONFIGS.trim(dc)
+    assert kept is not None
+    assert kept["metadata"]["annotations"] == {"team": "web"}
 
 
 def test_a_triggered_object_keeps_its_images_and_triggers() -> None:
@@ -70,13 +71,14 @@ def test_a_triggered_object_keeps_its_images_and_triggers() -> None:
     assert DEPLOYMENTS.follows(kept) == {"ns/app"}
 
 
-def test_adding_or_removing_the_annotation_wakes_the_object() -> None:
-    plain = DEPLOYMENTS.trim(_deployment({"team": "web"}))
+def test_adding_the_annotation_wakes_the_object() -> None:
+    """Its watch event finds no cached copy: the object is new to the trigger loop."""
     triggered = DEPLOYMENTS.trim(_deployment({TRIGGER_ANNOTATION: TRIGGERS}))
-    assert DEPLOYMENTS.needs_reconcile(plain, triggered)
-    assert DEPLOYMENTS.needs_reconcile(triggered, plain)
-    other = DEPLOYMENTS.trim(_deployment({"team": "web"}) | {"status": {"replicas": 1}})
-    assert not DEPLOYMENTS.needs_reconcile(plain, other)  # nothing a trigger reads moved
+    assert triggered is not None
+    assert DEPLOYMENTS.needs_reconcile(None, triggered)
+    touched = DEPLOYMENTS.trim(_deployment({TRIGGER_ANNOTATION: TRIGGERS}) | {"status": {}})
+    assert touched is not None
+    assert not DEPLOYMENTS.needs_reconcile(triggered, touched)  # nothing a trigger reads moved
 
 
 def test_cached_objects_share_their_repeated_strings() -> None:

@@ -62,3 +62,14 @@ def test_a_pause_is_announced_by_its_write_not_here() -> None:
 def test_a_missing_tag_or_stream_is_a_warning() -> None:
     assert Reason.TAG_NOT_FOUND.is_warning
     assert Reason.STREAM_NOT_FOUND.is_warning
+
+
+def test_only_warning_states_are_kept() -> None:
+    """A workload whose triggers all act leaves nothing to remember; a quiet trigger beside
+    a failing one is not kept either, and leaving it out changes no answer."""
+    states, _ = news({}, [outcome(Reason.UP_TO_DATE), outcome(Reason.APPLIED, SIDE)])
+    assert states == {}
+    states, _ = news({}, [outcome(Reason.UP_TO_DATE), outcome(Reason.TAG_NOT_FOUND, SIDE)])
+    assert states == {SIDE: (Reason.TAG_NOT_FOUND, SOURCE)}
+    _, fresh = news(states, [outcome(Reason.TAG_NOT_FOUND), outcome(Reason.TAG_NOT_FOUND, SIDE)])
+    assert [o.target for o in fresh] == [WEB]
