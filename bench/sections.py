@@ -768,13 +768,16 @@ async def _list_everything(kube: Kube) -> float:
     minimal client would: the same pages, each object decoded and dropped."""
     started = time.monotonic()
     await asyncio.gather(
-        *(kube.list(resource, None, transform=_dropped) for resource in (DEPLOYMENTS, IMAGESTREAMS))
+        *(
+            kube.list(resource, None, transform=_kept_not)
+            for resource in (DEPLOYMENTS, IMAGESTREAMS)
+        )
     )
     return time.monotonic() - started
 
 
-def _dropped(_obj: Obj) -> Obj:
-    return {}
+def _kept_not(_obj: Obj) -> None:
+    """A transform that keeps nothing: the list then holds no object at all."""
 
 
 @dataclass(frozen=True)

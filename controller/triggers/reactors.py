@@ -15,7 +15,6 @@ adding a kind means adding one reactor to `REACTORS`, not editing a loop.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -33,6 +32,7 @@ from controller.triggers.outcomes import NamespacePolicy, StreamGetter, TriggerO
 from controller.triggers.ownership import trim_managed_fields
 from controller.triggers.plan import PauseTrigger
 from controller.triggers.podspec import POD_SPEC_PATHS, JsonPatch, pod_spec_at
+from imagestream.heap import shared
 from imagestream.kube.resources import (
     CRONJOBS,
     DAEMONSETS,
@@ -42,14 +42,6 @@ from imagestream.kube.resources import (
     Resource,
 )
 from imagestream.objects import Obj, annotations_of, mapping, namespace_of
-
-
-def _shared(value: Any) -> Any:
-    """One copy of a string many cached objects carry (a namespace, an image, a triggers
-    annotation that a fan-out's workloads share): JSON decoding makes a new one per object.
-    Interned strings go when their last holder does, so this never keeps a value alive."""
-    return sys.intern(value) if type(value) is str else value
-
 
 _KEPT_ANNOTATIONS = (
     TRIGGER_ANNOTATION,
@@ -142,10 +134,10 @@ class _ReactorBase:
             if key in metadata
         }
         if "namespace" in kept_metadata:
-            kept_metadata["namespace"] = _shared(kept_metadata["namespace"])
+            kept_metadata["namespace"] = shared(kept_metadata["namespace"])
         kept: Obj = {
-            "apiVersion": _shared(obj.get("apiVersion", self.resource.api_version)),
-            "kind": _shared(obj.get("kind", self.resource.kind)),
+            "apiVersion": shared(obj.get("apiVersion", self.resource.api_version)),
+            "kind": shared(obj.get("kind", self.resource.kind)),
             "metadata": kept_metadata,
         }
         # Only the trigger loop's own entries: who set the images and our bookkeeping last.
@@ -156,7 +148,7 @@ class _ReactorBase:
             kept["metadata"]["annotations"] = dict(annotations)
         elif TRIGGER_ANNOTATION in annotations:
             kept["metadata"]["annotations"] = {
-                k: _shared(annotations[k]) for k in _KEPT_ANNOTATIONS if k in annotations
+                k: shared(annotations[k]) for k in _KEPT_ANNOTATIONS if k in annotations
             }
         elif annotations:
             # Keep an empty map, so a patch adding annotations knows the map exists.
@@ -172,7 +164,7 @@ class _ReactorBase:
             containers = pod_spec.get(container_kind)
             if isinstance(containers, list):
                 trimmed_pod_spec[container_kind] = [
-                    {k: _shared(c[k]) for k in ("name", "image") if k in c}
+                    {k: shared(c[k]) for k in ("name", "image") if k in c}
                     for c in containers
                     if isinstance(c, Mapping)
                 ]

@@ -35,7 +35,6 @@ Warning Event, once per change of its state (`controller.triggers.warnings`).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +54,7 @@ from controller.triggers.pullaccess import PullAccess
 from controller.triggers.reactors import AppliedImage, Reaction, Reactor
 from controller.triggers.warnings import TriggerStates, news
 from imagestream.caches import BoundedCache
+from imagestream.heap import shared
 from imagestream.imagestreams import head, status_tag
 from imagestream.kube.client import JSON_PATCH, Kube
 from imagestream.kube.errors import Invalid, NotFound, PatchTestFailed
@@ -179,9 +179,9 @@ class TriggerReconciler:
         for outcome in reaction.outcomes:
             # Interned: 50,000 workloads repeat a few fieldPaths and share their tags' images.
             if outcome.reason is Reason.UP_TO_DATE and outcome.resolved_image:
-                taken[sys.intern(outcome.target)] = sys.intern(outcome.resolved_image)
+                taken[shared(outcome.target)] = shared(outcome.resolved_image)
             elif outcome.reason in _NOTHING_TO_TAKE:
-                taken.setdefault(sys.intern(outcome.target), "")  # followed, no event yet
+                taken.setdefault(shared(outcome.target), "")  # followed, no event yet
         if not reaction.patch:
             return recheck
         try:
@@ -211,9 +211,7 @@ class TriggerReconciler:
             raise RetryLater(f"image update refused: {error}") from error
         self.metrics.patches.labels(reactor.resource.plural).inc()
         push_driven = {a.target for a in reaction.applied if self._push_driven(taken, a)}
-        taken.update(
-            (sys.intern(a.target), sys.intern(a.image)) for a in reaction.applied if a.target
-        )
+        taken.update((shared(a.target), shared(a.image)) for a in reaction.applied if a.target)
         await self._announce(key, obj, reaction, push_driven)
         return recheck
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import json
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from imagestream.heap import freeze_survivors
+from imagestream.heap import freeze_survivors, shared
 
 
 class _Node:
@@ -40,3 +41,11 @@ def test_young_garbage_is_collected_and_survivors_are_frozen(unfreeze_after: Non
     dropped = weakref.ref(holder)
     del holder
     assert dropped() is None
+
+
+def test_shared_keeps_one_copy_of_equal_strings_and_passes_anything_else() -> None:
+    first, second = (json.loads('"registry.local/ns/app@sha256:0"') for _ in range(2))
+    assert first is not second
+    assert shared(first) is shared(second)
+    assert shared(3) == 3
+    assert shared(None) is None
